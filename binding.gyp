@@ -1,0 +1,34 @@
+# node-gyp build of the addon (prebuildify and the install fallback use it). The source lists
+# come from native/sources.json, which CMakeLists.txt reads too.
+{
+  "variables": {
+    "st_common_cflags": ["-O3", "-fvisibility=hidden", "-fPIC", "-Wall", "-Wno-unused-parameter"]
+  },
+  "targets": [
+    {
+      # SIMD code in its own translation units, compiled for AVX2 + FMA + F16C and only ever
+      # called after the run-time check in cpu.cc (like Node's own base64_avx2 target).
+      "target_name": "switch_kernels_avx2",
+      "type": "static_library",
+      "sources": ["<!@(node -p \"require('./native/sources.json').kernels_avx2.join(' ')\")"],
+      "cflags_cc": ["<@(st_common_cflags)", "-std=c++17", "-mavx2", "-mfma", "-mf16c"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"]
+    },
+    {
+      "target_name": "switch_transformer",
+      "sources": [
+        "<!@(node -p \"require('./native/sources.json').kernels.join(' ')\")",
+        "<!@(node -p \"require('./native/sources.json').mesh.join(' ')\")",
+        "<!@(node -p \"require('./native/sources.json').addon.join(' ')\")"
+      ],
+      "dependencies": [
+        "switch_kernels_avx2",
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_cc": ["<@(st_common_cflags)", "-std=c++17"],
+      "cflags_cc!": ["-std=gnu++17"],
+      "libraries": ["-lpthread", "-ldl"]
+    }
+  ]
+}

@@ -1,0 +1,13 @@
+// The addon's entry point: one module, each capability's functions registered by its own file.
+#include "bindings.h"
+
+namespace {
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  st::addon::init_core(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(switch_transformer, init)

@@ -1,0 +1,20 @@
+// switch-transformer: the package root.
+import { native, type CpuInfo } from './native.js';
+
+export type { CpuInfo } from './native.js';
+export * from './errors.js';
+
+/** Which instruction set the native kernels run, and on how many threads. */
+export function cpuInfo(): CpuInfo {
+  return native.cpuInfo();
+}
+
+/** Sets the number of threads of the native kernels (1 ... 256). Results do not depend on it. */
+export function setNumThreads(n: number): void {
+  native.setNumThreads(n);
+}
+
+/** Forces an instruction set for the native kernels ('portable' or 'avx2'), e.g. to compare paths. */
+export function setIsa(isa: 'avx2' | 'portable'): void {
+  native.setIsa(isa);
+}
