@@ -21,12 +21,16 @@ std::vector<int> parse_list(const char* s) {
   return out;
 }
 
-void line(const char* name, int M, int K, int N, int threads, const st::bench::Timing& t, double baseline = 0) {
+// ratio: for a BLAS line, our matmul's rate over the BLAS's; for a grouped line, its rate over the plain matmul's.
+double line(const char* name, int M, int K, int N, int threads, const st::bench::Timing& t, double ours = 0,
+            bool ours_over_this = false) {
   const double g = st::bench::gflops(M, K, N, t.median_seconds);
-  std::printf("%-22s %5dx%5dx%5d  threads=%d  %9.3f ms  %7.1f GFLOP/s", name, M, K, N, threads, t.median_seconds * 1e3, g);
-  if (baseline > 0) std::printf("  ratio=%.3f", g / baseline);
+  std::printf("%-26s %5dx%5dx%5d  threads=%d  %9.3f ms  %7.1f GFLOP/s  (best %.1f)", name, M, K, N, threads,
+              t.median_seconds * 1e3, g, st::bench::gflops(M, K, N, t.min_seconds));
+  if (ours > 0) std::printf("  %s=%.3f", ours_over_this ? "ours/this" : "this/plain", ours_over_this ? ours / g : g / ours);
   std::printf("\n");
   std::fflush(stdout);
+  return g;
 }
 
 }  // namespace
@@ -60,8 +64,9 @@ int main(int argc, char** argv) {
     for (const auto& s : {st::bench::Shape{64, 256, 1024}, st::bench::Shape{256, 512, 256}}) {
       const auto ref = st::bench::bench_matmul_reference(s.M, s.K, s.N);
       line("reference", s.M, s.K, s.N, 1, ref);
-      line("portable", s.M, s.K, s.N, 1, st::bench::bench_matmul(s.M, s.K, s.N, 1, settings),
-           st::bench::gflops(s.M, s.K, s.N, ref.median_seconds));
+      const double ref_g = st::bench::gflops(s.M, s.K, s.N, ref.median_seconds);
+      const double g = line("portable", s.M, s.K, s.N, 1, st::bench::bench_matmul(s.M, s.K, s.N, 1, settings));
+      std::printf("  portable / reference = %.1fx\n", g / ref_g);
     }
     st::set_active_isa(best);
   }
@@ -72,7 +77,7 @@ int main(int argc, char** argv) {
       const double plain_g = st::bench::gflops(s.M, s.K, s.N, plain.median_seconds);
       if (blas)
         for (const auto& b : st::bench::system_blas())
-          line(b.name.c_str(), s.M, s.K, s.N, t, st::bench::bench_blas_sgemm(b, s.M, s.K, s.N, t, settings), plain_g);
+          line(b.name.c_str(), s.M, s.K, s.N, t, st::bench::bench_blas_sgemm(b, s.M, s.K, s.N, t, settings), plain_g, true);
       if (grouped)
         for (int E : {8, 64}) {
           char name[64];
