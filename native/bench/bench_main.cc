@@ -1,5 +1,6 @@
 // switch_bench_native: the matmul benchmarks without Node, for profiling (perf, valgrind).
-//   switch_bench_native [--threads 1,2] [--compare blas] [--grouped] [--portable] [--shape MxKxN] [--repeats n]
+//   switch_bench_native [--threads 1,2] [--compare blas] [--grouped] [--experts 8,64] [--portable]
+//                       [--shape MxKxN] [--repeats n]
 // Prints one line per measurement: name, shape, threads, median ms, GFLOP/s.
 #include <cstdio>
 #include <cstdlib>
@@ -38,13 +39,15 @@ double line(const char* name, int M, int K, int N, int threads, const st::bench:
 int main(int argc, char** argv) {
   std::vector<int> threads{1, 2};
   bool blas = false, grouped = false, portable = false;
-  std::vector<st::bench::Shape> shapes = st::bench::expert_shapes();
+  std::vector<st::bench::Shape> shapes;
+  std::vector<int> experts{8, 64};
   st::bench::RunSettings settings;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) threads = parse_list(argv[++i]);
     else if (arg == "--compare" && i + 1 < argc) blas = std::string(argv[++i]) == "blas";
     else if (arg == "--grouped") grouped = true;
+    else if (arg == "--experts" && i + 1 < argc) experts = parse_list(argv[++i]);
     else if (arg == "--portable") portable = true;
     else if (arg == "--repeats" && i + 1 < argc) settings.repeats = std::atoi(argv[++i]);
     else if (arg == "--shape" && i + 1 < argc) {
@@ -52,7 +55,7 @@ int main(int argc, char** argv) {
       std::sscanf(argv[++i], "%dx%dx%d", &s.M, &s.K, &s.N);
       shapes = {s};
     } else {
-      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--shape MxKxN] [--repeats n]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--experts 8,64] [--shape MxKxN] [--repeats n]\n", argv[0]);
       return 2;
     }
   }
@@ -70,7 +73,8 @@ int main(int argc, char** argv) {
     }
     st::set_active_isa(best);
   }
-  for (const auto& s : grouped ? st::bench::grouped_shapes() : shapes) {
+  if (shapes.empty()) shapes = grouped ? st::bench::grouped_shapes() : st::bench::expert_shapes();
+  for (const auto& s : shapes) {
     for (int t : threads) {
       const auto plain = st::bench::bench_matmul(s.M, s.K, s.N, t, settings);
       line("matmul", s.M, s.K, s.N, t, plain);
@@ -79,7 +83,7 @@ int main(int argc, char** argv) {
         for (const auto& b : st::bench::system_blas())
           line(b.name.c_str(), s.M, s.K, s.N, t, st::bench::bench_blas_sgemm(b, s.M, s.K, s.N, t, settings), plain_g, true);
       if (grouped)
-        for (int E : {8, 64}) {
+        for (int E : experts) {
           char name[64];
           using V = st::bench::GroupedVariant;
           const struct { V v; const char* n; } variants[] = {

@@ -138,6 +138,29 @@ struct DepthBlocks {
 
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
 // product (add_first: add on the first depth block, i.e. accumulate).
+// Prefetches part `part` of `parts` of the source of one B panel (depth [k0, k0 + kc), columns
+// [j, j + nr)), so that packing it later finds it in cache.
+void prefetch_b_panel(const Operand& B, int k0, int kc, int j, int nr, int part, int parts) {
+  if (!B.trans) {
+    for (int k = kc * part / parts, end = kc * (part + 1) / parts; k < end; ++k) {
+      const float* p = B.row(k0 + k) + j;
+      __builtin_prefetch(p, 0, 2);
+      __builtin_prefetch(p + nr - 1, 0, 2);
+    }
+    return;
+  }
+  const int lines = (kc + 15) / 16, total = nr * lines;  // nr stored rows of kc floats
+  for (int l = total * part / parts, end = total * (part + 1) / parts; l < end; ++l)
+    __builtin_prefetch(B.row(j + l / lines) + k0 + (l % lines) * 16, 0, 2);
+}
+
+// dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
+// product (add_first: add on the first depth block, i.e. accumulate).
+//
+// B panels are packed lazily, each just before the first row block uses it, while the source of
+// the next panel is prefetched a slice per micro-kernel call: the stream of B from memory (the
+// expert weights of a grouped matmul are read once per call) overlaps the arithmetic instead of
+// stalling a separate packing pass.
 void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0, int c1, float* dest,
                    int64_t ldd, bool add_first) {
   if (r1 <= r0 || c1 <= c0) return;
@@ -158,14 +181,19 @@ void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0,
       const int kc = std::min(depth.size, P.K - pc);
       if (kc <= 0) break;
       const bool add = add_first || blk > 0;
-      pack_b(b_pack, P.b, pc, kc, jc, nc);
       for (int ic = r0; ic < r1; ic += MC) {
         const int mc = std::min(MC, r1 - ic);
+        const bool first_rows = ic == r0;
+        const int calls = (mc + MR - 1) / MR;
         pack_a(a_pack, P.a, ic, mc, pc, kc);
         for (int jr = 0; jr < nc; jr += NR) {
           const int nr = std::min(NR, nc - jr);
-          const float* b_panel = b_pack + static_cast<int64_t>(jr) * kc;
-          for (int ir = 0; ir < mc; ir += MR) {
+          float* b_panel = b_pack + static_cast<int64_t>(jr) * kc;
+          if (first_rows) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
+          const int next_j = jr + NR < nc ? jc + jr + NR : -1;
+          const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
+          for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
+            if (first_rows && next_j >= 0) prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const int mr = std::min(MR, mc - ir);
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
@@ -188,19 +216,23 @@ void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0,
 }
 
 // Columns [c0, c1) of every row of P, the rows added in order into c[scatter[i]] · scale[i].
+// The finished rows wait in a scratch of up to 1024 rows × 512 columns (2 MB): wide enough that
+// a group's weight block is packed once for up to 1024 of its rows, small enough to stay in cache
+// for the write-back.
 void compute_scattered(const Problem& P, MicroKernel kernel, int c0, int c1) {
-  const int width = c1 - c0;
-  // Rows per round: a scratch of about 256 KB holds the finished product rows before write-back.
-  const int rows = std::max(MR, (65536 / std::max(width, 1)) / MR * MR);
-  float* scratch = thread_buffers().scratch.get(static_cast<size_t>(rows) * width);
-  for (int r0 = 0; r0 < P.M; r0 += rows) {
-    const int r1 = std::min(P.M, r0 + rows);
-    compute_block(P, kernel, r0, r1, c0, c1, scratch, width, false);
-    for (int i = r0; i < r1; ++i) {
-      float* y = P.c + static_cast<int64_t>(P.scatter[i]) * P.ldc + c0;
-      const float* t = scratch + static_cast<int64_t>(i - r0) * width;
-      const float s = P.scale ? P.scale[i] : 1.0f;
-      for (int j = 0; j < width; ++j) y[j] += s * t[j];
+  constexpr int kRows = 1024, kCols = 512;
+  float* scratch = thread_buffers().scratch.get(static_cast<size_t>(kRows) * kCols);
+  for (int cs = c0; cs < c1; cs += kCols) {
+    const int ce = std::min(c1, cs + kCols), width = ce - cs;
+    for (int r0 = 0; r0 < P.M; r0 += kRows) {
+      const int r1 = std::min(P.M, r0 + kRows);
+      compute_block(P, kernel, r0, r1, cs, ce, scratch, width, false);
+      for (int i = r0; i < r1; ++i) {
+        float* y = P.c + static_cast<int64_t>(P.scatter[i]) * P.ldc + cs;
+        const float* t = scratch + static_cast<int64_t>(i - r0) * width;
+        const float s = P.scale ? P.scale[i] : 1.0f;
+        for (int j = 0; j < width; ++j) y[j] += s * t[j];
+      }
     }
   }
 }
