@@ -1,8 +1,10 @@
 // switch_bench_native: the matmul benchmarks without Node, for profiling (perf, valgrind).
 //   switch_bench_native [--threads 1,2] [--compare blas] [--grouped] [--experts 8,64] [--portable]
-//                       [--shape MxKxN] [--repeats n]
-// Prints one line per measurement: name, shape, threads, median ms, GFLOP/s.
+//                       [--shape MxKxN] [--repeats n] [--rounds n]
+// Prints one line per contender: median GFLOP/s over rounds, and the ratio to our matmul.
+#include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -34,6 +36,11 @@ double line(const char* name, int M, int K, int N, int threads, const st::bench:
   return g;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -41,6 +48,7 @@ int main(int argc, char** argv) {
   bool blas = false, grouped = false, portable = false;
   std::vector<st::bench::Shape> shapes;
   std::vector<int> experts{8, 64};
+  int rounds = 3;
   st::bench::RunSettings settings;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -50,12 +58,13 @@ int main(int argc, char** argv) {
     else if (arg == "--experts" && i + 1 < argc) experts = parse_list(argv[++i]);
     else if (arg == "--portable") portable = true;
     else if (arg == "--repeats" && i + 1 < argc) settings.repeats = std::atoi(argv[++i]);
+    else if (arg == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else if (arg == "--shape" && i + 1 < argc) {
       st::bench::Shape s{};
       std::sscanf(argv[++i], "%dx%dx%d", &s.M, &s.K, &s.N);
       shapes = {s};
     } else {
-      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--experts 8,64] [--shape MxKxN] [--repeats n]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--experts 8,64] [--shape MxKxN] [--repeats n] [--rounds n]\n", argv[0]);
       return 2;
     }
   }
@@ -74,25 +83,48 @@ int main(int argc, char** argv) {
     st::set_active_isa(best);
   }
   if (shapes.empty()) shapes = grouped ? st::bench::grouped_shapes() : st::bench::expert_shapes();
+  // Each round runs every contender once (a median of repeats); rounds interleave the contenders
+  // so that a slow spell of the shared machine hits them alike. Reported: the median over rounds
+  // of each rate and of each per-round ratio.
+  using V = st::bench::GroupedVariant;
   for (const auto& s : shapes) {
     for (int t : threads) {
-      const auto plain = st::bench::bench_matmul(s.M, s.K, s.N, t, settings);
-      line("matmul", s.M, s.K, s.N, t, plain);
-      const double plain_g = st::bench::gflops(s.M, s.K, s.N, plain.median_seconds);
+      struct Contender {
+        std::string name;
+        std::function<st::bench::Timing()> run;
+        int kind;  // 0 = our matmul, 1 = a BLAS (ratio ours / this), 2 = grouped (ratio this / ours)
+        std::vector<double> rates, ratios;
+      };
+      std::vector<Contender> contenders;
+      contenders.push_back({"matmul", [&] { return st::bench::bench_matmul(s.M, s.K, s.N, t, settings); }, 0, {}, {}});
       if (blas)
         for (const auto& b : st::bench::system_blas())
-          line(b.name.c_str(), s.M, s.K, s.N, t, st::bench::bench_blas_sgemm(b, s.M, s.K, s.N, t, settings), plain_g, true);
+          contenders.push_back({b.name, [&, bp = &b] { return st::bench::bench_blas_sgemm(*bp, s.M, s.K, s.N, t, settings); }, 1, {}, {}});
       if (grouped)
         for (int E : experts) {
-          char name[64];
-          using V = st::bench::GroupedVariant;
           const struct { V v; const char* n; } variants[] = {
               {V::folded, "grouped"}, {V::folded_scatter, "grouped+scatter"}, {V::gather_then_matmul, "gather-then-matmul"}};
-          for (const auto& v : variants) {
-            std::snprintf(name, sizeof name, "%s E=%d", v.n, E);
-            line(name, s.M, s.K, s.N, t, st::bench::bench_grouped(s.M, s.K, s.N, E, t, v.v, settings), plain_g);
-          }
+          for (const auto& v : variants)
+            contenders.push_back({std::string(v.n) + " E=" + std::to_string(E),
+                                  [&, E, which = v.v] { return st::bench::bench_grouped(s.M, s.K, s.N, E, t, which, settings); }, 2, {}, {}});
         }
+      for (int round = 0; round < rounds; ++round) {
+        double ours = 0;
+        for (Contender& c : contenders) {
+          const double g = st::bench::gflops(s.M, s.K, s.N, c.run().median_seconds);
+          c.rates.push_back(g);
+          if (c.kind == 0) ours = g;
+          else c.ratios.push_back(c.kind == 1 ? ours / g : g / ours);
+        }
+      }
+      for (Contender& c : contenders) {
+        std::printf("%-26s %5dx%5dx%5d  threads=%d  %7.1f GFLOP/s (median of %d rounds, best %.1f)", c.name.c_str(), s.M,
+                    s.K, s.N, t, median(c.rates), rounds, *std::max_element(c.rates.begin(), c.rates.end()));
+        if (c.kind == 1) std::printf("  ours/this=%.3f", median(c.ratios));
+        if (c.kind == 2) std::printf("  this/matmul=%.3f", median(c.ratios));
+        std::printf("\n");
+      }
+      std::fflush(stdout);
     }
   }
   return 0;
