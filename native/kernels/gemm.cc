@@ -3,7 +3,7 @@
 //
 // Loop nest per task (the classic five loops around the micro-kernel):
 //   jc over columns by NC   — the packed B block (kc × NC) stays in L3
-//   pc over depth by KC     — pack B(pc, jc) once, reuse it for every row block
+//   pc over depth by KC     — B(pc, jc) packed once (by the first row block), reused by the others
 //   ic over rows by MC      — pack A(ic, pc) once (MC × kc stays in L2)
 //   jr over NR, ir over MR  — the micro-kernel; one B panel (kc × NR) stays in L1
 // The gathers of the grouped matmuls are folded into the packing (a row index per stored row), so
@@ -60,6 +60,12 @@ struct Problem {
   const float* scale;
   int M, N, K;
   bool accumulate;
+};
+
+// The micro-kernels of one ISA: the full tile, and (optionally) the 4-row variant.
+struct Kernels {
+  MicroKernel full;
+  MicroKernel four_rows;
 };
 
 // Packing buffers, one set per thread that ever runs a task, grown on demand and kept.
@@ -181,7 +187,7 @@ void prefetch_b_panel(const Operand& B, int k0, int kc, int j, int nr, int part,
 // the next panel is prefetched a slice per micro-kernel call: the stream of B from memory (the
 // expert weights of a grouped matmul are read once per call) overlaps the arithmetic instead of
 // stalling a separate packing pass.
-void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0, int c1, float* dest,
+void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int c0, int c1, float* dest,
                    int64_t ldd, bool add_first) {
   if (r1 <= r0 || c1 <= c0) return;
   if (P.K == 0) {
@@ -218,10 +224,12 @@ void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0,
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
             if (mr == MR && nr == NR) {
-              kernel(kc, a_panel, b_panel, c, ldd, add);
+              kernel.full(kc, a_panel, b_panel, c, ldd, add);
+            } else if (mr == 4 && nr == NR && kernel.four_rows) {
+              kernel.four_rows(kc, a_panel, b_panel, c, ldd, add);
             } else {
               alignas(64) float tile[MR * NR];
-              kernel(kc, a_panel, b_panel, tile, NR, false);
+              kernel.full(kc, a_panel, b_panel, tile, NR, false);
               for (int r = 0; r < mr; ++r)
                 for (int j = 0; j < nr; ++j) {
                   float& out = c[r * ldd + j];
@@ -239,7 +247,7 @@ void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0,
 // The finished rows wait in a scratch of up to 1024 rows × 512 columns (2 MB): wide enough that
 // a group's weight block is packed once for up to 1024 of its rows, small enough to stay in cache
 // for the write-back.
-void compute_scattered(const Problem& P, MicroKernel kernel, int c0, int c1) {
+void compute_scattered(const Problem& P, const Kernels& kernel, int c0, int c1) {
   constexpr int kRows = 1024, kCols = 512;
   float* scratch = thread_buffers().scratch.get(static_cast<size_t>(kRows) * kCols);
   for (int cs = c0; cs < c1; cs += kCols) {
@@ -302,13 +310,16 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
   return tasks;
 }
 
-MicroKernel active_kernel() { return active_isa() == Isa::avx2 ? micro_kernel_avx2 : micro_kernel_sse2; }
+Kernels active_kernels() {
+  if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2};
+  return {micro_kernel_sse2, nullptr};
+}
 
 // Runs the problems over the thread pool. Unscattered problems are split into row × column tasks;
 // scattered ones (which may add into the same output rows) into column ranges only, each range
 // running every problem in order.
 void run(const std::vector<Problem>& problems, bool scattered) {
-  const MicroKernel kernel = active_kernel();
+  const Kernels kernel = active_kernels();
   const int threads = num_threads();
   if (!scattered) {
     const std::vector<Task> tasks = plan(problems, threads);
