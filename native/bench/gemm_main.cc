@@ -1,4 +1,5 @@
-// switch_bench_native: the matmul benchmarks without Node, for profiling (perf, valgrind).
+// The matmul benchmarks without Node, for profiling (perf, valgrind): built as switch_bench_native
+// here (CMake builds native/bench/*.cc into it; this is the only main of the folder on this branch).
 //   switch_bench_native [--threads 1,2] [--compare blas] [--grouped] [--experts 8,64] [--portable]
 //                       [--shape MxKxN] [--repeats n] [--rounds n]
 // Prints one line per contender: median GFLOP/s over rounds, and the ratio to our matmul.
