@@ -164,20 +164,24 @@ struct DepthBlocks {
 
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
 // product (add_first: add on the first depth block, i.e. accumulate).
+// A prefetch into L2 (the next panel must not evict the current one from L1). Written as asm
+// because GCC treats a function made only of __builtin_prefetch as pure and drops its calls.
+inline void prefetch_l2(const float* p) { asm volatile("prefetcht1 %0" : : "m"(*p)); }
+
 // Prefetches part `part` of `parts` of the source of one B panel (depth [k0, k0 + kc), columns
 // [j, j + nr)), so that packing it later finds it in cache.
 void prefetch_b_panel(const Operand& B, int k0, int kc, int j, int nr, int part, int parts) {
   if (!B.trans) {
     for (int k = kc * part / parts, end = kc * (part + 1) / parts; k < end; ++k) {
       const float* p = B.row(k0 + k) + j;
-      __builtin_prefetch(p, 0, 2);
-      __builtin_prefetch(p + nr - 1, 0, 2);
+      prefetch_l2(p);
+      prefetch_l2(p + nr - 1);
     }
     return;
   }
   const int lines = (kc + 15) / 16, total = nr * lines;  // nr stored rows of kc floats
   for (int l = total * part / parts, end = total * (part + 1) / parts; l < end; ++l)
-    __builtin_prefetch(B.row(j + l / lines) + k0 + (l % lines) * 16, 0, 2);
+    prefetch_l2(B.row(j + l / lines) + k0 + (l % lines) * 16);
 }
 
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
@@ -201,7 +205,8 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
   for (int jc = c0; jc < c1; jc += NC) {
     const int nc = std::min(NC, c1 - jc);
     const int nc_padded = (nc + NR - 1) / NR * NR;
-    float* b_pack = buf.b.get(static_cast<size_t>(nc_padded) * depth.size);
+    const bool single_row_block = r1 - r0 <= MC;
+    float* b_pack = buf.b.get(static_cast<size_t>(single_row_block ? NR : nc_padded) * depth.size);
     for (int blk = 0; blk < depth.count; ++blk) {
       const int pc = blk * depth.size;
       const int kc = std::min(depth.size, P.K - pc);
@@ -214,7 +219,9 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
         pack_a(a_pack, P.a, ic, mc, pc, kc);
         for (int jr = 0; jr < nc; jr += NR) {
           const int nr = std::min(NR, nc - jr);
-          float* b_panel = b_pack + static_cast<int64_t>(jr) * kc;
+          // With a single row block a panel is used only right after it is packed: one panel slot,
+          // always warm in L1, instead of writing the whole block out to L3 and reading it back.
+          float* b_panel = single_row_block ? b_pack : b_pack + static_cast<int64_t>(jr) * kc;
           if (first_rows) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
           const int next_j = jr + NR < nc ? jc + jr + NR : -1;
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
