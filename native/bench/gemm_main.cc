@@ -1,6 +1,6 @@
 // The matmul benchmarks without Node, for profiling (perf, valgrind): built as switch_bench_native
 // here (CMake builds native/bench/*.cc into it; this is the only main of the folder on this branch).
-//   switch_bench_native [--threads 1,2] [--compare blas] [--grouped] [--experts 8,64] [--portable]
+//   switch_bench_native [--threads 1,2] [--compare blas] [--grouped] [--experts 8,64] [--portable] [--peak]
 //                       [--shape MxKxN] [--repeats n] [--rounds n]
 // Prints one line per contender: median GFLOP/s over rounds, and the ratio to our matmul.
 #include <algorithm>
@@ -46,7 +46,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   std::vector<int> threads{1, 2};
-  bool blas = false, grouped = false, portable = false;
+  bool blas = false, grouped = false, portable = false, peak = false;
   std::vector<st::bench::Shape> shapes;
   std::vector<int> experts{8, 64};
   int rounds = 3;
@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
     else if (arg == "--grouped") grouped = true;
     else if (arg == "--experts" && i + 1 < argc) experts = parse_list(argv[++i]);
     else if (arg == "--portable") portable = true;
+    else if (arg == "--peak") peak = true;
     else if (arg == "--repeats" && i + 1 < argc) settings.repeats = std::atoi(argv[++i]);
     else if (arg == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else if (arg == "--shape" && i + 1 < argc) {
@@ -65,11 +66,14 @@ int main(int argc, char** argv) {
       std::sscanf(argv[++i], "%dx%dx%d", &s.M, &s.K, &s.N);
       shapes = {s};
     } else {
-      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--experts 8,64] [--shape MxKxN] [--repeats n] [--rounds n]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--peak] [--experts 8,64] [--shape MxKxN] [--repeats n] [--rounds n]\n", argv[0]);
       return 2;
     }
   }
   std::printf("isa=%s\n", st::isa_name(st::active_isa()));
+  if (peak)
+    for (int t : threads)
+      std::printf("micro-kernel in L1 (ceiling)  threads=%d  %7.1f GFLOP/s\n", t, st::bench::bench_kernel_ceiling(t, settings));
   if (portable) {
     // The portable path against the scalar definition, one thread, on the smallest shapes.
     const st::Isa best = st::active_isa();
