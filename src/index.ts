@@ -18,3 +18,6 @@ export function setNumThreads(n: number): void {
 export function setIsa(isa: 'avx2' | 'portable'): void {
   native.setIsa(isa);
 }
+
+export { matmul, groupedMatmul, groupedMatmulWeightGrad } from './matmul.js';
+export type { MatmulOptions, GroupedMatmulOptions, GroupedMatmulWeightGradOptions } from './matmul.js';

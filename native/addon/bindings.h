@@ -6,5 +6,6 @@
 namespace st::addon {
 
 void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, threads, bf16, matmul
+void init_matmul(Napi::Env env, Napi::Object exports); // matmul.cc: matmul, grouped matmuls, their benchmarks
 
 }  // namespace st::addon
