@@ -18,3 +18,5 @@ export function setNumThreads(n: number): void {
 export function setIsa(isa: 'avx2' | 'portable'): void {
   native.setIsa(isa);
 }
+
+export { toBfloat16, fromBfloat16, roundBfloat16 } from './bf16.js';

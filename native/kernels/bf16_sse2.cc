@@ -1,0 +1,89 @@
+// bfloat16 conversion, portable path: SSE2, the x86-64 baseline (bf16.h). n = elements.
+#include <emmintrin.h>
+
+#include "bf16.h"
+
+namespace st {
+
+namespace {
+
+// Four float32 bit patterns in, their bfloat16 in the top 16 bits of each lane out: round to
+// nearest even by adding 0x7fff plus the lowest kept bit (a carry out of the mantissa moves into
+// the exponent, which is what turns the largest values into ±Inf), and NaN quieted by setting the
+// top mantissa bit instead (adding could carry a NaN into Inf or flip its sign).
+inline __m128i round_to_top_half(__m128i u) {
+  const __m128i magnitude = _mm_and_si128(u, _mm_set1_epi32(0x7fffffff));
+  const __m128i nan = _mm_cmpgt_epi32(magnitude, _mm_set1_epi32(0x7f800000));  // both sides < 2^31
+  const __m128i lowest_kept = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+  const __m128i rounded = _mm_add_epi32(u, _mm_add_epi32(_mm_set1_epi32(0x7fff), lowest_kept));
+  const __m128i quieted = _mm_or_si128(u, _mm_set1_epi32(0x00400000));
+  return _mm_or_si128(_mm_and_si128(nan, quieted), _mm_andnot_si128(nan, rounded));
+}
+
+// Eight float32 → eight bf16. SSE2 packs only with signed saturation, so shift arithmetically:
+// the 16-bit results come out sign-extended and pack back to exactly themselves.
+inline __m128i from_f32_x8(const float* src) {
+  const __m128i lo = round_to_top_half(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+  const __m128i hi = round_to_top_half(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 4)));
+  return _mm_packs_epi32(_mm_srai_epi32(lo, 16), _mm_srai_epi32(hi, 16));
+}
+
+inline void store(__m128i* p, __m128i v, bool stream) {
+  if (stream) _mm_stream_si128(p, v);
+  else _mm_storeu_si128(p, v);
+}
+
+// Elements to do one at a time before dst reaches a 16-byte boundary (aligned stores for streaming).
+template <class T>
+int64_t head_to_align(const T* dst, int64_t n, bool stream) {
+  if (!stream) return 0;
+  const auto misaligned = reinterpret_cast<uintptr_t>(dst) & 15;
+  if (misaligned % sizeof(T) != 0) return n;  // cannot align: all scalar (never from the dispatcher)
+  const int64_t head = misaligned == 0 ? 0 : static_cast<int64_t>((16 - misaligned) / sizeof(T));
+  return head < n ? head : n;
+}
+
+}  // namespace
+
+void bf16_from_f32_sse2(uint16_t* dst, const float* src, int64_t n, bool stream) {
+  int64_t i = head_to_align(dst, n, stream);
+  for (int64_t j = 0; j < i; ++j) dst[j] = bf16_from_f32_scalar(src[j]);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i a = from_f32_x8(src + i), b = from_f32_x8(src + i + 8);
+    store(reinterpret_cast<__m128i*>(dst + i), a, stream);
+    store(reinterpret_cast<__m128i*>(dst + i + 8), b, stream);
+  }
+  for (; i + 8 <= n; i += 8) store(reinterpret_cast<__m128i*>(dst + i), from_f32_x8(src + i), stream);
+  for (; i < n; ++i) dst[i] = bf16_from_f32_scalar(src[i]);
+  if (stream) _mm_sfence();  // non-temporal stores are weakly ordered: publish before the task ends
+}
+
+void bf16_to_f32_sse2(float* dst, const uint16_t* src, int64_t n, bool stream) {
+  int64_t i = head_to_align(dst, n, stream);
+  for (int64_t j = 0; j < i; ++j) dst[j] = bf16_to_f32_scalar(src[j]);
+  const __m128i zero = _mm_setzero_si128();
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    // Interleaving zeros below each bf16 is the shift left by 16.
+    store(reinterpret_cast<__m128i*>(dst + i), _mm_unpacklo_epi16(zero, h), stream);
+    store(reinterpret_cast<__m128i*>(dst + i + 4), _mm_unpackhi_epi16(zero, h), stream);
+  }
+  for (; i < n; ++i) dst[i] = bf16_to_f32_scalar(src[i]);
+  if (stream) _mm_sfence();
+}
+
+void bf16_round_sse2(float* dst, const float* src, int64_t n, bool stream) {
+  int64_t i = head_to_align(dst, n, stream);
+  for (int64_t j = 0; j < i; ++j) dst[j] = bf16_to_f32_scalar(bf16_from_f32_scalar(src[j]));
+  const __m128i top_half = _mm_set1_epi32(static_cast<int>(0xffff0000u));
+  for (; i + 8 <= n; i += 8) {
+    const __m128i a = round_to_top_half(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    const __m128i b = round_to_top_half(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 4)));
+    store(reinterpret_cast<__m128i*>(dst + i), _mm_and_si128(a, top_half), stream);
+    store(reinterpret_cast<__m128i*>(dst + i + 4), _mm_and_si128(b, top_half), stream);
+  }
+  for (; i < n; ++i) dst[i] = bf16_to_f32_scalar(bf16_from_f32_scalar(src[i]));
+  if (stream) _mm_sfence();
+}
+
+}  // namespace st
