@@ -24,6 +24,13 @@ export interface MachinePeak {
   fmaGflops: Record<number, number>;
   /** memcpy bandwidth by thread count, in GB/s of bytes copied (each byte read once and written once). */
   memcpyGbps: Record<number, number>;
+  /** The instruction set whose loop gave fmaGflops (the active one: 'avx2' FMA, or 'portable' SSE2 mul+add). */
+  isa: 'avx2' | 'portable';
+  /** Median seconds of the measurements above, by thread count. */
+  fmaSeconds: Record<number, number>;
+  memcpySeconds: Record<number, number>;
+  /** The memcpy size measured. */
+  memcpyBytes: number;
 }
 
 export interface BenchContext {

@@ -1,6 +1,6 @@
 // Bindings of the benchmark measurements (native/bench/bench.h) for `switch-bench`:
 // benchFmaPeak, benchMemcpy, benchBf16. Each blocks for the length of the measurement (a CLI tool,
-// not a library call) and returns { seconds, minSeconds, repeats, gflops | gbps }.
+// not a library call) and returns { seconds (median), fastestSeconds, repeats, gflops | gbps }.
 #include <string>
 
 #include "../bench/bench.h"
@@ -23,37 +23,53 @@ Isa isa_argument(const Napi::Value& value, const char* name) {
   return isa;
 }
 
-int repeats_argument(const Napi::CallbackInfo& info, size_t index) {
-  if (info.Length() <= index || info[index].IsUndefined()) return 7;
-  return static_cast<int>(integer(info[index], "repeats", 1, 1000));
+struct Plan {
+  int repeats = 7;
+  double min_seconds = 0.2;
+};
+
+// The optional trailing (repeats, minSeconds) of every measurement.
+Plan plan_arguments(const Napi::CallbackInfo& info, size_t index) {
+  Plan plan;
+  if (info.Length() > index && !info[index].IsUndefined())
+    plan.repeats = static_cast<int>(integer(info[index], "repeats", 1, 1000));
+  if (info.Length() > index + 1 && !info[index + 1].IsUndefined()) {
+    plan.min_seconds = number(info[index + 1], "minSeconds");
+    if (!(plan.min_seconds >= 0 && plan.min_seconds <= 60))
+      throw_range_error(info.Env(), "ERR_SWITCH_RANGE", "argument 'minSeconds' must be in [0, 60]");
+  }
+  return plan;
 }
 
 Napi::Object result(Napi::Env env, const bench::Rate& r, const char* unit) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("seconds", r.timing.median_seconds);
-  out.Set("minSeconds", r.timing.min_seconds);
+  out.Set("fastestSeconds", r.timing.min_seconds);
   out.Set("repeats", r.timing.repeats);
   out.Set(unit, r.rate);
   return out;
 }
 
-// benchFmaPeak(isa, threads, repeats?)
+// benchFmaPeak(isa, threads, repeats?, minSeconds?)
 Napi::Value bench_fma_peak(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "benchFmaPeak");
   const Isa isa = isa_argument(info[0], "isa");
   const int threads = static_cast<int>(integer(info[1], "threads", 1, kMaxThreads));
-  return result(info.Env(), bench::fma_peak(isa, threads, repeats_argument(info, 2)), "gflops");
+  const Plan plan = plan_arguments(info, 2);
+  return result(info.Env(), bench::fma_peak(isa, threads, plan.repeats, plan.min_seconds), "gflops");
 }
 
-// benchMemcpy(bytes, threads, repeats?)
+// benchMemcpy(bytes, threads, repeats?, minSeconds?)
 Napi::Value bench_memcpy(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "benchMemcpy");
   const int64_t bytes = integer(info[0], "bytes", 1, int64_t{1} << 34);
   const int threads = static_cast<int>(integer(info[1], "threads", 1, kMaxThreads));
-  return result(info.Env(), bench::memcpy_bandwidth(static_cast<size_t>(bytes), threads, repeats_argument(info, 2)), "gbps");
+  const Plan plan = plan_arguments(info, 2);
+  return result(info.Env(), bench::memcpy_bandwidth(static_cast<size_t>(bytes), threads, plan.repeats, plan.min_seconds), "gbps");
 }
 
-// benchBf16(direction: 'toBfloat16' | 'fromBfloat16', n, threads, impl: 'reference' | 'portable' | 'avx2', repeats?)
+// benchBf16(direction: 'toBfloat16' | 'fromBfloat16', n, threads, impl: 'reference' | 'portable' | 'avx2',
+//           repeats?, minSeconds?)
 Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   expect_args(info, 4, "benchBf16");
@@ -67,7 +83,8 @@ Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
   if (!(info[3].IsString() && info[3].As<Napi::String>().Utf8Value() == "reference"))
     impl = isa_argument(info[3], "impl") == Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
   const bench::Bf16Direction d = direction == "toBfloat16" ? bench::Bf16Direction::to_bf16 : bench::Bf16Direction::from_bf16;
-  return result(env, bench::bf16_conversion(d, n, impl, threads, repeats_argument(info, 4)), "gbps");
+  const Plan plan = plan_arguments(info, 4);
+  return result(env, bench::bf16_conversion(d, n, impl, threads, plan.repeats, plan.min_seconds), "gbps");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 namespace st::bench {
 
+// Every measurement: 2 warm-up runs, then at least `repeats` timed runs and `min_seconds` in total.
 struct Rate {
   Timing timing;  // of one run
   double rate;    // GFLOP/s or GB/s (1e9 units) at the median time
@@ -19,17 +20,18 @@ struct Rate {
 // Independent multiply-add chains, enough to hide the latency on both FMA pipes: peak GFLOP/s on
 // `threads` threads (each thread its own chains; one FMA counts 2 flops). The portable path has no
 // FMA, so its loop is a multiply then an add (also 2 flops).
-Rate fma_peak(Isa isa, int threads, int repeats);
+Rate fma_peak(Isa isa, int threads, int repeats, double min_seconds = 0.2);
 
 // memcpy of `bytes` between two buffers, the work split into equal parts over `threads` threads;
 // GB/s of bytes copied (each byte read once and written once).
-Rate memcpy_bandwidth(size_t bytes, int threads, int repeats);
+Rate memcpy_bandwidth(size_t bytes, int threads, int repeats, double min_seconds = 0.2);
 
 enum class Bf16Direction { to_bf16, from_bf16 };
 enum class Bf16Impl { reference, portable, avx2 };
 // One conversion of n elements with the given implementation on `threads` threads; GB/s of
 // (bytes read + bytes written) / 2, the same count as memcpy's bytes copied, so the two compare.
-Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int threads, int repeats);
+Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int threads, int repeats,
+                     double min_seconds = 0.2);
 
 // The loops themselves: `iterations` rounds of every chain; return the flops done (and fold the
 // accumulators into a sink so the work cannot be dropped).

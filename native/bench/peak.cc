@@ -71,7 +71,7 @@ double fma_loop_sse2(int64_t iterations) {
   return static_cast<double>(iterations) * 12 * 4 * 2;
 }
 
-Rate fma_peak(Isa isa, int threads, int repeats) {
+Rate fma_peak(Isa isa, int threads, int repeats, double min_seconds) {
   ThreadScope scope(threads);
   const bool avx2 = isa == Isa::avx2 && isa_supported(Isa::avx2);
   constexpr int64_t kIterations = int64_t{1} << 19;  // ~1 ms per task
@@ -81,12 +81,12 @@ Rate fma_peak(Isa isa, int threads, int repeats) {
       [&] {
         parallel_for(tasks, [&](int64_t, int) { avx2 ? fma_loop_avx2(kIterations) : fma_loop_sse2(kIterations); });
       },
-      2, repeats);
+      2, repeats, min_seconds);
   flops = static_cast<double>(tasks) * kIterations * 12 * (avx2 ? 8 : 4) * 2;
   return {t, flops / t.median_seconds * 1e-9};
 }
 
-Rate memcpy_bandwidth(size_t bytes, int threads, int repeats) {
+Rate memcpy_bandwidth(size_t bytes, int threads, int repeats, double min_seconds) {
   ThreadScope scope(threads);
   Buffer src = allocate(bytes), dst = allocate(bytes);
   const int64_t parts = int64_t{threads} * kTasksPerThread;
@@ -99,12 +99,12 @@ Rate memcpy_bandwidth(size_t bytes, int threads, int repeats) {
           std::memcpy(dst.get() + begin, src.get() + begin, end - begin);
         });
       },
-      2, repeats);
+      2, repeats, min_seconds);
   g_sink = static_cast<float>(dst.get()[bytes / 2]);
   return {t, static_cast<double>(bytes) / t.median_seconds * 1e-9};
 }
 
-Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int threads, int repeats) {
+Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int threads, int repeats, double min_seconds) {
   ThreadScope threads_scope(threads);
   IsaScope isa_scope(impl == Bf16Impl::avx2 ? Isa::avx2 : Isa::portable);
   Buffer wide = allocate(static_cast<size_t>(n) * 4), narrow = allocate(static_cast<size_t>(n) * 2);
@@ -137,7 +137,7 @@ Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int thre
             bf16_to_f32(f32, b16, n);
         }
       },
-      2, repeats);
+      2, repeats, min_seconds);
   g_sink = f32[n / 2];
   return {t, static_cast<double>(n) * 6 / 2 / t.median_seconds * 1e-9};
 }

@@ -9,14 +9,13 @@ namespace st {
 namespace {
 
 // Eight float32 bit patterns in, their bfloat16 in the top 16 bits of each lane out (the rule of
-// bf16_sse2.cc: add 0x7fff plus the lowest kept bit; NaN quieted by setting the top mantissa bit).
+// bf16_sse2.cc: add 0x7fff plus the lowest kept bit; a NaN adds nothing and gets the quiet bit).
 inline __m256i round_to_top_half(__m256i u) {
-  const __m256i magnitude = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
-  const __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7f800000));
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(_mm256_castsi256_ps(u), _mm256_castsi256_ps(u), _CMP_UNORD_Q));
   const __m256i lowest_kept = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lowest_kept));
-  const __m256i quieted = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
-  return _mm256_blendv_epi8(rounded, quieted, nan);
+  const __m256i addend = _mm256_andnot_si256(nan, _mm256_add_epi32(lowest_kept, _mm256_set1_epi32(0x7fff)));
+  const __m256i quiet = _mm256_and_si256(nan, _mm256_set1_epi32(0x00400000));
+  return _mm256_or_si256(_mm256_add_epi32(u, addend), quiet);
 }
 
 // Sixteen float32 → sixteen bf16. The pack works within 128-bit lanes ([a0-3 b0-3 | a4-7 b4-7]);
