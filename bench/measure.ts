@@ -28,6 +28,11 @@ export function measureMemcpy(bytes: number, threads: number, plan: Plan): Measu
   return native.benchMemcpy(bytes, threads, plan.repeats, plan.minSeconds);
 }
 
+/** The same copy with non-temporal stores (AVX2 or SSE2 as active); GB/s of bytes copied. */
+export function measureStreamCopy(bytes: number, threads: number, plan: Plan): Measurement & { gbps: number } {
+  return native.benchStreamCopy(bytes, threads, plan.repeats, plan.minSeconds);
+}
+
 /** One bf16 conversion of n elements; GB/s of (bytes read + bytes written) / 2, memcpy's count. */
 export function measureBf16(direction: Bf16Direction, n: number, threads: number, impl: Bf16Impl, plan: Plan): Measurement & { gbps: number } {
   return native.benchBf16(direction, n, threads, impl, plan.repeats, plan.minSeconds);

@@ -31,6 +31,9 @@ export interface MachinePeak {
   memcpySeconds: Record<number, number>;
   /** The memcpy size measured. */
   memcpyBytes: number;
+  /** The same copy with non-temporal stores (no read-for-ownership), same count as memcpyGbps. */
+  streamCopyGbps: Record<number, number>;
+  streamCopySeconds: Record<number, number>;
 }
 
 export interface BenchContext {

@@ -1,5 +1,5 @@
 // Bindings of the benchmark measurements (native/bench/bench.h) for `switch-bench`:
-// benchFmaPeak, benchMemcpy, benchBf16. Each blocks for the length of the measurement (a CLI tool,
+// benchFmaPeak, benchMemcpy, benchStreamCopy, benchBf16. Each blocks for the length of the measurement (a CLI tool,
 // not a library call) and returns { seconds (median), fastestSeconds, repeats, gflops | gbps }.
 #include <string>
 
@@ -68,6 +68,15 @@ Napi::Value bench_memcpy(const Napi::CallbackInfo& info) {
   return result(info.Env(), bench::memcpy_bandwidth(static_cast<size_t>(bytes), threads, plan.repeats, plan.min_seconds), "gbps");
 }
 
+// benchStreamCopy(bytes, threads, repeats?, minSeconds?): memcpy's count, non-temporal stores
+Napi::Value bench_stream_copy(const Napi::CallbackInfo& info) {
+  expect_args(info, 2, "benchStreamCopy");
+  const int64_t bytes = integer(info[0], "bytes", 64, int64_t{1} << 34);
+  const int threads = static_cast<int>(integer(info[1], "threads", 1, kMaxThreads));
+  const Plan plan = plan_arguments(info, 2);
+  return result(info.Env(), bench::stream_copy_bandwidth(static_cast<size_t>(bytes), threads, plan.repeats, plan.min_seconds), "gbps");
+}
+
 // benchBf16(direction: 'toBfloat16' | 'fromBfloat16', n, threads, impl: 'reference' | 'portable' | 'avx2',
 //           repeats?, minSeconds?)
 Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
@@ -92,6 +101,7 @@ Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
 void init_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("benchFmaPeak", Napi::Function::New(env, bench_fma_peak, "benchFmaPeak"));
   exports.Set("benchMemcpy", Napi::Function::New(env, bench_memcpy, "benchMemcpy"));
+  exports.Set("benchStreamCopy", Napi::Function::New(env, bench_stream_copy, "benchStreamCopy"));
   exports.Set("benchBf16", Napi::Function::New(env, bench_bf16, "benchBf16"));
 }
 

@@ -26,6 +26,10 @@ Rate fma_peak(Isa isa, int threads, int repeats, double min_seconds = 0.2);
 // GB/s of bytes copied (each byte read once and written once).
 Rate memcpy_bandwidth(size_t bytes, int threads, int repeats, double min_seconds = 0.2);
 
+// The same copy with non-temporal stores (no read-for-ownership of the destination), the way the
+// bf16 kernels write large outputs: what memory can do when a copy streams. Same count as memcpy.
+Rate stream_copy_bandwidth(size_t bytes, int threads, int repeats, double min_seconds = 0.2);
+
 enum class Bf16Direction { to_bf16, from_bf16 };
 enum class Bf16Impl { reference, portable, avx2 };
 // One conversion of n elements with the given implementation on `threads` threads; GB/s of
@@ -37,5 +41,8 @@ Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int thre
 // accumulators into a sink so the work cannot be dropped).
 double fma_loop_sse2(int64_t iterations);   // peak.cc
 double fma_loop_avx2(int64_t iterations);   // peak_avx2.cc: AVX2 + FMA only
+// Copies `bytes` (a multiple of 64) between 64-byte aligned buffers with non-temporal stores.
+void stream_copy_sse2(void* dst, const void* src, size_t bytes);   // peak.cc
+void stream_copy_avx2(void* dst, const void* src, size_t bytes);   // peak_avx2.cc
 
 }  // namespace st::bench

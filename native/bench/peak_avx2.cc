@@ -31,4 +31,15 @@ double fma_loop_avx2(int64_t iterations) {
   return static_cast<double>(iterations) * 12 * 8 * 2;
 }
 
+void stream_copy_avx2(void* dst, const void* src, size_t bytes) {
+  auto* d = static_cast<__m256i*>(dst);
+  const auto* s = static_cast<const __m256i*>(src);
+  for (size_t i = 0; i < bytes / 32; i += 2) {
+    const __m256i a = _mm256_load_si256(s + i), b = _mm256_load_si256(s + i + 1);
+    _mm256_stream_si256(d + i, a);
+    _mm256_stream_si256(d + i + 1, b);
+  }
+  _mm_sfence();
+}
+
 }  // namespace st::bench
