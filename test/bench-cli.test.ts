@@ -30,7 +30,7 @@ describe('switch-bench', () => {
       expect(r.seconds as number).toBeGreaterThan(0);
       const rate = (r.gflops ?? r.gbps) as number;
       expect(Number.isFinite(rate) && rate > 0, `${r.suite} ${r.name}`).toBe(true);
-      if (r.percentOfPeak !== undefined) expect(Number.isFinite(r.percentOfPeak as number)).toBe(true);
+      expect(Number.isFinite(r.percentOfPeak as number), `${r.suite} ${r.name} percentOfPeak`).toBe(true);
     }
     // The limits, at each thread count asked for, and every bf16 direction and implementation.
     for (const threads of [1, 2]) {
