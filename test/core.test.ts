@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { cpuInfo, roundBfloat16, setIsa, setNumThreads, toBfloat16, fromBfloat16 } from 'switch-transformer';
 
 describe('cpuInfo', () => {
@@ -33,6 +34,19 @@ describe('setIsa', () => {
     expect(cpuInfo().isa).toBe('portable');
     setIsa(best);
     expect(cpuInfo().isa).toBe(best);
+  });
+
+  it('follows SWITCH_TRANSFORMER_ISA at load, and ignores a value it cannot run', () => {
+    const isaAtLoad = (value: string) => {
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e',
+        "const m = await import('switch-transformer'); const x = new Float32Array([1.00390625, NaN]); " +
+        "console.log(m.cpuInfo().isa, Array.from(m.toBfloat16(x)).join(','))"],
+      { env: { ...process.env, SWITCH_TRANSFORMER_ISA: value }, encoding: 'utf8' });
+      expect(child.status, child.stderr).toBe(0);
+      return child.stdout.trim();
+    };
+    expect(isaAtLoad('portable')).toBe('portable 16256,32704');
+    expect(isaAtLoad('no-such-isa')).toBe(`${cpuInfo().bestIsa} 16256,32704`);
   });
 
   it('rejects an unknown ISA with a coded error', () => {
