@@ -88,8 +88,9 @@ Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
     throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'direction' must be 'toBfloat16' or 'fromBfloat16', got '" + direction + "'");
   const int64_t n = integer(info[1], "n", 1, int64_t{1} << 32);
   const int threads = static_cast<int>(integer(info[2], "threads", 1, kMaxThreads));
+  if (!info[3].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'impl' must be 'reference', 'portable' or 'avx2'");
   bench::Bf16Impl impl = bench::Bf16Impl::reference;
-  if (!(info[3].IsString() && info[3].As<Napi::String>().Utf8Value() == "reference"))
+  if (info[3].As<Napi::String>().Utf8Value() != "reference")
     impl = isa_argument(info[3], "impl") == Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
   const bench::Bf16Direction d = direction == "toBfloat16" ? bench::Bf16Direction::to_bf16 : bench::Bf16Direction::from_bf16;
   const Plan plan = plan_arguments(info, 4);
