@@ -12,13 +12,13 @@ namespace st::addon {
 
 namespace {
 
-Isa isa_argument(const Napi::Value& value, const char* name) {
+Isa isa_argument(const Napi::Value& value, const char* name, const char* expected = "'portable' or 'avx2'") {
   Napi::Env env = value.Env();
-  if (!value.IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("argument '") + name + "' must be 'portable' or 'avx2'");
+  if (!value.IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("argument '") + name + "' must be " + expected);
   const std::string s = value.As<Napi::String>().Utf8Value();
   Isa isa;
   if (!parse_isa(s.c_str(), &isa))
-    throw_range_error(env, "ERR_SWITCH_RANGE", std::string("argument '") + name + "' must be 'portable' or 'avx2', got '" + s + "'");
+    throw_range_error(env, "ERR_SWITCH_RANGE", std::string("argument '") + name + "' must be " + expected + ", got '" + s + "'");
   if (!isa_supported(isa)) throw_range_error(env, "ERR_SWITCH_UNSUPPORTED", "this CPU cannot run isa '" + s + "'");
   return isa;
 }
@@ -91,7 +91,7 @@ Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
   if (!info[3].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'impl' must be 'reference', 'portable' or 'avx2'");
   bench::Bf16Impl impl = bench::Bf16Impl::reference;
   if (info[3].As<Napi::String>().Utf8Value() != "reference")
-    impl = isa_argument(info[3], "impl") == Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
+    impl = isa_argument(info[3], "impl", "'reference', 'portable' or 'avx2'") == Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
   const bench::Bf16Direction d = direction == "toBfloat16" ? bench::Bf16Direction::to_bf16 : bench::Bf16Direction::from_bf16;
   const Plan plan = plan_arguments(info, 4);
   return result(env, bench::bf16_conversion(d, n, impl, threads, plan.repeats, plan.min_seconds), "gbps");
