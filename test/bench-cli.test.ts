@@ -67,3 +67,32 @@ describe('switch-bench', () => {
     expect(result.stdout).toBe('');
   });
 });
+
+describe('the benchmark bindings', () => {
+  it.each([
+    ['benchFmaPeak', ['avx512', 1], 'ERR_SWITCH_RANGE'],
+    ['benchFmaPeak', ['portable', 0], 'ERR_SWITCH_RANGE'],
+    ['benchFmaPeak', ['portable'], 'ERR_SWITCH_ARG_TYPE'],
+    ['benchMemcpy', [-1, 1], 'ERR_SWITCH_RANGE'],
+    ['benchMemcpy', ['64', 1], 'ERR_SWITCH_ARG_TYPE'],
+    ['benchMemcpy', [1024, 1, 0], 'ERR_SWITCH_RANGE'],
+    ['benchMemcpy', [1024, 1, 1, -1], 'ERR_SWITCH_RANGE'],
+    ['benchStreamCopy', [1024, 1.5], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['sideways', 16, 1, 'reference'], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['toBfloat16', 0, 1, 'reference'], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['toBfloat16', 16, 1, 'sse9'], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['toBfloat16', 16, 1, 7], 'ERR_SWITCH_ARG_TYPE'],
+    ['benchBf16', ['toBfloat16', 16, 1], 'ERR_SWITCH_ARG_TYPE'],
+  ])('%s(%j) throws %s', async (fn, args, code) => {
+    const { native } = await import('../src/native.js');
+    expect(() => native[fn](...args)).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('measures a tiny conversion', async () => {
+    const { native } = await import('../src/native.js');
+    const m = native.benchBf16('fromBfloat16', 1000, 1, 'portable', 1, 0);
+    expect(m.seconds).toBeGreaterThan(0);
+    expect(m.gbps).toBeGreaterThan(0);
+    expect(m.repeats).toBe(1);
+  });
+});
