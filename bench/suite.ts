@@ -24,6 +24,16 @@ export interface MachinePeak {
   fmaGflops: Record<number, number>;
   /** memcpy bandwidth by thread count, in GB/s of bytes copied (each byte read once and written once). */
   memcpyGbps: Record<number, number>;
+  /** The instruction set whose loop gave fmaGflops (the active one: 'avx2' FMA, or 'portable' SSE2 mul+add). */
+  isa: 'avx2' | 'portable';
+  /** Median seconds of the measurements above, by thread count. */
+  fmaSeconds: Record<number, number>;
+  memcpySeconds: Record<number, number>;
+  /** The memcpy size measured. */
+  memcpyBytes: number;
+  /** The same copy with non-temporal stores (no read-for-ownership), same count as memcpyGbps. */
+  streamCopyGbps: Record<number, number>;
+  streamCopySeconds: Record<number, number>;
 }
 
 export interface BenchContext {

@@ -21,3 +21,4 @@ export function setIsa(isa: 'avx2' | 'portable'): void {
 
 export { matmul, groupedMatmul, groupedMatmulWeightGrad } from './matmul.js';
 export type { MatmulOptions, GroupedMatmulOptions, GroupedMatmulWeightGradOptions } from './matmul.js';
+export { toBfloat16, fromBfloat16, roundBfloat16 } from './bf16.js';

@@ -1,11 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { cpuInfo, setNumThreads } from 'switch-transformer';
+import { spawnSync } from 'node:child_process';
+import { cpuInfo, roundBfloat16, setIsa, setNumThreads, toBfloat16, fromBfloat16 } from 'switch-transformer';
 
 describe('cpuInfo', () => {
-  it('reports the ISA and threads', () => {
+  it('reports the ISA, the features and the threads', () => {
     const info = cpuInfo();
     expect(['avx2', 'portable']).toContain(info.isa);
+    expect(['avx2', 'portable']).toContain(info.bestIsa);
     expect(info.threads).toBeGreaterThanOrEqual(1);
+    expect(info.hardwareThreads).toBeGreaterThanOrEqual(1);
+    expect(info.features.sse2).toBe(true); // the x86-64 baseline
+    if (info.bestIsa === 'avx2') {
+      expect(info.features.avx2 && info.features.fma && info.features.f16c && info.features.avx).toBe(true);
+    }
     setNumThreads(1);
     expect(cpuInfo().threads).toBe(1);
     setNumThreads(info.threads);
@@ -14,6 +21,78 @@ describe('cpuInfo', () => {
   it('rejects a bad thread count with a coded RangeError', () => {
     expect(() => setNumThreads(0)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_RANGE', name: 'RangeError' }));
     expect(() => setNumThreads(1.5)).toThrow(RangeError);
+    expect(() => setNumThreads(257)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_RANGE' }));
     expect(() => setNumThreads('2' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE' }));
+    expect(() => (setNumThreads as unknown as () => void)()).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE' }));
+  });
+});
+
+describe('setIsa', () => {
+  it('forces the portable path and back', () => {
+    const best = cpuInfo().bestIsa;
+    setIsa('portable');
+    expect(cpuInfo().isa).toBe('portable');
+    setIsa(best);
+    expect(cpuInfo().isa).toBe(best);
+  });
+
+  it('follows SWITCH_TRANSFORMER_ISA at load, and ignores a value it cannot run', () => {
+    const isaAtLoad = (value: string) => {
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e',
+        "const m = await import('switch-transformer'); const x = new Float32Array([1.00390625, NaN]); " +
+        "console.log(m.cpuInfo().isa, Array.from(m.toBfloat16(x)).join(','))"],
+      { env: { ...process.env, SWITCH_TRANSFORMER_ISA: value }, encoding: 'utf8' });
+      expect(child.status, child.stderr).toBe(0);
+      return child.stdout.trim();
+    };
+    expect(isaAtLoad('portable')).toBe('portable 16256,32704');
+    expect(isaAtLoad('no-such-isa')).toBe(`${cpuInfo().bestIsa} 16256,32704`);
+  });
+
+  it('rejects an unknown ISA with a coded error', () => {
+    expect(() => setIsa('avx512' as 'avx2')).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_RANGE', name: 'RangeError' }));
+    expect(() => setIsa(2 as unknown as 'avx2')).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE', name: 'TypeError' }));
+    expect(() => (setIsa as unknown as () => void)()).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE' }));
+  });
+});
+
+describe('the same bf16 bits on every path and thread count', () => {
+  it('portable vs avx2, 1, 2 and 3 threads', () => {
+    const info = cpuInfo();
+    // Random bit patterns (NaNs, subnormals, huge values), long enough for several threaded chunks.
+    const n = 400_003;
+    const bits = new Uint32Array(n);
+    for (let i = 0; i < n; i++) bits[i] = (Math.random() * 2 ** 32) >>> 0;
+    const src = new Float32Array(bits.buffer);
+    const runs: Array<{ label: string; narrow: Uint16Array; wide: Uint32Array; rounded: Uint32Array }> = [];
+    const isas: Array<'portable' | 'avx2'> = info.bestIsa === 'avx2' ? ['portable', 'avx2'] : ['portable'];
+    try {
+      for (const isa of isas) {
+        setIsa(isa);
+        for (const threads of [1, 2, 3]) {
+          setNumThreads(threads);
+          const narrow = toBfloat16(src, new Uint16Array(n).fill(0xdead));
+          const wide = new Uint32Array(fromBfloat16(narrow, new Float32Array(n).fill(NaN)).buffer);
+          const rounded = new Uint32Array(roundBfloat16(src, new Float32Array(n).fill(NaN)).buffer);
+          runs.push({ label: `${isa} x${threads}`, narrow, wide, rounded });
+        }
+      }
+    } finally {
+      setIsa(info.isa);
+      setNumThreads(info.threads);
+    }
+    const first = runs[0];
+    for (let i = 0; i < n; i++) if (first.wide[i] !== (first.narrow[i] << 16) >>> 0) throw new Error(`element ${i}`);
+    // The index of the first difference (-1: identical); a plain loop, as toEqual on 400k elements is slow.
+    const firstDifference = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+      return a.length === b.length ? -1 : a.length;
+    };
+    for (const run of runs.slice(1)) {
+      expect(firstDifference(run.narrow, first.narrow), `${run.label} toBfloat16`).toBe(-1);
+      expect(firstDifference(run.wide, first.wide), `${run.label} fromBfloat16`).toBe(-1);
+      expect(firstDifference(run.rounded, first.rounded), `${run.label} roundBfloat16`).toBe(-1);
+    }
+    expect(runs.length).toBe(isas.length * 3);
   });
 });

@@ -6,6 +6,8 @@ namespace {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   st::addon::init_core(env, exports);
   st::addon::init_matmul(env, exports);
+  st::addon::init_bf16(env, exports);
+  st::addon::init_bench(env, exports);
   return exports;
 }
 

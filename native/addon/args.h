@@ -57,15 +57,21 @@ View<T> typed_array(const Napi::Value& value, napi_typedarray_type type, const c
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type)
     throw_type_error(env, "ERR_SWITCH_ARG_TYPE",
                      std::string("argument '") + name + "' must be a " + typed_array_name(type));
-  Napi::TypedArray array = value.As<Napi::TypedArray>();
-  Napi::ArrayBuffer buffer = array.ArrayBuffer();
+  // napi_get_typedarray_info rather than ArrayBuffer().Data(): the latter rejects a view of a
+  // SharedArrayBuffer with an uncoded error, and shared views are fine to read and write here.
+  napi_typedarray_type actual;
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  size_t byte_offset = 0;
+  if (napi_get_typedarray_info(env, value, &actual, &length, &data, &buffer, &byte_offset) != napi_ok)
+    throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("argument '") + name + "' is not a readable TypedArray");
   bool detached = false;
   napi_is_detached_arraybuffer(env, buffer, &detached);
   if (detached)
     throw_type_error(env, "ERR_SWITCH_DETACHED",
                      std::string("argument '") + name + "' is backed by a detached ArrayBuffer");
-  auto* base = static_cast<uint8_t*>(buffer.Data()) + array.ByteOffset();
-  return {reinterpret_cast<T*>(base), array.ElementLength()};
+  return {static_cast<T*>(data), length};
 }
 
 inline View<float> float32_array(const Napi::Value& v, const char* name) {

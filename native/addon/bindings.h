@@ -7,5 +7,8 @@ namespace st::addon {
 
 void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, threads, bf16, matmul
 void init_matmul(Napi::Env env, Napi::Object exports); // matmul.cc: matmul, grouped matmuls, their benchmarks
+void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, threads, ISA
+void init_bf16(Napi::Env env, Napi::Object exports);   // bf16.cc: toBfloat16, fromBfloat16, roundBfloat16
+void init_bench(Napi::Env env, Napi::Object exports);  // bench.cc: the measurements of switch-bench
 
 }  // namespace st::addon

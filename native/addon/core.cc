@@ -1,4 +1,4 @@
-// Bindings of the native core: CPU information, the thread pool, bf16 conversion, matmul.
+// Bindings of the native core: CPU information, the thread pool, the instruction set.
 #include "../kernels/cpu.h"
 #include "../kernels/threadpool.h"
 #include "args.h"

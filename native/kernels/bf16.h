@@ -25,15 +25,28 @@ inline float bf16_to_f32_scalar(uint16_t h) {
   return f;
 }
 
-// Dispatching kernels (active_isa()), dst and src may not overlap.
+// Dispatching kernels (active_isa()), multi-threaded in fixed chunks for large n (elementwise, so
+// the result never depends on the thread count). dst and src may not overlap.
 void bf16_from_f32(uint16_t* dst, const float* src, int64_t n);   // dst: (n)  src: (n)
-void bf16_to_f32(float* dst, const uint16_t* src, int64_t n);
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n);     // dst: (n)  src: (n)
 // Rounds float32 values to the nearest bfloat16, in float32 (what crossing a bf16 wire does).
-void bf16_round(float* dst, const float* src, int64_t n);        // dst may equal src
+void bf16_round(float* dst, const float* src, int64_t n);        // dst: (n)  src: (n); dst may equal src
 
-// Scalar references.
+// Scalar references (one element at a time; kept out of the compiler's auto-vectorizer).
 void bf16_from_f32_reference(uint16_t* dst, const float* src, int64_t n);
 void bf16_to_f32_reference(float* dst, const uint16_t* src, int64_t n);
 void bf16_round_reference(float* dst, const float* src, int64_t n);
+
+// The per-ISA bodies behind the dispatcher, single-threaded, for the dispatcher, the tests and the
+// benchmarks. `stream` writes dst with non-temporal stores (for buffers far larger than the caches,
+// so the output does not evict the input and costs no read-for-ownership).
+// bf16_sse2.cc: baseline x86-64.
+void bf16_from_f32_sse2(uint16_t* dst, const float* src, int64_t n, bool stream);
+void bf16_to_f32_sse2(float* dst, const uint16_t* src, int64_t n, bool stream);
+void bf16_round_sse2(float* dst, const float* src, int64_t n, bool stream);
+// bf16_avx2.cc: call only when active_isa() == Isa::avx2 (or isa_supported(Isa::avx2)).
+void bf16_from_f32_avx2(uint16_t* dst, const float* src, int64_t n, bool stream);
+void bf16_to_f32_avx2(float* dst, const uint16_t* src, int64_t n, bool stream);
+void bf16_round_avx2(float* dst, const float* src, int64_t n, bool stream);
 
 }  // namespace st

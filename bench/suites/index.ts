@@ -1,0 +1,12 @@
+// The suites of `switch-bench`, in the order a full run takes them (peak first: the others report
+// percentages of it). Each capability adds its suite module here.
+import type { Suite } from '../suite.js';
+import { peakSuite } from './peak.js';
+import { bf16Suite } from './bf16.js';
+// import { gemmSuite } from './gemm.js';   // matmul and grouped matmul (added with the gemm kernels)
+
+export const suites: Suite[] = [
+  peakSuite,
+  bf16Suite,
+  // gemmSuite,
+];

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+
+// The CLI as users run it (dist/bench/cli.js, compiled by `npm test`'s pretest). Only the shape
+// of the output is checked: benchmarks are not tests, and these --quick numbers mean nothing.
+const cli = fileURLToPath(new URL('../dist/bench/cli.js', import.meta.url));
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000 });
+
+describe('switch-bench', () => {
+  it('is the package bin and starts with a shebang', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    expect(pkg.bin['switch-bench']).toBe('./dist/bench/cli.js');
+    expect(readFileSync(cli, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+  });
+
+  it('--quick --json prints one JSON array of records', () => {
+    const result = run('peak', 'bf16', '--quick', '--json', '--threads', '1,2');
+    expect(result.status, result.stderr).toBe(0);
+    const records = JSON.parse(result.stdout) as Array<Record<string, unknown>>;
+    expect(Array.isArray(records)).toBe(true);
+    expect(result.stderr).toContain('[switch-bench]'); // progress goes to stderr, not into the JSON
+    const suites = new Set(records.map((r) => r.suite));
+    expect([...suites].sort()).toEqual(['bf16', 'peak']);
+    for (const r of records) {
+      expect(typeof r.name).toBe('string');
+      expect(typeof r.shape).toBe('string');
+      expect([1, 2]).toContain(r.threads);
+      expect(r.seconds as number).toBeGreaterThan(0);
+      const rate = (r.gflops ?? r.gbps) as number;
+      expect(Number.isFinite(rate) && rate > 0, `${r.suite} ${r.name}`).toBe(true);
+      expect(Number.isFinite(r.percentOfPeak as number), `${r.suite} ${r.name} percentOfPeak`).toBe(true);
+    }
+    // The limits, at each thread count asked for, and every bf16 direction and implementation.
+    for (const threads of [1, 2]) {
+      expect(records.some((r) => r.suite === 'peak' && r.name === 'memcpy' && r.threads === threads && typeof r.gbps === 'number')).toBe(true);
+      expect(records.some((r) => r.suite === 'peak' && String(r.name).startsWith('fma') && r.threads === threads && typeof r.gflops === 'number')).toBe(true);
+      for (const direction of ['toBfloat16', 'fromBfloat16'])
+        for (const impl of ['reference', 'portable'])
+          expect(records.some((r) => r.suite === 'bf16' && r.name === `${direction} ${impl}` && r.threads === threads && typeof r.percentOfPeak === 'number')).toBe(true);
+    }
+  });
+
+  it('prints a table by default, and lists its suites', () => {
+    const table = run('peak', '--quick', '--threads', '1');
+    expect(table.status, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/suite\s+name\s+shape\s+threads\s+median\s+rate\s+% of peak/);
+    expect(table.stdout).toContain('GFLOP/s');
+    const list = run('--list');
+    expect(list.status).toBe(0);
+    expect(list.stdout).toMatch(/^peak\s/m);
+    expect(list.stdout).toMatch(/^bf16\s/m);
+  });
+
+  it.each([
+    [['--bogus'], 'unknown option'],
+    [['nosuchsuite'], 'unknown suite'],
+    [['--threads', '0'], '--threads'],
+    [['--threads', 'a,b'], '--threads'],
+    [['--threads'], '--threads'],
+    [['--compare'], '--compare'],
+  ])('rejects %j with usage and exit code 2', (args, message) => {
+    const result = run(...args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain(message);
+    expect(result.stdout).toBe('');
+  });
+});
+
+describe('the benchmark bindings', () => {
+  it.each([
+    ['benchFmaPeak', ['avx512', 1], 'ERR_SWITCH_RANGE'],
+    ['benchFmaPeak', ['portable', 0], 'ERR_SWITCH_RANGE'],
+    ['benchFmaPeak', ['portable'], 'ERR_SWITCH_ARG_TYPE'],
+    ['benchMemcpy', [-1, 1], 'ERR_SWITCH_RANGE'],
+    ['benchMemcpy', ['64', 1], 'ERR_SWITCH_ARG_TYPE'],
+    ['benchMemcpy', [1024, 1, 0], 'ERR_SWITCH_RANGE'],
+    ['benchMemcpy', [1024, 1, 1, -1], 'ERR_SWITCH_RANGE'],
+    ['benchStreamCopy', [1024, 1.5], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['sideways', 16, 1, 'reference'], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['toBfloat16', 0, 1, 'reference'], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['toBfloat16', 16, 1, 'sse9'], 'ERR_SWITCH_RANGE'],
+    ['benchBf16', ['toBfloat16', 16, 1, 7], 'ERR_SWITCH_ARG_TYPE'],
+    ['benchBf16', ['toBfloat16', 16, 1], 'ERR_SWITCH_ARG_TYPE'],
+  ])('%s(%j) throws %s', async (fn, args, code) => {
+    const { native } = await import('../src/native.js');
+    expect(() => native[fn](...args)).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('measures a tiny conversion', async () => {
+    const { native } = await import('../src/native.js');
+    const m = native.benchBf16('fromBfloat16', 1000, 1, 'portable', 1, 0);
+    expect(m.seconds).toBeGreaterThan(0);
+    expect(m.gbps).toBeGreaterThan(0);
+    expect(m.repeats).toBe(1);
+  });
+});
