@@ -18,3 +18,7 @@ export function setNumThreads(n: number): void {
 export function setIsa(isa: 'avx2' | 'portable'): void {
   native.setIsa(isa);
 }
+
+// The device mesh: processes as cores over shared memory (SPEC §3).
+export { launchMesh, Device } from './mesh/index.js';
+export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';

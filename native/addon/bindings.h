@@ -6,5 +6,6 @@
 namespace st::addon {
 
 void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, threads, bf16, matmul
+void init_mesh(Napi::Env env, Napi::Object exports);   // mesh.cc: the arena and the collectives
 
 }  // namespace st::addon
