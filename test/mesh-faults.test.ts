@@ -154,6 +154,8 @@ describe('mesh argument checks', () => {
       expect(by['allToAllv counts length']).toMatchObject({ code: 'ERR_SWITCH_SHAPE' });
       expect(by['allToAllv counts sum']).toMatchObject({ code: 'ERR_SWITCH_SHAPE' });
       expect(by['allToAllv own chunk']).toMatchObject({ code: 'ERR_SWITCH_SHAPE', message: expect.stringMatching(/chunk to itself/) });
+      expect(by['alloc beyond the heap']).toMatchObject({ name: 'RangeError', code: 'ERR_SWITCH_RANGE', message: expect.stringMatching(/heapBytes/) });
+      expect(by['alloc negative']).toMatchObject({ name: 'RangeError', code: 'ERR_SWITCH_RANGE' });
       expect(ok).toEqual([2, 2, 2]);
     }
   });

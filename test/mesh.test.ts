@@ -69,6 +69,7 @@ function expected(seed: number, index: number, c: Case, axes: [string, number][]
       break;
     }
     case 'allToAll':
+    case 'allToAllHeap':
     case 'allToAllInPlace':
       for (const r of ranks) {
         const send = input(r, P * c.n);
@@ -124,6 +125,8 @@ function allCases(axes: (string | undefined)[], wires: Wire[]): Case[] {
       }
       cases.push({ op: 'barrier', n: 0, axis, wire });
       cases.push({ op: 'allToAllInPlace', n: randomInt(1, 5000), axis, wire, specials: true });
+      cases.push({ op: 'allToAllHeap', n: randomInt(1, 300), axis, wire, specials: true });
+      cases.push({ op: 'allToAllHeap', n: randomInt(4097, 9000), axis, wire, specials: true });
       cases.push({ op: 'allReduceInPlace', n: randomInt(1, 9000), axis, wire });
       cases.push({ op: 'allToAllv', n: randomInt(1, 6000), axis, wire, specials: true });
       cases.push({ op: 'allToAll', n: 0, axis, wire });

@@ -104,7 +104,7 @@ std::string where(const Communicator& comm, int kind) {
 
 Napi::Value create_arena(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  expect_args(info, 2, "meshCreateArena");
+  expect_args(info, 3, "meshCreateArena");
   if (!info[0].IsArray()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'axisSizes' must be an array");
   Napi::Array sizes_js = info[0].As<Napi::Array>();
   std::vector<int> sizes;
@@ -112,9 +112,10 @@ Napi::Value create_arena(const Napi::CallbackInfo& info) {
     sizes.push_back(static_cast<int>(integer(sizes_js.Get(i), "axisSizes[i]", 1, mesh::kMaxRanks)));
   const int64_t slot = integer(info[1], "slotBytes", static_cast<int64_t>(mesh::kMinSlotBytes),
                                static_cast<int64_t>(mesh::kMaxSlotBytes));
+  const int64_t heap = integer(info[2], "heapBytes", 0, static_cast<int64_t>(mesh::kMaxHeapBytes));
   auto* h = new ArenaHandle();
   try {
-    h->arena = Arena::create(sizes, static_cast<size_t>(slot));
+    h->arena = Arena::create(sizes, static_cast<size_t>(slot), static_cast<size_t>(heap));
   } catch (const std::exception& e) {
     delete h;
     throw_error(env, "ERR_MESH_LAUNCH", e.what());
@@ -329,6 +330,24 @@ Napi::Value all_to_allv(const Napi::CallbackInfo& info) {
   return info[4];
 }
 
+// A Float32Array over n floats of this device's heap in the arena (never freed: the heap lives as
+// long as the process). An all-to-all reads such a send buffer in place.
+Napi::Value alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  expect_args(info, 2, "meshAlloc");
+  DeviceHandle* h = handle<DeviceHandle>(info[0], "device");
+  if (!h->comm) throw_error(env, "ERR_SWITCH_STATE", "the mesh device is closed");
+  const int64_t n = integer(info[1], "length", 0, int64_t{1} << 40);
+  float* p = h->comm->alloc(n);
+  if (!p)
+    throw_range_error(env, "ERR_SWITCH_RANGE",
+                      "alloc: " + std::to_string(n) + " floats do not fit in this device's shared heap (" +
+                          std::to_string(h->arena->heap_bytes() - h->comm->heap_used()) +
+                          " bytes left; raise launchMesh's heapBytes)");
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, p, static_cast<size_t>(n) * 4);
+  return Napi::Float32Array::New(env, static_cast<size_t>(n), buffer, 0);
+}
+
 Napi::Value set_timeout(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "meshSetTimeout");
   device(info[0]).set_timeout_ms(integer(info[1], "timeoutMs", 1, int64_t{1} << 40));
@@ -391,6 +410,7 @@ void init_mesh(Napi::Env env, Napi::Object exports) {
   exports.Set("meshReduceScatter", Napi::Function::New(env, reduce_scatter, "meshReduceScatter"));
   exports.Set("meshAllToAll", Napi::Function::New(env, all_to_all, "meshAllToAll"));
   exports.Set("meshAllToAllv", Napi::Function::New(env, all_to_allv, "meshAllToAllv"));
+  exports.Set("meshAlloc", Napi::Function::New(env, alloc, "meshAlloc"));
   exports.Set("meshSetTimeout", Napi::Function::New(env, set_timeout, "meshSetTimeout"));
   exports.Set("meshSetWaitPolicy", Napi::Function::New(env, set_wait_policy, "meshSetWaitPolicy"));
   exports.Set("meshStats", Napi::Function::New(env, stats, "meshStats"));

@@ -29,15 +29,25 @@ std::runtime_error sys_error(const char* what) {
 }
 
 uint8_t* map_fd(int fd, size_t bytes) {
-  // MAP_POPULATE: page tables are filled now, not by faults in the middle of the first collective.
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) throw sys_error("mesh arena: mmap");
   return static_cast<uint8_t*>(p);
 }
 
+// Control block, counters and slots get their pages and page tables now, not by faults in the
+// middle of the first collective; the heaps stay sparse until used.
+void populate(uint8_t* base, size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+  madvise(base, bytes, MADV_POPULATE_WRITE);   // best effort (Linux 5.14+)
+#else
+  (void)base;
+  (void)bytes;
+#endif
+}
+
 }  // namespace
 
-Layout layout_for(int n_ranks, int n_kinds, size_t slot_bytes) {
+Layout layout_for(int n_ranks, int n_kinds, size_t slot_bytes, size_t heap_bytes) {
   Layout l;
   l.n_ranks = n_ranks;
   l.n_kinds = n_kinds;
@@ -48,11 +58,13 @@ Layout layout_for(int n_ranks, int n_kinds, size_t slot_bytes) {
   l.consumed_offset = l.posted_offset + nk * sizeof(Counter);
   l.headers_offset = l.consumed_offset + nk * sizeof(Counter);
   l.slots_offset = align_up(l.headers_offset + nk * 2 * sizeof(RoundHeader), 4096);
-  l.total_bytes = l.slots_offset + nk * slot_bytes;
+  l.heap_bytes = heap_bytes;
+  l.heaps_offset = l.slots_offset + nk * slot_bytes;
+  l.total_bytes = l.heaps_offset + static_cast<size_t>(n_ranks) * heap_bytes;
   return l;
 }
 
-std::unique_ptr<Arena> Arena::create(const std::vector<int>& axis_sizes, size_t slot_bytes) {
+std::unique_ptr<Arena> Arena::create(const std::vector<int>& axis_sizes, size_t slot_bytes, size_t heap_bytes) {
   if (axis_sizes.empty() || axis_sizes.size() > static_cast<size_t>(kMaxAxes))
     throw std::invalid_argument("mesh arena: 1 to 4 axes");
   int64_t n = 1;
@@ -63,8 +75,10 @@ std::unique_ptr<Arena> Arena::create(const std::vector<int>& axis_sizes, size_t 
   if (n > kMaxRanks) throw std::invalid_argument("mesh arena: at most 64 ranks");
   if (slot_bytes < kMinSlotBytes || slot_bytes > kMaxSlotBytes || slot_bytes % 4096 != 0)
     throw std::invalid_argument("mesh arena: slot bytes must be a multiple of 4096 in [64 KiB, 1 GiB]");
+  if (heap_bytes > kMaxHeapBytes || heap_bytes % 4096 != 0)
+    throw std::invalid_argument("mesh arena: heap bytes must be a multiple of 4096, at most 16 GiB");
   const int n_kinds = 1 + static_cast<int>(axis_sizes.size());
-  const Layout layout = layout_for(static_cast<int>(n), n_kinds, slot_bytes);
+  const Layout layout = layout_for(static_cast<int>(n), n_kinds, slot_bytes, heap_bytes);
 
   const int fd = static_cast<int>(syscall(SYS_memfd_create, "switch-transformer-mesh", MFD_CLOEXEC));
   if (fd < 0) throw sys_error("mesh arena: memfd_create");
@@ -80,6 +94,7 @@ std::unique_ptr<Arena> Arena::create(const std::vector<int>& axis_sizes, size_t 
     close(fd);
     throw;
   }
+  populate(base, layout.heaps_offset);
   std::unique_ptr<Arena> arena(new Arena(fd, base, layout));
   Control* c = arena->control();
   c->version = kArenaVersion;
@@ -87,6 +102,7 @@ std::unique_ptr<Arena> Arena::create(const std::vector<int>& axis_sizes, size_t 
   c->n_axes = static_cast<uint32_t>(axis_sizes.size());
   for (size_t a = 0; a < axis_sizes.size(); ++a) c->axis_size[a] = static_cast<uint32_t>(axis_sizes[a]);
   c->slot_bytes = slot_bytes;
+  c->heap_bytes = heap_bytes;
   c->total_bytes = layout.total_bytes;
   store_seq(&c->magic, kArenaMagic);   // last: a reader that sees the magic sees the rest
   return arena;
@@ -105,7 +121,13 @@ std::unique_ptr<Arena> Arena::attach(int fd) {
     munmap(base, static_cast<size_t>(st.st_size));
     throw std::runtime_error("mesh arena: the inherited descriptor is not a mesh arena");
   }
-  const Layout layout = layout_for(static_cast<int>(c->n_ranks), 1 + static_cast<int>(c->n_axes), c->slot_bytes);
+  const Layout layout =
+      layout_for(static_cast<int>(c->n_ranks), 1 + static_cast<int>(c->n_axes), c->slot_bytes, c->heap_bytes);
+  if (layout.total_bytes != c->total_bytes) {
+    munmap(base, static_cast<size_t>(st.st_size));
+    throw std::runtime_error("mesh arena: inconsistent size table");
+  }
+  populate(base, layout.heaps_offset);
   return std::unique_ptr<Arena>(new Arena(fd, base, layout));
 }
 

@@ -2,7 +2,9 @@
 // the memory goes away with the last process that maps it), carved into named regions by a size
 // table, the way the parameters of a model are carved out of one allocation.
 // N = ranks (devices), K = group kinds (kind 0 = the whole mesh, kind 1 + a = axis a),
-// S = slot bytes (each rank's staging slot for one group kind, two halves for double buffering).
+// S = slot bytes (each rank's staging slot for one group kind, two halves for double buffering),
+// H = heap bytes (each rank's own shared buffers: a send buffer there is read by the peers in
+// place, one copy instead of two).
 #pragma once
 
 #include <cstddef>
@@ -18,6 +20,7 @@ constexpr int kMaxKinds = kMaxAxes + 1;
 constexpr size_t kCacheLine = 64;
 constexpr size_t kMinSlotBytes = 64 * 1024;     // two halves of 64 ranks × 16 floats at least
 constexpr size_t kMaxSlotBytes = 1ull << 30;
+constexpr size_t kMaxHeapBytes = 1ull << 34;
 constexpr uint32_t kArenaMagic = 0x4853454du;    // "MESH"
 constexpr uint32_t kArenaVersion = 1;
 
@@ -32,6 +35,7 @@ struct alignas(kCacheLine) Control {
   uint32_t n_axes;
   uint32_t axis_size[kMaxAxes];
   uint64_t slot_bytes;
+  uint64_t heap_bytes;
   uint64_t total_bytes;
   alignas(kCacheLine) uint32_t lost;               // 0, or the first lost rank + 1
   alignas(kCacheLine) uint32_t rank_state[kMaxRanks];  // RankState
@@ -53,6 +57,7 @@ struct alignas(kCacheLine) RoundHeader {
   uint32_t root;
   uint64_t count;
   uint64_t rounds;
+  uint64_t direct;              // 0: the data is in the slot; else 1 + arena offset of the sender's buffer
   uint64_t counts[kMaxRanks];   // all-to-all with per-peer sizes: elements sent to each peer
 };
 
@@ -66,15 +71,17 @@ struct Layout {
   size_t consumed_offset = 0;   // Counter[N][K]: rounds this rank has finished reading
   size_t headers_offset = 0;    // RoundHeader[N][K][2]
   size_t slots_offset = 0;      // uint8_t[N][K][S], page aligned
+  size_t heap_bytes = 0;
+  size_t heaps_offset = 0;      // uint8_t[N][H], page aligned
   size_t total_bytes = 0;
 };
 
-Layout layout_for(int n_ranks, int n_kinds, size_t slot_bytes);
+Layout layout_for(int n_ranks, int n_kinds, size_t slot_bytes, size_t heap_bytes);
 
 class Arena {
  public:
   // Creates the memfd, sizes and maps it, and writes the control block (the launcher does this).
-  static std::unique_ptr<Arena> create(const std::vector<int>& axis_sizes, size_t slot_bytes);
+  static std::unique_ptr<Arena> create(const std::vector<int>& axis_sizes, size_t slot_bytes, size_t heap_bytes);
   // Maps an arena from an inherited descriptor and checks its control block (a device does this).
   static std::unique_ptr<Arena> attach(int fd);
   ~Arena();
@@ -94,6 +101,9 @@ class Arena {
   RoundHeader* header(int rank, int kind, int half) const;
   uint8_t* half(int rank, int kind, int half) const;
   size_t half_bytes() const { return layout_.slot_bytes / 2; }
+  uint8_t* heap(int rank) const { return base_ + layout_.heaps_offset + static_cast<size_t>(rank) * layout_.heap_bytes; }
+  size_t heap_bytes() const { return layout_.heap_bytes; }
+  uint8_t* base() const { return base_; }
 
   // Marks a rank lost (died, threw, or broke the protocol); the first one is remembered as the
   // cause. Wakes every sleeper so that its wait notices. Returns true for the first lost rank.

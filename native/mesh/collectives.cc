@@ -188,7 +188,21 @@ uint8_t* Communicator::begin_round(int kind, uint32_t s) {
   return arena_.half(rank_, kind, static_cast<int>(s & 1));
 }
 
-void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts) {
+float* Communicator::alloc(int64_t n) {
+  const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * 4 + kCacheLine - 1) / kCacheLine * kCacheLine;
+  if (n < 0 || heap_used_ + bytes > arena_.heap_bytes()) return nullptr;
+  float* p = reinterpret_cast<float*>(arena_.heap(rank_) + heap_used_);
+  heap_used_ += bytes;
+  return p;
+}
+
+bool Communicator::in_heap(const void* p, size_t bytes) const {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  const uint8_t* heap = arena_.heap(rank_);
+  return b >= heap && b + bytes <= heap + arena_.heap_bytes();
+}
+
+void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts, uint64_t direct) {
   RoundHeader* h = arena_.header(rank_, kind, static_cast<int>(s & 1));
   h->seq = s;
   h->op = static_cast<uint32_t>(sig.op);
@@ -196,6 +210,7 @@ void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int
   h->root = sig.root;
   h->count = sig.count;
   h->rounds = sig.rounds;
+  h->direct = direct;
   if (counts)
     for (int p = 0; p < group(kind).size(); ++p) h->counts[p] = static_cast<uint64_t>(counts[p]);
   counter_publish(arena_.posted(rank_, kind), s);   // release: the header and the data before it
@@ -405,23 +420,44 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
   const int64_t rounds = std::max<int64_t>(1, ceil_div(n, c));
   const Signature sig{Op::all_to_all, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
   const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
+  const size_t send_bytes = static_cast<size_t>(P) * static_cast<size_t>(n) * 4;
+  // A float32 send buffer in this device's heap is read by the peers in place (one copy, not
+  // two); then it must stay untouched until every peer has read it. Not in place (recv == send):
+  // this device would overwrite what a peer has yet to read.
+  const bool direct = wire == Wire::float32 && n > 0 && in_heap(send, send_bytes) &&
+                      (recv + static_cast<int64_t>(P) * n <= send || send + static_cast<int64_t>(P) * n <= recv);
+  const uint64_t direct_at = direct ? 1 + static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(send) - arena_.base()) : 0;
+  uint32_t last = 0;
   for (int64_t k = 0; k < rounds; ++k) {
     const int64_t off = k * c, len = clamp_len(n, off, c);
-    const uint32_t s = next_seq(kind);
+    const uint32_t s = last = next_seq(kind);
     uint8_t* out = begin_round(kind, s);
-    for (int p = 0; p < P; ++p)
-      if (p != me) to_wire(out + static_cast<size_t>(p) * sub, send + static_cast<int64_t>(p) * n + off, len, wire);
+    if (!direct)
+      for (int p = 0; p < P; ++p)
+        if (p != me) to_wire(out + static_cast<size_t>(p) * sub, send + static_cast<int64_t>(p) * n + off, len, wire);
     stats_.bytes_sent += static_cast<uint64_t>(len) * static_cast<uint64_t>(P - 1) * wire_bytes(wire);
-    publish(kind, s, sig);
+    publish(kind, s, sig, nullptr, direct_at);
     // In place (recv == send) works: this round's chunks were packed before any is overwritten.
     self_copy(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, wire);
     for (int i = 1; i < P; ++i) {
       const int q = (me + i) % P;
-      const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig) + static_cast<size_t>(me) * sub;
-      from_wire(recv + static_cast<int64_t>(q) * n + off, in, len, wire);
+      const int peer = g.ranks[static_cast<size_t>(q)];
+      const uint8_t* in = wait_posted(kind, peer, s, sig);
+      const uint64_t their = arena_.header(peer, kind, static_cast<int>(s & 1))->direct;
+      if (their != 0)
+        std::memcpy(recv + static_cast<int64_t>(q) * n + off,
+                    arena_.base() + (their - 1) + (static_cast<size_t>(me) * static_cast<size_t>(n) + static_cast<size_t>(off)) * 4,
+                    static_cast<size_t>(len) * 4);
+      else
+        from_wire(recv + static_cast<int64_t>(q) * n + off, in + static_cast<size_t>(me) * sub, len, wire);
     }
     finish_round(kind, s);
   }
+  if (direct)
+    for (int i = 1; i < P; ++i) {
+      const int q = g.ranks[static_cast<size_t>((me + i) % P)];
+      wait_reached(arena_.consumed(q, kind), last, q, kind, "finish reading");
+    }
   ST_COLLECTIVE_END()
 }
 

@@ -56,8 +56,8 @@ struct Group {
 Group group_of(const std::vector<int>& axis_sizes, int rank, int kind, const std::string& name);
 
 struct WaitPolicy {
-  int64_t spin_ns = 20000;     // busy-poll first (a peer a few µs behind is the common case)
-  int64_t yield_ns = 200000;   // then give the core away (more devices than cores)
+  int64_t spin_ns = 10000;     // busy-poll first (a peer a few µs behind is the common case)
+  int64_t yield_ns = 0;        // then sched_yield (off by default: CFS may give the core away for a slice)
   int64_t slice_ns = 100000000;  // then sleep on the futex, re-checking the lost mark each slice
 };
 
@@ -98,6 +98,12 @@ class Communicator {
   void all_to_allv(int kind, float* recv, const int64_t* recv_counts, const float* send, const int64_t* send_counts,
                    Wire wire);
 
+  // Bump allocation of n floats in this device's heap (64-byte aligned), nullptr when it is full.
+  // An all-to-all whose float32 send buffer lives there is read by the peers in place.
+  float* alloc(int64_t n);
+  bool in_heap(const void* p, size_t bytes) const;
+  size_t heap_used() const { return heap_used_; }
+
   // Bytes-per-element-aware chunk: elements per peer per round when `parts` peers share a half.
   int64_t chunk_elements(int parts, Wire wire) const;
 
@@ -111,7 +117,7 @@ class Communicator {
   };
   uint32_t next_seq(int kind) { return ++seq_[static_cast<size_t>(kind)]; }
   uint8_t* begin_round(int kind, uint32_t s);
-  void publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts = nullptr);
+  void publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts = nullptr, uint64_t direct = 0);
   const uint8_t* wait_posted(int kind, int peer, uint32_t s, const Signature& sig, bool check_rounds = true);
   void finish_round(int kind, uint32_t s);
   void wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what);
@@ -127,6 +133,7 @@ class Communicator {
   Stats stats_;
   Op current_op_ = Op::barrier;
   std::vector<float> scratch_;
+  size_t heap_used_ = 0;
 };
 
 }  // namespace st::mesh

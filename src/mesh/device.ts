@@ -165,6 +165,17 @@ export class Device {
       counts(recvCounts, 'recvCounts'), this.#wire(options, 'allToAllv'));
   }
 
+  /**
+   * A Float32Array of n elements in this device's shared heap (see `heapBytes` of `launchMesh`;
+   * never freed). An all-to-all on the float32 wire whose `send` lives there is read by the peers
+   * in place: one copy instead of two. Allocate dispatch buffers once and reuse them.
+   */
+  alloc(n: number): Float32Array {
+    if (!Number.isInteger(n) || n < 0)
+      throw rangeError('ERR_SWITCH_RANGE', `alloc: 'n' must be a non-negative integer, got ${String(n)}`);
+    return native.meshAlloc(this.#handle, n);
+  }
+
   /** Time and bytes spent in collectives since the start or the last `resetStats()`. */
   stats(): MeshStats {
     return native.meshStats(this.#handle);

@@ -26,6 +26,11 @@ export interface LaunchOptions {
   threadsPerDevice?: number;
   /** Each device's staging slot per group, in bytes (default 2 MiB); larger collectives are chunked. */
   slotBytes?: number;
+  /**
+   * Each device's shared heap, in bytes (default 64 MiB, reserved lazily): `device.alloc(n)` carves
+   * Float32Arrays from it, and an all-to-all reads a float32 send buffer there in place.
+   */
+  heapBytes?: number;
   /** After a device fails, how long the others get to report before they are killed (default 2000 ms). */
   graceMs?: number;
   /** Node options of the device processes (default: none). */
@@ -36,6 +41,7 @@ export interface LaunchOptions {
 export type DeviceProgram<A = unknown, R = unknown> = (device: import('./device.js').Device, args: A) => R | Promise<R>;
 
 const DEFAULT_SLOT_BYTES = 2 * 1024 * 1024;
+const DEFAULT_HEAP_BYTES = 64 * 1024 * 1024;
 const AXIS_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 /** The descriptor number of the arena in every device process. */
@@ -80,7 +86,7 @@ function removeSignalHandlers(): void {
 }
 
 /** Checks the options and returns the axes in mesh order. */
-function checkOptions(options: LaunchOptions): { axes: [string, number][]; wire: Wire; timeoutMs: number; slotBytes: number; threads: number; graceMs: number } {
+function checkOptions(options: LaunchOptions): { axes: [string, number][]; wire: Wire; timeoutMs: number; slotBytes: number; heapBytes: number; threads: number; graceMs: number } {
   if (options === null || typeof options !== 'object') throw typeError('ERR_SWITCH_ARG_TYPE', "launchMesh: 'options' must be an object");
   const { devices } = options;
   if (!Number.isInteger(devices) || devices < 1 || devices > 64)
@@ -110,6 +116,9 @@ function checkOptions(options: LaunchOptions): { axes: [string, number][]; wire:
   const slotBytes = options.slotBytes ?? DEFAULT_SLOT_BYTES;
   if (!Number.isInteger(slotBytes) || slotBytes < 65536 || slotBytes > 2 ** 30 || slotBytes % 4096 !== 0)
     throw rangeError('ERR_SWITCH_OPTION', `launchMesh: option 'slotBytes' must be a multiple of 4096 in [65536, 2^30], got ${String(slotBytes)}`);
+  const heapBytes = options.heapBytes ?? DEFAULT_HEAP_BYTES;
+  if (!Number.isInteger(heapBytes) || heapBytes < 0 || heapBytes > 2 ** 34 || heapBytes % 4096 !== 0)
+    throw rangeError('ERR_SWITCH_OPTION', `launchMesh: option 'heapBytes' must be a multiple of 4096 in [0, 2^34], got ${String(heapBytes)}`);
   const cores = native.cpuInfo().hardwareThreads as number;
   const threads = options.threadsPerDevice ?? Math.max(1, Math.floor(cores / devices));
   if (!Number.isInteger(threads) || threads < 1 || threads > 256)
@@ -117,7 +126,7 @@ function checkOptions(options: LaunchOptions): { axes: [string, number][]; wire:
   const graceMs = options.graceMs ?? 2000;
   if (!Number.isFinite(graceMs) || graceMs < 0)
     throw rangeError('ERR_SWITCH_OPTION', `launchMesh: option 'graceMs' must be a non-negative number, got ${String(graceMs)}`);
-  return { axes, wire, timeoutMs, slotBytes, threads, graceMs };
+  return { axes, wire, timeoutMs, slotBytes, heapBytes, threads, graceMs };
 }
 
 function programHref(programUrl: string | URL): string {
@@ -151,11 +160,11 @@ function lostError(rank: number, code: number | null, signal: NodeJS.Signals | n
  */
 export async function launchMesh<R = unknown>(programUrl: string | URL, options: LaunchOptions): Promise<R[]> {
   const href = programHref(programUrl);
-  const { axes, wire, timeoutMs, slotBytes, threads, graceMs } = checkOptions(options);
+  const { axes, wire, timeoutMs, slotBytes, heapBytes, threads, graceMs } = checkOptions(options);
   if (href.startsWith('file:') && !existsSync(fileURLToPath(href)))
     throw typeError('ERR_MESH_LAUNCH', `launchMesh: the program ${href} does not exist`);
   const devices = options.devices;
-  const created = native.meshCreateArena(axes.map(([, s]) => s), slotBytes) as { fd: number; arena: unknown };
+  const created = native.meshCreateArena(axes.map(([, s]) => s), slotBytes, heapBytes) as { fd: number; arena: unknown };
   const arena = created.arena;
 
   return new Promise<R[]>((resolve, reject) => {
@@ -206,6 +215,8 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
 
     const config = (rank: number): DeviceConfig & Record<string, unknown> => ({
       rank, axes, wire, timeoutMs, programUrl: href, parentPid: process.pid, fd: ARENA_FD, threads,
+      // More devices than cores: a waiting device must give its core away soon.
+      oversubscribed: devices > (native.cpuInfo().hardwareThreads as number),
     });
     try {
       for (let rank = 0; rank < devices; rank++) {
