@@ -56,8 +56,8 @@ struct Group {
 Group group_of(const std::vector<int>& axis_sizes, int rank, int kind, const std::string& name);
 
 struct WaitPolicy {
-  int64_t spin_ns = 10000;     // busy-poll first (a peer a few µs behind is the common case)
-  int64_t yield_ns = 0;        // then sched_yield (off by default: CFS may give the core away for a slice)
+  int64_t spin_ns = 1000;        // busy-poll first (a peer a little behind is the common case)
+  int64_t yield_ns = 1000000;    // then poll with sched_yield (the core goes to whoever can use it)
   int64_t slice_ns = 100000000;  // then sleep on the futex, re-checking the lost mark each slice
 };
 

@@ -8,7 +8,6 @@ interface ChildConfig extends DeviceConfig {
   parentPid: number;
   fd: number;
   threads: number;
-  oversubscribed: boolean;
 }
 
 function send(message: unknown): Promise<void> {
@@ -40,12 +39,13 @@ async function main(): Promise<void> {
   delete process.env.SWITCH_MESH_DEVICE;   // a nested launch starts from a clean slate
   const handle = native.meshAttach(config.fd, config.rank, config.axes.map(([name]) => name), config.timeoutMs, config.parentPid);
   native.setNumThreads(config.threads);
-  // How long a waiting device busy-polls before it sleeps on the futex. Short: on a shared
-  // machine (and always with more devices than cores) a long spin steals the core the awaited
-  // peer needs; measured on 2 shared cores, 5-10 µs beat 100 µs and 2 ms by far. Environment
-  // overrides for tuning.
-  const spin = process.env.SWITCH_MESH_SPIN_US ?? (config.oversubscribed ? '5' : '10');
-  const yieldUs = process.env.SWITCH_MESH_YIELD_US ?? '0';
+  // How a waiting device waits: a microsecond of busy-polling, then polling with sched_yield for
+  // up to a millisecond (the core goes at once to whoever can use it, often the awaited peer),
+  // then sleeping on the futex. Measured on 2 shared cores (bench/RESULTS.md): long busy spins
+  // collapse under load, and sleeping early pays a wake-up of tens of µs on every round.
+  // Environment overrides for tuning.
+  const spin = process.env.SWITCH_MESH_SPIN_US ?? '1';
+  const yieldUs = process.env.SWITCH_MESH_YIELD_US ?? '1000';
   native.meshSetWaitPolicy(handle, Number(spin), Number(yieldUs));
   const args = await new Promise<unknown>((resolve) => {
     process.once('message', (m: { type: string; args: unknown }) => resolve(m.args));

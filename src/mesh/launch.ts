@@ -215,8 +215,6 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
 
     const config = (rank: number): DeviceConfig & Record<string, unknown> => ({
       rank, axes, wire, timeoutMs, programUrl: href, parentPid: process.pid, fd: ARENA_FD, threads,
-      // More devices than cores: a waiting device must give its core away soon.
-      oversubscribed: devices > (native.cpuInfo().hardwareThreads as number),
     });
     try {
       for (let rank = 0; rank < devices; rank++) {
