@@ -132,6 +132,7 @@ describe('mesh argument checks', () => {
     expect(await bad({ devices: 2, axes: { 'bad name': 2 } })).toMatchObject({ code: 'ERR_SWITCH_OPTION' });
     expect(await bad({ devices: 2, timeoutMs: -1 })).toMatchObject({ code: 'ERR_SWITCH_OPTION' });
     expect(await bad({ devices: 2, slotBytes: 1000 })).toMatchObject({ code: 'ERR_SWITCH_OPTION' });
+    expect(await launchMesh(PROGRAM, { devices: 2, args: { f: () => 1 } }).then(() => undefined, (e) => e)).toMatchObject({ name: 'TypeError', code: 'ERR_SWITCH_ARG_TYPE' });
     const missing = await launchMesh(new URL('./fixtures/no-such-program.mjs', import.meta.url), { devices: 2 }).then(() => undefined, (e) => e);
     expect(missing).toMatchObject({ name: 'TypeError', code: 'ERR_MESH_LAUNCH' });
   });

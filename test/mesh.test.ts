@@ -98,8 +98,8 @@ function expectSame(actual: Float32Array, want: Float32Array, what: string): voi
   }
 }
 
-async function runCases(devices: number, axes: Record<string, number>, meshWire: Wire, cases: Case[], seed: number): Promise<Report[]> {
-  const reports = await launchMesh<Report>(PROGRAM, { devices, axes, wire: meshWire, timeoutMs: 20000, slotBytes: SLOT, args: { seed, cases } });
+async function runCases(devices: number, axes: Record<string, number>, meshWire: Wire, cases: Case[], seed: number, pinDevices = false): Promise<Report[]> {
+  const reports = await launchMesh<Report>(PROGRAM, { devices, axes, wire: meshWire, timeoutMs: 20000, slotBytes: SLOT, pinDevices, args: { seed, cases } });
   const axisList = Object.entries(axes);
   expect(reports.length).toBe(devices);
   for (const rep of reports) {
@@ -114,14 +114,14 @@ async function runCases(devices: number, axes: Record<string, number>, meshWire:
 const randomInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 
 /** Every collective with sizes 1, random small, and random sizes that need several rounds. */
-function allCases(axes: (string | undefined)[], wires: Wire[]): Case[] {
+function allCases(axes: (string | undefined)[], wires: Wire[], maxRoot = 1): Case[] {
   const cases: Case[] = [];
   for (const axis of axes)
     for (const wire of wires) {
       const sizes = [1, randomInt(2, 300), randomInt(4097, 9000)];
       for (const n of sizes) {
         for (const op of ['allToAll', 'allReduce', 'allGather', 'reduceScatter', 'broadcast'])
-          cases.push({ op, n, axis, wire, specials: op !== 'allReduce' && op !== 'reduceScatter', root: op === 'broadcast' ? randomInt(0, 1) : undefined });
+          cases.push({ op, n, axis, wire, specials: op !== 'allReduce' && op !== 'reduceScatter', root: op === 'broadcast' ? randomInt(0, maxRoot) : undefined });
       }
       cases.push({ op: 'barrier', n: 0, axis, wire });
       cases.push({ op: 'allToAllInPlace', n: randomInt(1, 5000), axis, wire, specials: true });
@@ -143,6 +143,11 @@ describe('mesh collectives', () => {
     expect(reports[0].axes).toEqual({ data: 2, model: 2 });
   });
 
+  it('work on a single device (every group of one)', async () => {
+    const seed = randomInt(1, 2 ** 30);
+    await runCases(1, { data: 1 }, 'bf16', allCases([undefined, 'data'], ['float32', 'bf16'], 0), seed);
+  });
+
   it('match the reference on 2 devices with a bf16 mesh wire, and all-reduce is bit-identical run to run', async () => {
     const seed = randomInt(1, 2 ** 30);
     // No `wire` in the cases: the mesh's bf16 applies; then a float32 override.
@@ -152,7 +157,7 @@ describe('mesh collectives', () => {
       { op: 'allToAll', n: randomInt(1, 3000), wire: 'float32', specials: true },
     ];
     const first = await runCases(2, { data: 2 }, 'bf16', cases, seed);
-    const again = await runCases(2, { data: 2 }, 'bf16', cases, seed);
+    const again = await runCases(2, { data: 2 }, 'bf16', cases, seed, true);   // and bound to CPUs
     cases.forEach((c, i) => {
       if (c.op.startsWith('allReduce')) for (let r = 0; r < 2; r++) expectSame(again[r].out[i], first[r].out[i], `run 2 vs run 1, rank ${r} case ${i}`);
     });

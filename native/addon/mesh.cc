@@ -1,6 +1,7 @@
 // Bindings of the device mesh: the arena for the launcher, and the collectives for a device.
 // Collectives block the calling thread; they are only ever called inside a device process, whose
 // event loop has nothing else to do meanwhile (the launcher never calls them).
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -348,6 +349,27 @@ Napi::Value alloc(const Napi::CallbackInfo& info) {
   return Napi::Float32Array::New(env, static_cast<size_t>(n), buffer, 0);
 }
 
+// Binds this device process to `count` CPUs starting at the first·count-th of those it may use
+// (device r of a mesh takes CPUs r·t ... r·t + t − 1): waiting devices then never get pulled onto
+// one core by wake-ups, as the launcher of an MPI job does for small jobs. Returns false when
+// there are not enough CPUs (nothing changed).
+Napi::Value pin_cpus(const Napi::CallbackInfo& info) {
+  expect_args(info, 2, "meshPinCpus");
+  const int64_t first = integer(info[0], "first", 0, CPU_SETSIZE);
+  const int64_t count = integer(info[1], "count", 1, CPU_SETSIZE);
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return Napi::Boolean::New(info.Env(), false);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  if (static_cast<size_t>(first + count) > cpus.size()) return Napi::Boolean::New(info.Env(), false);
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  for (int64_t i = first; i < first + count; ++i) CPU_SET(cpus[static_cast<size_t>(i)], &mine);
+  return Napi::Boolean::New(info.Env(), sched_setaffinity(0, sizeof(mine), &mine) == 0);
+}
+
 Napi::Value set_timeout(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "meshSetTimeout");
   device(info[0]).set_timeout_ms(integer(info[1], "timeoutMs", 1, int64_t{1} << 40));
@@ -411,6 +433,7 @@ void init_mesh(Napi::Env env, Napi::Object exports) {
   exports.Set("meshAllToAll", Napi::Function::New(env, all_to_all, "meshAllToAll"));
   exports.Set("meshAllToAllv", Napi::Function::New(env, all_to_allv, "meshAllToAllv"));
   exports.Set("meshAlloc", Napi::Function::New(env, alloc, "meshAlloc"));
+  exports.Set("meshPinCpus", Napi::Function::New(env, pin_cpus, "meshPinCpus"));
   exports.Set("meshSetTimeout", Napi::Function::New(env, set_timeout, "meshSetTimeout"));
   exports.Set("meshSetWaitPolicy", Napi::Function::New(env, set_wait_policy, "meshSetWaitPolicy"));
   exports.Set("meshStats", Napi::Function::New(env, stats, "meshStats"));

@@ -8,6 +8,7 @@ interface ChildConfig extends DeviceConfig {
   parentPid: number;
   fd: number;
   threads: number;
+  pin: boolean;
 }
 
 function send(message: unknown): Promise<void> {
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   }
   delete process.env.SWITCH_MESH_DEVICE;   // a nested launch starts from a clean slate
   const handle = native.meshAttach(config.fd, config.rank, config.axes.map(([name]) => name), config.timeoutMs, config.parentPid);
+  if (config.pin) native.meshPinCpus(config.rank * config.threads, config.threads);
   native.setNumThreads(config.threads);
   // How a waiting device waits: a microsecond of busy-polling, then polling with sched_yield for
   // up to a millisecond (the core goes at once to whoever can use it, often the awaited peer),
@@ -47,9 +49,12 @@ async function main(): Promise<void> {
   const spin = process.env.SWITCH_MESH_SPIN_US ?? '1';
   const yieldUs = process.env.SWITCH_MESH_YIELD_US ?? '1000';
   native.meshSetWaitPolicy(handle, Number(spin), Number(yieldUs));
-  const args = await new Promise<unknown>((resolve) => {
+  // Ask for the arguments only now that a listener is in place (nothing sent earlier can be missed).
+  const started = new Promise<unknown>((resolve) => {
     process.once('message', (m: { type: string; args: unknown }) => resolve(m.args));
   });
+  await send({ type: 'ready' });
+  const args = await started;
   try {
     const mod = (await import(config.programUrl)) as { default?: unknown };
     if (typeof mod.default !== 'function')

@@ -176,6 +176,26 @@ export class Device {
     return native.meshAlloc(this.#handle, n);
   }
 
+  /**
+   * The receive counts of an `allToAllv`: given how many elements this device sends to each peer
+   * of the group, returns how many each peer sends to it (one small all-to-all, float32 wire:
+   * counts up to 2^24 are exact).
+   */
+  exchangeCounts(sendCounts: ArrayLike<number>, options: Pick<CollectiveOptions, 'axis'> = {}): Int32Array {
+    const P = this.groupSize(options.axis);
+    if (!sendCounts || typeof sendCounts.length !== 'number' || sendCounts.length !== P)
+      throw rangeError('ERR_SWITCH_SHAPE', `exchangeCounts: argument 'sendCounts' must have one count per peer (${P})`);
+    const send = new Float32Array(P);
+    for (let p = 0; p < P; p++) {
+      const c = sendCounts[p];
+      if (!Number.isInteger(c) || c < 0 || c > 2 ** 24)
+        throw rangeError('ERR_SWITCH_RANGE', `exchangeCounts: sendCounts[${p}] must be an integer in [0, 2^24], got ${String(c)}`);
+      send[p] = c;
+    }
+    const recv = this.allToAll(send, new Float32Array(P), { axis: options.axis, wire: 'float32' });
+    return Int32Array.from(recv);
+  }
+
   /** Time and bytes spent in collectives since the start or the last `resetStats()`. */
   stats(): MeshStats {
     return native.meshStats(this.#handle);

@@ -6,6 +6,7 @@
 // arena (an unlinked memfd: nothing remains in /dev/shm) and rejects with the cause.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { native } from '../native.js';
 import { codedError, rangeError, typeError, type CodedError } from '../errors.js';
@@ -31,6 +32,13 @@ export interface LaunchOptions {
    * Float32Arrays from it, and an all-to-all reads a float32 send buffer there in place.
    */
   heapBytes?: number;
+  /**
+   * Bind each device to its own CPUs (device r: CPUs r·t ... r·t + t − 1 of those this process may
+   * use, t = threadsPerDevice; ignored when they do not fit). Default false: on a machine shared
+   * with other work, bound devices cannot move off a busy core (bench/RESULTS.md: 1 KiB latency
+   * 2-3 µs bound against ~10 µs free, but 256 KiB all-to-all 3× slower under load).
+   */
+  pinDevices?: boolean;
   /** After a device fails, how long the others get to report before they are killed (default 2000 ms). */
   graceMs?: number;
   /** Node options of the device processes (default: none). */
@@ -48,7 +56,7 @@ const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 const ARENA_FD = 4;
 
 interface ChildReport {
-  type: 'result' | 'error';
+  type: 'ready' | 'result' | 'error';
   value?: unknown;
   error?: { name: string; message: string; stack?: string; code?: string; rank?: number };
 }
@@ -83,6 +91,11 @@ function removeSignalHandlers(): void {
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   process.off('exit', onExit);
+}
+
+/** CPUs this process may run on. */
+function availableCpus(): number {
+  return typeof availableParallelism === 'function' ? availableParallelism() : (native.cpuInfo().hardwareThreads as number);
 }
 
 /** Checks the options and returns the axes in mesh order. */
@@ -163,7 +176,15 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
   const { axes, wire, timeoutMs, slotBytes, heapBytes, threads, graceMs } = checkOptions(options);
   if (href.startsWith('file:') && !existsSync(fileURLToPath(href)))
     throw typeError('ERR_MESH_LAUNCH', `launchMesh: the program ${href} does not exist`);
+  try {
+    structuredClone(options.args);
+  } catch (e) {
+    throw typeError('ERR_SWITCH_ARG_TYPE', `launchMesh: option 'args' must be structured-clonable: ${(e as Error).message}`);
+  }
   const devices = options.devices;
+  if (options.pinDevices !== undefined && typeof options.pinDevices !== 'boolean')
+    throw typeError('ERR_SWITCH_OPTION', `launchMesh: option 'pinDevices' must be a boolean, got ${String(options.pinDevices)}`);
+  const pin = (options.pinDevices ?? false) && devices * threads <= availableCpus();
   const created = native.meshCreateArena(axes.map(([, s]) => s), slotBytes, heapBytes) as { fd: number; arena: unknown };
   const arena = created.arena;
 
@@ -214,7 +235,7 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
     installSignalHandlers();
 
     const config = (rank: number): DeviceConfig & Record<string, unknown> => ({
-      rank, axes, wire, timeoutMs, programUrl: href, parentPid: process.pid, fd: ARENA_FD, threads,
+      rank, axes, wire, timeoutMs, programUrl: href, parentPid: process.pid, fd: ARENA_FD, threads, pin,
     });
     try {
       for (let rank = 0; rank < devices; rank++) {
@@ -226,7 +247,14 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
         });
         children.push(child);
         child.on('message', (m: ChildReport) => {
-          if (m?.type === 'result') {
+          if (m?.type === 'ready') {
+            const cannot = (e: Error) => fail(rank, Object.assign(codedError('ERR_MESH_LAUNCH', `mesh: cannot send the args to device rank ${rank}: ${e.message}`), { rank }));
+            try {
+              child.send({ type: 'start', args: options.args }, (e) => e && cannot(e));
+            } catch (e) {
+              cannot(e as Error);
+            }
+          } else if (m?.type === 'result') {
             results[rank] = m.value;
             hasResult[rank] = true;
           } else if (m?.type === 'error' && m.error) {
@@ -240,7 +268,6 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
           else if (hasResult[rank]) native.meshArenaMarkFinished(arena, rank);
           settle();
         });
-        child.send({ type: 'start', args: options.args });
       }
     } catch (e) {
       state.abort(codedError('ERR_MESH_LAUNCH', `mesh: could not start the devices: ${(e as Error).message}`));
