@@ -20,5 +20,5 @@ export function setIsa(isa: 'avx2' | 'portable'): void {
 }
 
 // The device mesh: processes as cores over shared memory (SPEC §3).
-export { launchMesh, Device } from './mesh/index.js';
+export { launchMesh, singleDevice, Device } from './mesh/index.js';
 export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';

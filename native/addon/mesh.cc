@@ -175,11 +175,23 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
   const int64_t parent = integer(info[4], "parentPid", 0, int64_t{1} << 31);
   // A device dies with its launcher, whatever kills the launcher; if the launcher is already gone
   // (it died before this line), leave at once.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (parent != 0 && getppid() != static_cast<pid_t>(parent)) _exit(70);
+  // (parentPid 0: a device inside the calling process itself, no launcher to watch.)
+  if (parent != 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != static_cast<pid_t>(parent)) _exit(70);
+  }
   auto* h = new DeviceHandle();
   try {
-    h->arena = Arena::attach(fd);
+    // In-process, the creator keeps its descriptor: map a duplicate. Either way the mapping is
+    // all a device needs.
+    const int own = parent != 0 ? fd : dup(fd);
+    if (own < 0) throw std::runtime_error("mesh: cannot duplicate the arena descriptor");
+    try {
+      h->arena = Arena::attach(own);
+    } catch (...) {
+      if (own != fd) close(own);
+      throw;
+    }
     h->arena->close_fd();
     if (rank >= h->arena->n_ranks()) throw std::runtime_error("mesh: rank beyond the arena's ranks");
     h->comm = std::make_unique<Communicator>(*h->arena, rank, names, timeout_ms);
