@@ -22,3 +22,6 @@ export function setIsa(isa: 'avx2' | 'portable'): void {
 export { matmul, groupedMatmul, groupedMatmulWeightGrad } from './matmul.js';
 export type { MatmulOptions, GroupedMatmulOptions, GroupedMatmulWeightGradOptions } from './matmul.js';
 export { toBfloat16, fromBfloat16, roundBfloat16 } from './bf16.js';
+// The device mesh: processes as cores over shared memory (SPEC §3).
+export { launchMesh, singleDevice, Device } from './mesh/index.js';
+export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';

@@ -8,6 +8,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   st::addon::init_matmul(env, exports);
   st::addon::init_bf16(env, exports);
   st::addon::init_bench(env, exports);
+  st::addon::init_mesh(env, exports);
   return exports;
 }
 

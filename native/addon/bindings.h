@@ -10,5 +10,6 @@ void init_matmul(Napi::Env env, Napi::Object exports); // matmul.cc: matmul, gro
 void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, threads, ISA
 void init_bf16(Napi::Env env, Napi::Object exports);   // bf16.cc: toBfloat16, fromBfloat16, roundBfloat16
 void init_bench(Napi::Env env, Napi::Object exports);  // bench.cc: the measurements of switch-bench
+void init_mesh(Napi::Env env, Napi::Object exports);   // mesh.cc: the arena and the collectives
 
 }  // namespace st::addon
