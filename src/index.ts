@@ -18,3 +18,14 @@ export function setNumThreads(n: number): void {
 export function setIsa(isa: 'avx2' | 'portable'): void {
   native.setIsa(isa);
 }
+
+export { SwitchFeedForward } from './layers/switch.js';
+export type {
+  SwitchFeedForwardOptions, SwitchFeedForwardOutput, SwitchFeedForwardBackward, SwitchGrads, Precision, Activation,
+  SecondExpertPolicy,
+} from './layers/switch.js';
+export { DenseFeedForward } from './layers/dense.js';
+export type { DenseFeedForwardOptions, DenseGrads } from './layers/dense.js';
+export type {
+  FeedForwardLayer, FeedForwardOutput, FeedForwardBackward, ForwardOptions, RoutingStats,
+} from './layers/types.js';

@@ -6,5 +6,6 @@
 namespace st::addon {
 
 void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, threads, bf16, matmul
+void init_switch(Napi::Env env, Napi::Object exports);  // switch.cc: the Switch layer's kernels
 
 }  // namespace st::addon
