@@ -4,7 +4,7 @@
 // T = tokens, D = d_model, F = d_ff.
 import { codedError } from '../errors.js';
 import {
-  checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, positiveInteger, seedOption,
+  checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption,
 } from './options.js';
 import {
   expertsBackward, expertsForward, STREAM, truncatedNormal,
@@ -61,8 +61,11 @@ export class DenseFeedForward implements FeedForwardLayer {
     return this.forward(x, { training: false });
   }
 
-  forward(x: Float32Array, options: ForwardOptions = {}): FeedForwardOutput {
+  /** options.retainForBackward (default: training) keeps the backward state after an evaluation forward too. */
+  forward(x: Float32Array, options: ForwardOptions & { retainForBackward?: boolean } = {}): FeedForwardOutput {
     const training = options?.training ?? false;
+    if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
+    const retain = options?.retainForBackward ?? training;
     const { dModel: D, dFF: F } = this;
     const T = checkTokens('x', x, D);
     const wIn = checkParam('wIn', this.params.wIn, D * F, `(${D}, ${F})`);
@@ -73,9 +76,9 @@ export class DenseFeedForward implements FeedForwardLayer {
       stream: call * 16 + STREAM.dropout,
     };
     const offsets = Int32Array.of(0, T);
-    const xSaved = training ? Float32Array.from(x) : x;
+    const xSaved = retain ? Float32Array.from(x) : x;
     const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg);
-    if (training) this.saved = { T, x: xSaved, offsets, acts, cfg };
+    if (retain) this.saved = { T, x: xSaved, offsets, acts, cfg };
     return { y: acts.expertOut, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
   }
 

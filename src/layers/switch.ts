@@ -159,9 +159,14 @@ export class SwitchFeedForward implements FeedForwardLayer {
     return this.forward(x, { training: false });
   }
 
-  forward(x: Float32Array, options: ForwardOptions = {}): SwitchFeedForwardOutput {
+  /**
+   * options.retainForBackward (default: training) keeps the backward state after an evaluation
+   * forward too (the tfjs op differentiates through evaluation calls).
+   */
+  forward(x: Float32Array, options: ForwardOptions & { retainForBackward?: boolean } = {}): SwitchFeedForwardOutput {
     const training = options?.training ?? false;
     if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
+    const retain = options?.retainForBackward ?? training;
     const { dModel: D, dFF: F, numExperts: E, topK: k } = this;
     const T = checkTokens('x', x, D);
     const G = this.groupSize ?? T;
@@ -181,7 +186,7 @@ export class SwitchFeedForward implements FeedForwardLayer {
     const plan = planDispatch(routing);
     const wire = this.precision === 'bf16-wire';
     // §1.12 point 1: the dispatched expert input crosses the wire.
-    const xCopy = training ? Float32Array.from(x) : x;
+    const xCopy = retain ? Float32Array.from(x) : x;
     const xExpert = wire ? wireRound(x) : xCopy;
     const expertCfg: ExpertConfig = {
       E, D, F, activation: this.activation, dropoutRate: training ? this.expertDropout : 0, seed: this.seed,
@@ -195,7 +200,7 @@ export class SwitchFeedForward implements FeedForwardLayer {
     for (let c = 0; c < T * k; c++) kept[c] = plan.row[c] >= 0 ? 1 : 0;
     const stats = routingStats(routing, kept, T, k, E);
     this.stats = stats;
-    if (training) {
+    if (retain) {
       this.saved = {
         T, x: xCopy, xExpert, routing, plan, acts, expertCfg,
         // Held by reference, not copied (they are large): change params only after the backward.
@@ -210,6 +215,11 @@ export class SwitchFeedForward implements FeedForwardLayer {
   }
 
   backward(dy: Float32Array): SwitchFeedForwardBackward {
+    return this.backwardScaled(dy, 1);
+  }
+
+  /** The gradient of Σ(y ⊙ dy) + auxScale · auxLoss (the tfjs op passes the aux loss's upstream gradient). */
+  backwardScaled(dy: Float32Array, auxScale: number): SwitchFeedForwardBackward {
     const s = this.saved;
     if (!s) throw codedError('ERR_SWITCH_STATE', 'SwitchFeedForward.backward needs a forward with { training: true } first');
     const { dModel: D, topK: k } = this;
@@ -218,7 +228,8 @@ export class SwitchFeedForward implements FeedForwardLayer {
     const wire = this.precision === 'bf16-wire';
     // §1.12 point 3: gate · dy is rounded on its way to the expert.
     const { dgate, dExpertOut } = combineBackward(dy, s.acts.expertOut, s.routing.gate, s.plan, T, k, D, wire);
-    const { dx, dwRouter } = routerBackward(dgate, s.routing, s.wRouter, D, this.loadBalanceCoef, this.zLossCoef);
+    const { dx, dwRouter } = routerBackward(dgate, s.routing, s.wRouter, D, this.loadBalanceCoef * auxScale,
+      this.zLossCoef * auxScale);
     let dwIn: Float32Array;
     let dwOut: Float32Array;
     if (wire) {
