@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../kernels/bf16.h"
+#include "../kernels/gemm.h"
 #include "../kernels/router.h"
 #include "../kernels/switch_dispatch.h"
 #include "../kernels/switch_experts.h"
@@ -411,6 +412,78 @@ Napi::Value wire_round(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// switchGroupedMatmul(y, x, w, offsets, gather|null, scatter|null, scale|null, E, K, N, transW, accumulate):
+// the expert matmul primitive of gemm.h on its own (the benchmarks time the experts' matmuls with it).
+Napi::Value grouped_mm(const Napi::CallbackInfo& info) {
+  expect_args(info, 12, "switchGroupedMatmul");
+  Napi::Env env = info.Env();
+  const int64_t E = dim(info[7], "E"), K = dim(info[8], "K"), N = dim(info[9], "N");
+  int32_t* offsets = i32(info[3], "offsets", E + 1, {E + 1});
+  const int64_t R = expect_offsets(env, offsets, static_cast<int>(E));
+  View<float> x = float32_array(info[1], "x");
+  View<float> y = float32_array(info[0], "y");
+  if (x.length % K != 0 || y.length % N != 0)
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "arguments 'x' and 'y' must have whole rows of K and N elements");
+  const int64_t x_rows = static_cast<int64_t>(x.length) / K, y_rows = static_cast<int64_t>(y.length) / N;
+  GroupedMatmul g{};
+  g.y = y.data;
+  g.x = x.data;
+  g.w = f32(info[2], "w", E * K * N, {E, K, N});
+  g.offsets = offsets;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    g.gather = i32(info[4], "gather", R, {R});
+    expect_indices(env, g.gather, R, 0, x_rows, false, "gather");
+  } else if (x_rows < R) {
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' needs at least offsets[E] rows");
+  }
+  if (!info[5].IsNull() && !info[5].IsUndefined()) {
+    g.scatter = i32(info[5], "scatter", R, {R});
+    expect_indices(env, g.scatter, R, 0, y_rows, false, "scatter");
+    g.scale = f32_or_null(info[6], "scale", R, {R});
+  } else if (y_rows < R) {
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'y' needs at least offsets[E] rows");
+  }
+  g.E = static_cast<int>(E);
+  g.K = static_cast<int>(K);
+  g.N = static_cast<int>(N);
+  g.ldx = static_cast<int>(K);
+  g.ldy = static_cast<int>(N);
+  g.trans_w = boolean(info[10], "transW");
+  g.accumulate = boolean(info[11], "accumulate");
+  grouped_matmul(g);
+  return env.Undefined();
+}
+
+// switchGroupedMatmulWeightGrad(dw, x, dy, offsets, gatherX|null, E, K, N): dw[e] = Σ x[rows]ᵀ · dy[rows].
+Napi::Value grouped_mm_wgrad(const Napi::CallbackInfo& info) {
+  expect_args(info, 8, "switchGroupedMatmulWeightGrad");
+  Napi::Env env = info.Env();
+  const int64_t E = dim(info[5], "E"), K = dim(info[6], "K"), N = dim(info[7], "N");
+  int32_t* offsets = i32(info[3], "offsets", E + 1, {E + 1});
+  const int64_t R = expect_offsets(env, offsets, static_cast<int>(E));
+  View<float> x = float32_array(info[1], "x");
+  if (x.length % K != 0) throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' must have whole rows of K elements");
+  const int64_t x_rows = static_cast<int64_t>(x.length) / K;
+  GroupedMatmulWeightGrad g{};
+  g.dw = f32(info[0], "dw", E * K * N, {E, K, N});
+  g.x = x.data;
+  g.dy = f32(info[2], "dy", R * N, {R, N});
+  g.offsets = offsets;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    g.gather_x = i32(info[4], "gatherX", R, {R});
+    expect_indices(env, g.gather_x, R, 0, x_rows, false, "gatherX");
+  } else if (x_rows < R) {
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' needs at least offsets[E] rows");
+  }
+  g.E = static_cast<int>(E);
+  g.K = static_cast<int>(K);
+  g.N = static_cast<int>(N);
+  g.ldx = static_cast<int>(K);
+  g.lddy = static_cast<int>(N);
+  grouped_matmul_weight_grad(g);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void init_switch(Napi::Env env, Napi::Object exports) {
@@ -429,6 +502,8 @@ void init_switch(Napi::Env env, Napi::Object exports) {
   exports.Set("switchCombineBackward", Napi::Function::New(env, combine_bwd, "switchCombineBackward"));
   exports.Set("switchExpertsForward", Napi::Function::New(env, experts_fwd, "switchExpertsForward"));
   exports.Set("switchExpertsBackward", Napi::Function::New(env, experts_bwd, "switchExpertsBackward"));
+  exports.Set("switchGroupedMatmul", Napi::Function::New(env, grouped_mm, "switchGroupedMatmul"));
+  exports.Set("switchGroupedMatmulWeightGrad", Napi::Function::New(env, grouped_mm_wgrad, "switchGroupedMatmulWeightGrad"));
   exports.Set("switchWireRound", Napi::Function::New(env, wire_round, "switchWireRound"));
 }
 
