@@ -31,6 +31,7 @@ export const expertsSuite: Suite = {
           gflops: stepFlops(s.rows, shape.D, shape.F) / s.forwardBackward / 1e9,
           expertMatmulsSeconds: s.matmulsForwardBackward,
           outsideMatmulsShare: outside / s.forwardBackward,
+          stepsOutsideMatmulsSeconds: s.stepsOutsideMatmuls,
           rows: s.rows,
           ...(torch ? { torchSeconds: torch.forwardBackward, speedupOverTorch: torch.forwardBackward / s.forwardBackward } : {}),
         });

@@ -11,7 +11,9 @@ import { performance } from 'node:perf_hooks';
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
 import { DenseFeedForward, SwitchFeedForward, setNumThreads } from '../../src/index.js';
 import { native } from '../../src/native.js';
-import { expertCapacity, planDispatch, route } from '../../src/layers/switch_steps.js';
+import {
+  combine, combineBackward, expertCapacity, planDispatch, route, routerBackward, Workspace,
+} from '../../src/layers/switch_steps.js';
 
 export interface LayerShape {
   T: number;
@@ -52,12 +54,16 @@ export interface SwitchTiming {
   matmulsForward: number;
   rows: number;
   capacity: number;
+  /** Each step outside the expert matmuls timed on its own (seconds), and their sum. */
+  steps: Record<string, number>;
+  stepsOutsideMatmuls: number;
 }
 
 /** Times the layer and its expert matmuls alone on the same routing. */
 export function timeSwitch(shape: LayerShape, warmup: number, repeats: number): SwitchTiming {
   const { T, D, F, E, cf } = shape;
-  const layer = new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, capacityFactor: cf, seed: 1 });
+  // A training loop applies gradients right away: reuse their buffers instead of fresh E·D·F arrays per step.
+  const layer = new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, capacityFactor: cf, seed: 1, reuseGradients: true });
   const x = randomInput(T * D, 7), dy = randomInput(T * D, 8);
   const forward = medianSeconds(() => layer.forward(x, { training: true }), warmup, repeats);
   const forwardBackward = medianSeconds(() => {
@@ -86,12 +92,27 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number): 
     native.switchGroupedMatmulWeightGrad(dwIn, x, dh, plan.offsets, plan.rowToken, E, D, F);
     native.switchGroupedMatmul(dx, dh, wIn, plan.offsets, null, plan.rowToken, null, E, F, D, true, true);
   }, warmup, repeats);
-  return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, rows: R, capacity: C };
+  // The steps outside the expert matmuls, one by one, on reused buffers as the layer runs them.
+  const ws = new Workspace(true);
+  const routeCfg = { T, D, E, k: 1 as const, G: T, C, policy: 'all' as const, threshold: 0.2, noTokenLeftBehind: false,
+    jitter: 0, seed: 1, streamBase: 16 };
+  const gate = routing.gate;
+  const steps: Record<string, number> = {
+    route: medianSeconds(() => route(x, layer.params.router, routeCfg, ws), warmup, repeats),
+    plan: medianSeconds(() => planDispatch(routing, false, ws), warmup, repeats),
+    activationForward: medianSeconds(() => native.switchActivationForward(h, null, hPre, plan.rowChoice, R, F, 0, 0, 1, 22), warmup, repeats),
+    combine: medianSeconds(() => combine(out, gate, plan.row, T, 1, D), warmup, repeats),
+    combineBackward: medianSeconds(() => combineBackward(dy, out, gate, plan, T, 1, D, false, ws), warmup, repeats),
+    routerBackward: medianSeconds(() => routerBackward(new Float32Array(T), routing, layer.params.router, D, 0.01, 0, ws, ws), warmup, repeats),
+    activationBackward: medianSeconds(() => native.switchActivationBackward(dh, dh, hPre, null, R, F, 0, 0), warmup, repeats),
+  };
+  const stepsOutsideMatmuls = Object.values(steps).reduce((a, b) => a + b, 0);
+  return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, rows: R, capacity: C, steps, stepsOutsideMatmuls };
 }
 
 export function timeDense(shape: LayerShape, warmup: number, repeats: number): { forward: number; forwardBackward: number } {
   const { T, D, F } = shape;
-  const layer = new DenseFeedForward({ dModel: D, dFF: F, seed: 1 });
+  const layer = new DenseFeedForward({ dModel: D, dFF: F, seed: 1, reuseGradients: true });
   const x = randomInput(T * D, 7), dy = randomInput(T * D, 8);
   const forward = medianSeconds(() => layer.forward(x, { training: true }), warmup, repeats);
   const forwardBackward = medianSeconds(() => {
@@ -182,6 +203,9 @@ export const layerSuite: Suite = {
           outsideMatmulsSeconds: outside,
           outsideMatmulsShare: outside / s.forwardBackward,
           rateOfOwnMatmuls: s.matmulsForwardBackward / s.forwardBackward,
+          // Independent of how fast the matmuls are: the steps outside them, timed one by one.
+          stepsOutsideMatmulsSeconds: s.stepsOutsideMatmuls,
+          steps: s.steps,
           capacity: s.capacity, rows: s.rows,
           ...(torch ? { torchSeconds: torch.forwardBackward, speedupOverTorch: torch.forwardBackward / s.forwardBackward } : {}),
         });

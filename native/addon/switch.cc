@@ -403,6 +403,37 @@ Napi::Value experts_bwd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// switchActivationForward(h, keep|null, hPre, rowChoice|null, R, F, activation, dropoutRate, seed, stream)
+Napi::Value activation_fwd(const Napi::CallbackInfo& info) {
+  expect_args(info, 10, "switchActivationForward");
+  Napi::Env env = info.Env();
+  const int64_t R = dim(info[4], "R", 0), F = dim(info[5], "F");
+  const double rate = number(info[7], "dropoutRate");
+  if (!(rate >= 0.0 && rate < 1.0)) throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'dropoutRate' must be in [0, 1)");
+  int32_t* row_choice = nullptr;
+  if (!info[3].IsNull() && !info[3].IsUndefined()) {
+    row_choice = i32(info[3], "rowChoice", R, {R});
+    expect_indices(env, row_choice, R, 0, INT32_MAX, false, "rowChoice");
+  }
+  switch_activation_forward(f32(info[0], "h", R * F, {R, F}), rate > 0 ? u8(info[1], "keep", R * F, {R, F}) : nullptr,
+                            f32(info[2], "hPre", R * F, {R, F}), row_choice, R, static_cast<int>(F),
+                            activation_of(info[6]), static_cast<float>(rate), key_of(info[8], info[9]));
+  return env.Undefined();
+}
+
+// switchActivationBackward(dhPre, dh, hPre, keep|null, R, F, activation, dropoutRate)
+Napi::Value activation_bwd(const Napi::CallbackInfo& info) {
+  expect_args(info, 8, "switchActivationBackward");
+  Napi::Env env = info.Env();
+  const int64_t R = dim(info[4], "R", 0), F = dim(info[5], "F");
+  const double rate = number(info[7], "dropoutRate");
+  if (!(rate >= 0.0 && rate < 1.0)) throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'dropoutRate' must be in [0, 1)");
+  switch_activation_backward(f32(info[0], "dhPre", R * F, {R, F}), f32(info[1], "dh", R * F, {R, F}),
+                             f32(info[2], "hPre", R * F, {R, F}), rate > 0 ? u8(info[3], "keep", R * F, {R, F}) : nullptr,
+                             R, static_cast<int>(F), activation_of(info[6]), static_cast<float>(rate));
+  return env.Undefined();
+}
+
 // switchWireRound(dst, src): what crossing a bfloat16 wire does to float32 values.
 Napi::Value wire_round(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "switchWireRound");
@@ -504,6 +535,8 @@ void init_switch(Napi::Env env, Napi::Object exports) {
   exports.Set("switchExpertsBackward", Napi::Function::New(env, experts_bwd, "switchExpertsBackward"));
   exports.Set("switchGroupedMatmul", Napi::Function::New(env, grouped_mm, "switchGroupedMatmul"));
   exports.Set("switchGroupedMatmulWeightGrad", Napi::Function::New(env, grouped_mm_wgrad, "switchGroupedMatmulWeightGrad"));
+  exports.Set("switchActivationForward", Napi::Function::New(env, activation_fwd, "switchActivationForward"));
+  exports.Set("switchActivationBackward", Napi::Function::New(env, activation_bwd, "switchActivationBackward"));
   exports.Set("switchWireRound", Napi::Function::New(env, wire_round, "switchWireRound"));
 }
 
