@@ -348,7 +348,7 @@ Napi::Value experts_fwd(const Napi::CallbackInfo& info) {
   a.row_token = row_token;
   if (!(info[6].IsNull() || info[6].IsUndefined())) {
     a.row_choice = i32(info[6], "rowChoice", s.R, {s.R});
-    expect_indices(env, a.row_choice, s.R, 0, INT32_MAX, false, "rowChoice");
+    expect_indices(env, a.row_choice, s.R, 0, INT32_MAX, true, "rowChoice");
   }
   a.w_in = f32(info[7], "wIn", s.E * s.D * s.F, {s.E, s.D, s.F});
   a.w_out = f32(info[8], "wOut", s.E * s.F * s.D, {s.E, s.F, s.D});
@@ -413,7 +413,7 @@ Napi::Value activation_fwd(const Napi::CallbackInfo& info) {
   int32_t* row_choice = nullptr;
   if (!info[3].IsNull() && !info[3].IsUndefined()) {
     row_choice = i32(info[3], "rowChoice", R, {R});
-    expect_indices(env, row_choice, R, 0, INT32_MAX, false, "rowChoice");
+    expect_indices(env, row_choice, R, 0, INT32_MAX, true, "rowChoice");
   }
   switch_activation_forward(f32(info[0], "h", R * F, {R, F}), rate > 0 ? u8(info[1], "keep", R * F, {R, F}) : nullptr,
                             f32(info[2], "hPre", R * F, {R, F}), row_choice, R, static_cast<int>(F),

@@ -44,7 +44,9 @@ void switch_activation_forward(float* h, uint8_t* keep, const float* h_pre, cons
       }
       if (rate > 0.0f) {
         // Keyed by the choice, not the row, so the mask does not depend on the dispatch layout.
-        const uint64_t base = static_cast<uint64_t>(row_choice ? row_choice[i] : i) * static_cast<uint64_t>(F);
+        // A padded row (row_choice -1) carries no token: any fixed key will do.
+        const int64_t c = row_choice && row_choice[i] >= 0 ? row_choice[i] : i;
+        const uint64_t base = static_cast<uint64_t>(c) * static_cast<uint64_t>(F);
         uint8_t* m = keep + i * F;
         for (int f = 0; f < F; ++f) {
           m[f] = random_uniform(key, base + f) >= rate ? 1 : 0;
