@@ -50,6 +50,24 @@ describe('switch steps: the padded (mesh) path equals the layer', () => {
       });
 });
 
+describe('switch steps: a device share of the tokens draws the same random numbers', () => {
+  it('jitter and the random policy follow the global token index (tokenOffset)', () => {
+    const r = rng();
+    const T = 16, D = 4, E = 4, k = 2;
+    const x = randomArray(T * D, r), w = randomArray(D * E, r, -3, 3);
+    const cfg = { T, D, E, k: k as 2, G: T / 2, C: 4, policy: 'random' as const, threshold: 0.6, noTokenLeftBehind: false,
+      jitter: 0.3, seed: 9, streamBase: 32 };
+    const whole = route(x, w, cfg);
+    for (const half of [0, 1]) {
+      const part = route(x.subarray(half * (T / 2) * D, (half + 1) * (T / 2) * D), w,
+        { ...cfg, T: T / 2, tokenOffset: half * (T / 2) });
+      expect(Array.from(part.u!)).toEqual(Array.from(whole.u!.subarray(half * (T / 2) * D, (half + 1) * (T / 2) * D)));
+      expect(Array.from(part.want)).toEqual(Array.from(whole.want.subarray(half * (T / 2) * k, (half + 1) * (T / 2) * k)));
+      expect(Array.from(part.slot)).toEqual(Array.from(whole.slot.subarray(half * (T / 2) * k, (half + 1) * (T / 2) * k)));
+    }
+  });
+});
+
 describe('switch bindings', () => {
   it('write every element of poisoned outputs', () => {
     const r = rng();

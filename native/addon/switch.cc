@@ -91,6 +91,8 @@ Activation activation_of(const Napi::Value& v) {
   return static_cast<Activation>(integer(v, "activation (0 relu, 1 gelu)", 0, 1));
 }
 
+int64_t token_offset(const Napi::CallbackInfo& info, size_t i);
+
 // switchTruncatedNormal(dst, sigma, seed, stream)
 Napi::Value truncated_normal(const Napi::CallbackInfo& info) {
   expect_args(info, 4, "switchTruncatedNormal");
@@ -102,7 +104,7 @@ Napi::Value truncated_normal(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// switchRouterJitter(xRouter, u, x, epsilon, seed, stream, T, D)
+// switchRouterJitter(xRouter, u, x, epsilon, seed, stream, T, D[, tokenOffset])
 Napi::Value router_jitter(const Napi::CallbackInfo& info) {
   expect_args(info, 8, "switchRouterJitter");
   const int64_t T = dim(info[6], "T"), D = dim(info[7], "D");
@@ -110,7 +112,7 @@ Napi::Value router_jitter(const Napi::CallbackInfo& info) {
   if (!(eps >= 0.0 && eps < 1.0)) throw_range_error(info.Env(), "ERR_SWITCH_RANGE", "argument 'epsilon' must be in [0, 1)");
   router_jitter_forward(f32(info[0], "xRouter", T * D, {T, D}), f32(info[1], "u", T * D, {T, D}),
                         f32(info[2], "x", T * D, {T, D}), key_of(info[4], info[5]), static_cast<float>(eps),
-                        static_cast<int>(T), static_cast<int>(D));
+                        static_cast<int>(T), static_cast<int>(D), token_offset(info, 8));
   return info.Env().Undefined();
 }
 
@@ -124,9 +126,14 @@ Napi::Value router_fwd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// An optional trailing tokenOffset (the global index of the call's first token), 0 when absent.
+int64_t token_offset(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && !info[i].IsUndefined() ? integer(info[i], "tokenOffset", 0, int64_t{1} << 40) : 0;
+}
+
 int64_t choices(const Napi::Value& v) { return integer(v, "k", 1, 2); }
 
-// switchRouterChoose(expertIndex, gate, want, probs, T, E, k, policy, threshold, seed, stream)
+// switchRouterChoose(expertIndex, gate, want, probs, T, E, k, policy, threshold, seed, stream[, tokenOffset])
 Napi::Value router_choose(const Napi::CallbackInfo& info) {
   expect_args(info, 11, "switchRouterChoose");
   const int64_t T = dim(info[4], "T"), E = dim(info[5], "E"), k = choices(info[6]);
@@ -138,7 +145,7 @@ Napi::Value router_choose(const Napi::CallbackInfo& info) {
   router_choose_forward(i32(info[0], "expertIndex", T * k, {T, k}), f32(info[1], "gate", T * k, {T, k}),
                         u8(info[2], "want", T * k, {T, k}), f32(info[3], "probs", T * E, {T, E}), static_cast<int>(T),
                         static_cast<int>(E), static_cast<int>(k), policy, static_cast<float>(threshold),
-                        key_of(info[9], info[10]));
+                        key_of(info[9], info[10]), token_offset(info, 11));
   return info.Env().Undefined();
 }
 

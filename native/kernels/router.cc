@@ -33,12 +33,14 @@ inline void softmax_row(float* p, float* lse, const float* l, int E) {
 
 }  // namespace
 
-void router_jitter_forward(float* x_router, float* u, const float* x, uint64_t key, float epsilon, int T, int D) {
+void router_jitter_forward(float* x_router, float* u, const float* x, uint64_t key, float epsilon, int T, int D,
+                           int64_t token_offset) {
+  const uint64_t first = static_cast<uint64_t>(token_offset) * static_cast<uint64_t>(D);
   const int64_t n = static_cast<int64_t>(T) * D;
   parallel_for(blocks_of(n, 4096), [&](int64_t b, int) {
     const int64_t end = std::min(n, (b + 1) * 4096);
     for (int64_t i = b * 4096; i < end; ++i) {
-      u[i] = (1.0f - epsilon) + 2.0f * epsilon * random_uniform(key, static_cast<uint64_t>(i));
+      u[i] = (1.0f - epsilon) + 2.0f * epsilon * random_uniform(key, first + static_cast<uint64_t>(i));
       x_router[i] = x[i] * u[i];
     }
   });
@@ -60,7 +62,7 @@ void router_forward(float* logits, float* probs, float* lse, const float* x_rout
 }
 
 void router_choose_forward(int32_t* expert_index, float* gate, uint8_t* want, const float* probs, int T, int E, int k,
-                           SecondExpertPolicy policy, float threshold, uint64_t random_key) {
+                           SecondExpertPolicy policy, float threshold, uint64_t random_key, int64_t token_offset) {
   parallel_for(blocks_of(T, kTokenBlock), [&](int64_t b, int) {
     const int t1 = static_cast<int>(std::min<int64_t>(T, (b + 1) * kTokenBlock));
     for (int t = static_cast<int>(b * kTokenBlock); t < t1; ++t) {
@@ -84,7 +86,7 @@ void router_choose_forward(int32_t* expert_index, float* gate, uint8_t* want, co
         case SecondExpertPolicy::all: second = true; break;
         case SecondExpertPolicy::none: second = false; break;
         case SecondExpertPolicy::threshold: second = g2 > threshold; break;
-        case SecondExpertPolicy::random: second = random_uniform(random_key, static_cast<uint64_t>(t)) < g2 / threshold; break;
+        case SecondExpertPolicy::random: second = random_uniform(random_key, static_cast<uint64_t>(token_offset + t)) < g2 / threshold; break;
       }
       expert_index[2 * t] = e1;
       expert_index[2 * t + 1] = e2;

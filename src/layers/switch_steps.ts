@@ -73,6 +73,8 @@ export interface RouteConfig {
   seed: number;
   /** call · 16: the stream base of this call. */
   streamBase: number;
+  /** Global index of x's first token (a mesh device's share), for the random draws; default 0. */
+  tokenOffset?: number;
 }
 
 /** Everything routing decides for one call (SPEC §1.2-1.5, 1.8-1.9, 1.14). */
@@ -116,7 +118,7 @@ export function route(x: Float32Array, wRouter: Float32Array, cfg: RouteConfig, 
   if (cfg.jitter > 0) {
     xRouter = ws.f32('xRouter', T * D);
     u = ws.f32('u', T * D);
-    native.switchRouterJitter(xRouter, u, x, cfg.jitter, cfg.seed, cfg.streamBase + STREAM.jitter, T, D);
+    native.switchRouterJitter(xRouter, u, x, cfg.jitter, cfg.seed, cfg.streamBase + STREAM.jitter, T, D, cfg.tokenOffset ?? 0);
   }
   const logits = ws.f32('logits', T * E);
   const probs = ws.f32('probs', T * E);
@@ -126,7 +128,7 @@ export function route(x: Float32Array, wRouter: Float32Array, cfg: RouteConfig, 
   const gate = new Float32Array(T * k);
   const want = ws.u8('want', T * k);
   native.switchRouterChoose(expertIndex, gate, want, probs, T, E, k, POLICY_CODE[cfg.policy], cfg.threshold, cfg.seed,
-    cfg.streamBase + STREAM.policy);
+    cfg.streamBase + STREAM.policy, cfg.tokenOffset ?? 0);
   const f = ws.f32('f', (T / G) * E);
   const [loadBalanceLoss, zLoss] = native.switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) as [number, number];
   const firstChoiceCounts = new Int32Array((T / G) * E);
