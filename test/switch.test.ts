@@ -90,6 +90,7 @@ describe('SwitchFeedForward forward matches the SPEC §1 reference', () => {
       expect(out.zLoss, `${msg}: z`).toBeCloseTo(ref.zLoss, 4);
       expect(out.auxLoss, `${msg}: aux`).toBeCloseTo(ref.auxLoss, 5);
       expect(out.stats.capacity).toBe(ref.capacity);
+      expect(out.stats.routerEntropy).toBeCloseTo(ref.routerEntropy, 5);
       expect(layer.stats).toBe(out.stats);
       const T = c.T, k = c.options.topK ?? 1;
       let noneKept = 0;

@@ -48,7 +48,7 @@ export interface FixedRouting { expertIndex: Int32Array; kept: Uint8Array }
 
 export interface RefOutput {
   y: Float64Array; expertIndex: Int32Array; gate: Float64Array; kept: Uint8Array;
-  loadBalanceLoss: number; zLoss: number; auxLoss: number; capacity: number;
+  loadBalanceLoss: number; zLoss: number; auxLoss: number; capacity: number; routerEntropy: number;
 }
 
 type Arr = ArrayLike<number>;
@@ -128,9 +128,11 @@ export function referenceForward(x: Arr, wr: Arr, wIn: Arr, wOut: Arr, o: RefOpt
     lb += E * s;
   }
   lb /= groups;
-  let z = 0;
+  let z = 0, entropy = 0;
   for (let t = 0; t < T; t++) z += lse[t] ** 2;
   z /= T;
+  for (let i = 0; i < T * E; i++) entropy -= p[i] > 0 ? p[i] * Math.log(p[i]) : 0;
+  entropy /= T;
   // §1.4-1.5 capacity and slots.
   const cf = training ? o.capacityFactor : o.evalCapacityFactor;
   const C = Math.max(o.minCapacity, Math.min(G, Math.floor((G * cf) / E)));
@@ -188,7 +190,7 @@ export function referenceForward(x: Arr, wr: Arr, wIn: Arr, wOut: Arr, o: RefOpt
     }
   return {
     y, expertIndex, gate, kept, loadBalanceLoss: lb, zLoss: z,
-    auxLoss: o.loadBalanceCoef * lb + o.zLossCoef * z, capacity: C,
+    auxLoss: o.loadBalanceCoef * lb + o.zLossCoef * z, capacity: C, routerEntropy: entropy,
   };
 }
 

@@ -3,7 +3,11 @@
 // layer can put an all-to-all between dispatch and the experts. Every argument is checked here
 // (types, lengths, index ranges) before a kernel touches memory.
 // T = tokens, D = d_model, F = d_ff, E = experts, k = choices, G = group size, C = capacity, R = rows.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "../kernels/bf16.h"
 #include "../kernels/gemm.h"
@@ -12,6 +16,7 @@
 #include "../kernels/switch_experts.h"
 #include "../kernels/switch_random.h"
 #include "../kernels/switch_slots.h"
+#include "../kernels/threadpool.h"
 #include "args.h"
 #include "bindings.h"
 
@@ -149,7 +154,7 @@ Napi::Value router_choose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) -> [loadBalanceLoss, zLoss]
+// switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) -> [loadBalanceLoss, zLoss, routerEntropy]
 Napi::Value router_losses(const Napi::CallbackInfo& info) {
   expect_args(info, 8, "switchRouterLosses");
   Napi::Env env = info.Env();
@@ -157,13 +162,14 @@ Napi::Value router_losses(const Napi::CallbackInfo& info) {
   expect_groups(env, T, G);
   int32_t* index = i32(info[3], "expertIndex", T * k, {T, k});
   expect_indices(env, index, T * k, 0, E, false, "expertIndex");
-  double lb = 0, z = 0;
-  router_losses_forward(&lb, &z, f32(info[0], "f", (T / G) * E, {T / G, E}), f32(info[1], "probs", T * E, {T, E}),
+  double lb = 0, z = 0, entropy = 0;
+  router_losses_forward(&lb, &z, &entropy, f32(info[0], "f", (T / G) * E, {T / G, E}), f32(info[1], "probs", T * E, {T, E}),
                         f32(info[2], "lse", T, {T}), index, static_cast<int>(T), static_cast<int>(E),
                         static_cast<int>(k), static_cast<int>(G));
-  Napi::Array out = Napi::Array::New(env, 2);
+  Napi::Array out = Napi::Array::New(env, 3);
   out.Set(uint32_t{0}, Napi::Number::New(env, lb));
   out.Set(uint32_t{1}, Napi::Number::New(env, z));
+  out.Set(uint32_t{2}, Napi::Number::New(env, entropy));
   return out;
 }
 
@@ -441,6 +447,30 @@ Napi::Value activation_bwd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// switchFirstNonFinite(x) -> index of the first NaN or ±Inf, or -1 (input checks without a JS loop).
+Napi::Value first_non_finite(const Napi::CallbackInfo& info) {
+  expect_args(info, 1, "switchFirstNonFinite");
+  View<float> x = float32_array(info[0], "x");
+  const int64_t n = static_cast<int64_t>(x.length);
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<int64_t> first(blocks, -1);
+  parallel_for(blocks, [&](int64_t b, int) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+    for (int64_t i = b * kBlock; i < end; ++i) {
+      uint32_t u;
+      std::memcpy(&u, x.data + i, 4);
+      if ((u & 0x7f800000u) == 0x7f800000u) {  // exponent all ones: NaN or Inf
+        first[b] = i;
+        return;
+      }
+    }
+  });
+  for (int64_t b = 0; b < blocks; ++b)
+    if (first[b] >= 0) return Napi::Number::New(info.Env(), static_cast<double>(first[b]));
+  return Napi::Number::New(info.Env(), -1);
+}
+
 // switchWireRound(dst, src): what crossing a bfloat16 wire does to float32 values.
 Napi::Value wire_round(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "switchWireRound");
@@ -544,6 +574,7 @@ void init_switch(Napi::Env env, Napi::Object exports) {
   exports.Set("switchGroupedMatmulWeightGrad", Napi::Function::New(env, grouped_mm_wgrad, "switchGroupedMatmulWeightGrad"));
   exports.Set("switchActivationForward", Napi::Function::New(env, activation_fwd, "switchActivationForward"));
   exports.Set("switchActivationBackward", Napi::Function::New(env, activation_bwd, "switchActivationBackward"));
+  exports.Set("switchFirstNonFinite", Napi::Function::New(env, first_non_finite, "switchFirstNonFinite"));
   exports.Set("switchWireRound", Napi::Function::New(env, wire_round, "switchWireRound"));
 }
 

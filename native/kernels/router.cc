@@ -98,18 +98,23 @@ void router_choose_forward(int32_t* expert_index, float* gate, uint8_t* want, co
   });
 }
 
-void router_losses_forward(double* load_balance_loss, double* z_loss, float* f, const float* probs, const float* lse,
+void router_losses_forward(double* load_balance_loss, double* z_loss, double* entropy, float* f, const float* probs, const float* lse,
                            const int32_t* first_choice, int T, int E, int k, int G) {
   const int groups = T / G;
-  std::vector<double> group_lb(groups);
+  std::vector<double> group_lb(groups), group_entropy(groups);
   parallel_for(groups, [&](int64_t g, int) {
     std::vector<double> P(E, 0.0);
     std::vector<int> count(E, 0);
+    double h = 0.0;
     for (int t = static_cast<int>(g) * G; t < static_cast<int>(g + 1) * G; ++t) {
       const float* p = probs + static_cast<int64_t>(t) * E;
-      for (int e = 0; e < E; ++e) P[e] += p[e];
+      for (int e = 0; e < E; ++e) {
+        P[e] += p[e];
+        if (p[e] > 0.0f) h -= static_cast<double>(p[e]) * std::log(p[e]);
+      }
       ++count[first_choice[static_cast<int64_t>(t) * k]];
     }
+    group_entropy[g] = h;
     double sum = 0.0;
     for (int e = 0; e < E; ++e) {
       const double fe = static_cast<double>(count[e]) / G;
@@ -118,8 +123,12 @@ void router_losses_forward(double* load_balance_loss, double* z_loss, float* f, 
     }
     group_lb[g] = E * sum;
   });
-  double lb = 0.0;
-  for (int g = 0; g < groups; ++g) lb += group_lb[g];
+  double lb = 0.0, h = 0.0;
+  for (int g = 0; g < groups; ++g) {
+    lb += group_lb[g];
+    h += group_entropy[g];
+  }
+  *entropy = h / T;
   *load_balance_loss = lb / groups;
   double z = 0.0;
   for (int t = 0; t < T; ++t) z += static_cast<double>(lse[t]) * lse[t];

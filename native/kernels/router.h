@@ -41,8 +41,9 @@ void router_choose_forward(int32_t* expert_index,  // (T, k)
 
 // Eq. 4-6 per group and the z-loss. f: fraction of each group's tokens whose FIRST choice is i,
 // before capacity drops (first_choice is expert_index with stride k, before any rerouting).
-// lb = mean over groups of E · Σ_i f_i · P_i;  z = mean over tokens of lse².
-void router_losses_forward(double* load_balance_loss, double* z_loss,
+// lb = mean over groups of E · Σ_i f_i · P_i;  z = mean over tokens of lse²;  entropy = mean over
+// tokens of -Σ_i p_i log p_i (a routing statistic, in nats).
+void router_losses_forward(double* load_balance_loss, double* z_loss, double* entropy,
                            float* f,                     // (T/G, E)
                            const float* probs,           // (T, E)
                            const float* lse,             // (T)

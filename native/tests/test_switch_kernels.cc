@@ -120,9 +120,9 @@ void test_router(int T, int D, int E, int k, int G) {
       ST_CHECK(want[t * k] == 1, "first choice always wanted");
     }
     // Losses.
-    double lb = 0, z = 0;
+    double lb = 0, z = 0, entropy = 0;
     auto f = poisoned<float>((T / G) * E);
-    router_losses_forward(&lb, &z, f.data(), probs.data(), l.data(), index.data(), T, E, k, G);
+    router_losses_forward(&lb, &z, &entropy, f.data(), probs.data(), l.data(), index.data(), T, E, k, G);
     ST_CHECK(all_finite(f), "f written");
     double lb_ref = 0, z_ref = 0;
     for (int g = 0; g < T / G; ++g) {
@@ -138,8 +138,14 @@ void test_router(int T, int D, int E, int k, int G) {
       lb_ref += E * s;
     }
     lb_ref /= T / G;
-    for (int t = 0; t < T; ++t) z_ref += lse[t] * lse[t];
+    double h_ref = 0;
+    for (int t = 0; t < T; ++t) {
+      z_ref += lse[t] * lse[t];
+      for (int e = 0; e < E; ++e) h_ref -= p[t * E + e] * std::log(p[t * E + e]);
+    }
     z_ref /= T;
+    h_ref /= T;
+    ST_CHECK(std::fabs(entropy - h_ref) < 1e-5, "router entropy %g vs %g", entropy, h_ref);
     ST_CHECK(std::fabs(lb - lb_ref) < 1e-5 * std::max(1.0, lb_ref), "load balance loss %g vs %g", lb, lb_ref);
     ST_CHECK(std::fabs(z - z_ref) < 1e-4 * std::max(1.0, z_ref), "z loss %g vs %g", z, z_ref);
     // Backward against finite differences of Σ dgate·gate + a·lb + b·z over the logits (routing fixed).

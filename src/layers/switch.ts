@@ -277,8 +277,5 @@ function routingStats(routing: Routing, kept: Uint8Array, T: number, k: number, 
     for (let j = 0; j < k; j++) any |= kept[t * k + j];
     if (!any) dropped++;
   }
-  let entropy = 0;
-  const p = routing.probs;
-  for (let i = 0; i < p.length; i++) if (p[i] > 0) entropy -= p[i] * Math.log(p[i]);
-  return { tokensPerExpert, droppedFraction: dropped / T, routerEntropy: entropy / T, capacity: routing.C };
+  return { tokensPerExpert, droppedFraction: dropped / T, routerEntropy: routing.routerEntropy, capacity: routing.C };
 }

@@ -104,6 +104,8 @@ export interface Routing {
   firstChoiceCounts: Int32Array;
   loadBalanceLoss: number;
   zLoss: number;
+  /** Mean entropy of the router's softmax, in nats. */
+  routerEntropy: number;
   /** (T, k) position of each choice in its expert, -1 where dropped or not wanted. */
   slot: Int32Array;
   /** (T/G, E) kept choices per group and expert. */
@@ -130,14 +132,15 @@ export function route(x: Float32Array, wRouter: Float32Array, cfg: RouteConfig, 
   native.switchRouterChoose(expertIndex, gate, want, probs, T, E, k, POLICY_CODE[cfg.policy], cfg.threshold, cfg.seed,
     cfg.streamBase + STREAM.policy, cfg.tokenOffset ?? 0);
   const f = ws.f32('f', (T / G) * E);
-  const [loadBalanceLoss, zLoss] = native.switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) as [number, number];
+  const [loadBalanceLoss, zLoss, routerEntropy] =
+    native.switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) as [number, number, number];
   const firstChoiceCounts = new Int32Array((T / G) * E);
   for (let i = 0; i < firstChoiceCounts.length; i++) firstChoiceCounts[i] = Math.round(f[i] * G);
   const slot = ws.i32('slot', T * k);
   const counts = ws.i32('counts', (T / G) * E);
   native.switchSlots(slot, counts, expertIndex, gate, want, probs, T, k, G, E, C, cfg.noTokenLeftBehind);
   return { T, E, k, G, C, xRouter, u, probs, lse, expertIndex, gate, want, f, firstChoiceCounts, loadBalanceLoss, zLoss,
-    slot, counts };
+    routerEntropy, slot, counts };
 }
 
 /** The expert-major order of the kept choices (switch_slots.h). */
