@@ -194,6 +194,19 @@ describe('SwitchFeedForward behaviour', () => {
     expect(Buffer.from(e1.y.buffer).equals(Buffer.from(e2.y.buffer))).toBe(true);
   });
 
+  it('reads inputs in place from views with an offset', () => {
+    const layer = new SwitchFeedForward({ ...base, topK: 2 });
+    const big = randomArray(20 * 6, rng());
+    const view = big.subarray(3 * 6, 11 * 6);
+    const a = layer.forward(view, { training: true });
+    const ga = layer.backward(view);
+    const copy = Float32Array.from(view);
+    const b = layer.forward(copy, { training: true });
+    const gb = layer.backward(copy);
+    expectClose(a.y, b.y, 0, 0, 'y from a view');
+    expectClose(ga.dx, gb.dx, 0, 0, 'dx from a view');
+  });
+
   it('initialises with a truncated normal of σ = sqrt(0.1 / fan_in)', () => {
     const layer = new SwitchFeedForward({ dModel: 64, dFF: 128, numExperts: 8, seed: 7 });
     const check = (a: Float32Array, fanIn: number) => {
