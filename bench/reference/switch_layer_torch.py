@@ -25,8 +25,12 @@ class SwitchFeedForward(torch.nn.Module):
         self.capacity_factor = capacity_factor
         self.min_capacity = min_capacity
         self.router = torch.nn.Parameter(torch.randn(d_model, num_experts) * math.sqrt(0.1 / d_model))
-        self.w_in = torch.nn.Parameter(torch.randn(num_experts, d_model, d_ff) * math.sqrt(0.1 / d_model))
-        self.w_out = torch.nn.Parameter(torch.randn(num_experts, d_ff, d_model) * math.sqrt(0.1 / d_ff))
+        # One parameter per expert (as nn.ModuleList experts would be): slicing one (E, D, F) parameter
+        # instead makes autograd materialise a full-size zero gradient per expert, which is slower.
+        self.w_in = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.randn(d_model, d_ff) * math.sqrt(0.1 / d_model)) for _ in range(num_experts)])
+        self.w_out = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.randn(d_ff, d_model) * math.sqrt(0.1 / d_ff)) for _ in range(num_experts)])
 
     def forward(self, x):
         tokens = x.shape[0]

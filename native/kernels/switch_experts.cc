@@ -50,7 +50,8 @@ void switch_activation_forward(float* h, uint8_t* keep, const float* h_pre, cons
         uint8_t* m = keep + i * F;
         for (int f = 0; f < F; ++f) {
           m[f] = random_uniform(key, base + f) >= rate ? 1 : 0;
-          out[f] = m[f] ? out[f] * survivor_scale : 0.0f;
+          const float v = out[f] * survivor_scale;
+          out[f] = m[f] ? v : 0.0f;
         }
       }
     }
@@ -66,13 +67,20 @@ void switch_activation_backward(float* dh_pre, const float* dh, const float* h_p
       const float* g = dh + i * F;
       float* out = dh_pre + i * F;
       if (act == Activation::relu) {
-        for (int f = 0; f < F; ++f) out[f] = in[f] > 0.0f ? g[f] : 0.0f;
+        // Load before selecting: a conditional load keeps the compiler from vectorising (8x slower).
+        for (int f = 0; f < F; ++f) {
+          const float gv = g[f];
+          out[f] = in[f] > 0.0f ? gv : 0.0f;
+        }
       } else {
         for (int f = 0; f < F; ++f) out[f] = g[f] * activation_derivative(Activation::gelu, in[f]);
       }
       if (rate > 0.0f) {
         const uint8_t* m = keep + i * F;
-        for (int f = 0; f < F; ++f) out[f] = m[f] ? out[f] * survivor_scale : 0.0f;
+        for (int f = 0; f < F; ++f) {
+          const float v = out[f] * survivor_scale;
+          out[f] = m[f] ? v : 0.0f;
+        }
       }
     }
   });
