@@ -24,6 +24,7 @@ const cases: Case[] = [
   { name: 'one expert', T: 8, options: { ...base, numExperts: 1, minCapacity: 2, capacityFactor: 0.5 }, training: true, expectDrops: true },
   { name: 'one token', T: 1, options: { ...base }, training: true, routerScale: 10 },
   { name: 'all tokens on one expert', T: 12, options: { ...base, minCapacity: 0, capacityFactor: 1 }, training: true, allOn: 2, expectDrops: true },
+  { name: 'capacity zero', T: 8, options: { ...base, minCapacity: 0, capacityFactor: 0.1, loadBalanceCoef: 0.5 }, training: true, routerScale: 10, expectDrops: true },
   { name: 'capacity below demand', T: 32, options: { ...base, capacityFactor: 0.5, minCapacity: 1 }, training: true, routerScale: 20, expectDrops: true },
   { name: 'several groups', T: 24, options: { ...base, groupSize: 8, minCapacity: 1, capacityFactor: 1 }, training: true, routerScale: 20 },
   { name: 'top-2 all', T: 16, options: { ...base, topK: 2, minCapacity: 2, capacityFactor: 1.5 }, training: true, routerScale: 20 },

@@ -313,6 +313,7 @@ Napi::Value combine_bwd(const Napi::CallbackInfo& info) {
 
 struct ExpertShapes {
   int64_t R, T, E, D, F;
+  bool has_row_token;  // given by the caller (its data pointer may be null when R = 0)
 };
 
 // Offsets, row_token (optional) and the sizes shared by the experts' forward and backward.
@@ -330,7 +331,9 @@ ExpertShapes expert_shapes(const Napi::CallbackInfo& info, int offsets_arg, int 
     *row_token = nullptr;
     expect_length(env, xv, static_cast<size_t>(s.R * s.D), "x", shape_of({s.R, s.D}));
     s.T = s.R;
+    s.has_row_token = false;
   } else {
+    s.has_row_token = true;
     if (xv.length % s.D != 0)
       throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' length must be a multiple of D = " + std::to_string(s.D));
     s.T = static_cast<int64_t>(xv.length) / s.D;
@@ -391,7 +394,7 @@ Napi::Value experts_bwd(const Napi::CallbackInfo& info) {
   const double rate = number(info[17], "dropoutRate");
   if (!(rate >= 0.0 && rate < 1.0)) throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'dropoutRate' must be in [0, 1)");
   a.scatter_dx = boolean(info[18], "scatterDx");
-  if (a.scatter_dx && !row_token)
+  if (a.scatter_dx && !s.has_row_token)
     throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'rowToken' is needed when scatterDx is true");
   const int64_t dx_rows = a.scatter_dx ? s.T : s.R;
   a.dx = f32(info[0], "dx", dx_rows * s.D, {dx_rows, s.D});
