@@ -25,3 +25,13 @@ export { toBfloat16, fromBfloat16, roundBfloat16 } from './bf16.js';
 // The device mesh: processes as cores over shared memory (SPEC §3).
 export { launchMesh, singleDevice, Device } from './mesh/index.js';
 export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';
+export { SwitchFeedForward } from './layers/switch.js';
+export type {
+  SwitchFeedForwardOptions, SwitchFeedForwardOutput, SwitchFeedForwardBackward, SwitchGrads, Precision, Activation,
+  SecondExpertPolicy,
+} from './layers/switch.js';
+export { DenseFeedForward } from './layers/dense.js';
+export type { DenseFeedForwardOptions, DenseGrads } from './layers/dense.js';
+export type {
+  FeedForwardLayer, FeedForwardOutput, FeedForwardBackward, ForwardOptions, RoutingStats,
+} from './layers/types.js';

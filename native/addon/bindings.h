@@ -11,5 +11,6 @@ void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, thre
 void init_bf16(Napi::Env env, Napi::Object exports);   // bf16.cc: toBfloat16, fromBfloat16, roundBfloat16
 void init_bench(Napi::Env env, Napi::Object exports);  // bench.cc: the measurements of switch-bench
 void init_mesh(Napi::Env env, Napi::Object exports);   // mesh.cc: the arena and the collectives
+void init_switch(Napi::Env env, Napi::Object exports);  // switch.cc: the Switch layer's kernels
 
 }  // namespace st::addon
