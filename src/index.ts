@@ -18,3 +18,12 @@ export function setNumThreads(n: number): void {
 export function setIsa(isa: 'avx2' | 'portable'): void {
   native.setIsa(isa);
 }
+
+// The language model, its training and data (issue 5).
+export * as modelKernels from './model/kernels.js';
+export { SwitchTransformerLM, setDefaultFeedForwardFactory } from './model/model.js';
+export type { FeedForwardFactory, FeedForwardSpec, ForwardResult, GenerateOptions, ModelOptions, Parameter, SwitchLayerStats } from './model/model.js';
+export { defaultModelConfig, resolveModelConfig, isSwitchBlock } from './model/config.js';
+export type { ModelConfig } from './model/config.js';
+export { Random, truncatedNormal } from './model/random.js';
+export type { RandomState } from './model/random.js';

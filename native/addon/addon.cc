@@ -5,6 +5,7 @@ namespace {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   st::addon::init_core(env, exports);
+  st::addon::init_model(env, exports);
   return exports;
 }
 
