@@ -1,15 +1,346 @@
-// Dispatching matmul entry points (gemm.h). The fast paths replace these bodies.
+// The fast matmul (gemm.h): cache blocking, packing, a register-tiled micro-kernel per ISA, and the
+// grouped expert matmuls built on the same driver. M, N, K = product sizes; E = groups (experts).
+//
+// Loop nest per task (the classic five loops around the micro-kernel):
+//   jc over columns by NC   — the packed B block (kc × NC) stays in L3
+//   pc over depth by KC     — pack B(pc, jc) once, reuse it for every row block
+//   ic over rows by MC      — pack A(ic, pc) once (MC × kc stays in L2)
+//   jr over NR, ir over MR  — the micro-kernel; one B panel (kc × NR) stays in L1
+// The gathers of the grouped matmuls are folded into the packing (a row index per stored row), so
+// no gathered copy of X is ever made; the scatter-with-scale is folded into the write-back.
+//
+// Determinism: every output element is the same chain of operations whichever task computes it:
+// the depth blocks depend on K only, each block's dot product is summed from zero in k order by the
+// micro-kernel and then added to the output, and edge tiles run the same kernel into a scratch tile.
+// So the task grid is free to follow the thread count for load balance while the bits do not.
+// Scattered write-backs, where two product rows may add into one output row, run inside one task
+// per column range in row order: no races, and the order of the additions is fixed.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "cpu.h"
 #include "gemm.h"
+#include "gemm_kernels.h"
+#include "threadpool.h"
 
 namespace st {
 
-void matmul(float* c, const float* a, const float* b, int M, int N, int K, int lda, int ldb, int ldc,
-            bool trans_a, bool trans_b, bool accumulate) {
-  matmul_reference(c, a, b, M, N, K, lda, ldb, ldc, trans_a, trans_b, accumulate);
+namespace gemm {
+namespace {
+
+constexpr int KC = 256;    // depth of a packed block: A panel 6 KB and B panel 16 KB in L1
+constexpr int MC = 144;    // rows of a packed A block (144 × 256 × 4 = 144 KB, in L2)
+constexpr int NC = 4096;   // columns of a packed B block (256 × 4096 × 4 = 4 MB, in L3)
+
+// One operand op(X) as the packers read it: logical element (r, c) is stored at row
+// (trans ? c : r) and column (trans ? r : c) of p; `rows`, when set, remaps stored rows (a gather).
+struct Operand {
+  const float* p;
+  int64_t ld;
+  bool trans;
+  const int32_t* rows;
+  const float* row(int64_t stored_row) const { return p + (rows ? static_cast<int64_t>(rows[stored_row]) : stored_row) * ld; }
+};
+
+// One product c (M, N) = [c +] op(a) (M, K) · op(b) (K, N). With scatter, row i of the product is
+// added, times scale[i], into row scatter[i] of c.
+struct Problem {
+  Operand a, b;
+  float* c;
+  int64_t ldc;
+  const int32_t* scatter;
+  const float* scale;
+  int M, N, K;
+  bool accumulate;
+};
+
+// Packing buffers, one set per thread that ever runs a task, grown on demand and kept.
+struct AlignedBuffer {
+  float* data = nullptr;
+  size_t size = 0;
+  ~AlignedBuffer() { std::free(data); }
+  float* get(size_t n) {
+    if (n > size) {
+      std::free(data);
+      size = (n + 1023) & ~size_t{1023};
+      data = static_cast<float*>(std::aligned_alloc(64, size * sizeof(float)));
+      if (!data) std::abort();
+    }
+    return data;
+  }
+};
+struct Buffers {
+  AlignedBuffer a, b, scratch;
+};
+Buffers& thread_buffers() {
+  thread_local Buffers buffers;
+  return buffers;
 }
 
-void grouped_matmul(const GroupedMatmul& g) { grouped_matmul_reference(g); }
+// A block (mc × kc) of op(A) from (i0, k0) into MR-row panels.
+void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
+  for (int p = 0; p < mc; p += MR, out += MR * kc) {
+    const int mr = std::min(MR, mc - p);
+    if (!A.trans) {
+      const float* src[MR];
+      for (int r = 0; r < MR; ++r) src[r] = A.row(i0 + p + std::min(r, mr - 1)) + k0;
+      if (mr == MR) {
+        for (int k = 0; k < kc; ++k)
+          for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r][k];
+      } else {
+        for (int k = 0; k < kc; ++k)
+          for (int r = 0; r < MR; ++r) out[k * MR + r] = r < mr ? src[r][k] : 0.0f;
+      }
+    } else {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = A.row(k0 + k) + i0 + p;
+        for (int r = 0; r < MR; ++r) out[k * MR + r] = r < mr ? src[r] : 0.0f;
+      }
+    }
+  }
+}
 
-void grouped_matmul_weight_grad(const GroupedMatmulWeightGrad& g) { grouped_matmul_weight_grad_reference(g); }
+// B block (kc × nc) of op(B) from (k0, j0) into NR-column panels.
+void pack_b(float* out, const Operand& B, int k0, int kc, int j0, int nc) {
+  for (int q = 0; q < nc; q += NR, out += NR * kc) {
+    const int nr = std::min(NR, nc - q);
+    if (!B.trans) {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = B.row(k0 + k) + j0 + q;
+        float* dst = out + k * NR;
+        if (nr == NR) {
+          std::memcpy(dst, src, NR * sizeof(float));
+        } else {
+          for (int c = 0; c < NR; ++c) dst[c] = c < nr ? src[c] : 0.0f;
+        }
+      }
+    } else {
+      const float* src[NR];
+      for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
+      for (int k = 0; k < kc; ++k)
+        for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
+    }
+  }
+}
+
+// Depth blocks: K split into equal blocks of at most KC, depending on K alone.
+struct DepthBlocks {
+  int count, size;
+  explicit DepthBlocks(int K) : count(std::max(1, (K + KC - 1) / KC)), size((K + count - 1) / count) {}
+};
+
+// dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
+// product (add_first: add on the first depth block, i.e. accumulate).
+void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0, int c1, float* dest,
+                   int64_t ldd, bool add_first) {
+  if (r1 <= r0 || c1 <= c0) return;
+  if (P.K == 0) {
+    if (!add_first)
+      for (int i = 0; i < r1 - r0; ++i) std::memset(dest + i * ldd, 0, sizeof(float) * (c1 - c0));
+    return;
+  }
+  Buffers& buf = thread_buffers();
+  const DepthBlocks depth(P.K);
+  float* a_pack = buf.a.get(static_cast<size_t>(MC) * depth.size);
+  for (int jc = c0; jc < c1; jc += NC) {
+    const int nc = std::min(NC, c1 - jc);
+    const int nc_padded = (nc + NR - 1) / NR * NR;
+    float* b_pack = buf.b.get(static_cast<size_t>(nc_padded) * depth.size);
+    for (int blk = 0; blk < depth.count; ++blk) {
+      const int pc = blk * depth.size;
+      const int kc = std::min(depth.size, P.K - pc);
+      if (kc <= 0) break;
+      const bool add = add_first || blk > 0;
+      pack_b(b_pack, P.b, pc, kc, jc, nc);
+      for (int ic = r0; ic < r1; ic += MC) {
+        const int mc = std::min(MC, r1 - ic);
+        pack_a(a_pack, P.a, ic, mc, pc, kc);
+        for (int jr = 0; jr < nc; jr += NR) {
+          const int nr = std::min(NR, nc - jr);
+          const float* b_panel = b_pack + static_cast<int64_t>(jr) * kc;
+          for (int ir = 0; ir < mc; ir += MR) {
+            const int mr = std::min(MR, mc - ir);
+            const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
+            float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
+            if (mr == MR && nr == NR) {
+              kernel(kc, a_panel, b_panel, c, ldd, add);
+            } else {
+              alignas(64) float tile[MR * NR];
+              kernel(kc, a_panel, b_panel, tile, NR, false);
+              for (int r = 0; r < mr; ++r)
+                for (int j = 0; j < nr; ++j) {
+                  float& out = c[r * ldd + j];
+                  out = add ? out + tile[r * NR + j] : tile[r * NR + j];
+                }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Columns [c0, c1) of every row of P, the rows added in order into c[scatter[i]] · scale[i].
+void compute_scattered(const Problem& P, MicroKernel kernel, int c0, int c1) {
+  const int width = c1 - c0;
+  // Rows per round: a scratch of about 256 KB holds the finished product rows before write-back.
+  const int rows = std::max(MR, (65536 / std::max(width, 1)) / MR * MR);
+  float* scratch = thread_buffers().scratch.get(static_cast<size_t>(rows) * width);
+  for (int r0 = 0; r0 < P.M; r0 += rows) {
+    const int r1 = std::min(P.M, r0 + rows);
+    compute_block(P, kernel, r0, r1, c0, c1, scratch, width, false);
+    for (int i = r0; i < r1; ++i) {
+      float* y = P.c + static_cast<int64_t>(P.scatter[i]) * P.ldc + c0;
+      const float* t = scratch + static_cast<int64_t>(i - r0) * width;
+      const float s = P.scale ? P.scale[i] : 1.0f;
+      for (int j = 0; j < width; ++j) y[j] += s * t[j];
+    }
+  }
+}
+
+struct Task {
+  int problem;
+  int r0, r1, c0, c1;
+};
+
+// Splits [0, n) into `parts` ranges on multiples of `unit`.
+int split_point(int n, int unit, int parts, int index) {
+  const int64_t units = (n + unit - 1) / unit;
+  return static_cast<int>(std::min<int64_t>(n, units * index / parts * unit));
+}
+
+// Splits each problem into a grid of tasks, more pieces for more work, choosing the grid shape
+// that packs the least twice: a row split repacks B, a column split repacks A.
+std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
+  std::vector<Task> tasks;
+  double total = 0;
+  for (const Problem& P : problems) total += static_cast<double>(P.M) * P.N * std::max(P.K, 1);
+  for (int p = 0; p < static_cast<int>(problems.size()); ++p) {
+    const Problem& P = problems[p];
+    if (P.M == 0 || P.N == 0) continue;
+    const double work = static_cast<double>(P.M) * P.N * std::max(P.K, 1);
+    int pieces = threads == 1 || total == 0 ? 1 : static_cast<int>(std::ceil(threads * work / total - 1e-9));
+    const int max_rows = (P.M + MR - 1) / MR, max_cols = (P.N + NR - 1) / NR;
+    pieces = std::max(1, std::min(pieces, max_rows * max_cols));
+    int best_gm = 1, best_gn = 1;
+    for (int want = pieces; want >= 1; --want) {
+      double best_cost = -1;
+      for (int gm = 1; gm <= want; ++gm) {
+        if (want % gm) continue;
+        const int gn = want / gm;
+        if (gm > max_rows || gn > max_cols) continue;
+        const double cost = static_cast<double>(gm) * P.N + static_cast<double>(gn) * P.M;
+        if (best_cost < 0 || cost < best_cost) best_cost = cost, best_gm = gm, best_gn = gn;
+      }
+      if (best_cost >= 0) break;
+    }
+    for (int i = 0; i < best_gm; ++i)
+      for (int j = 0; j < best_gn; ++j)
+        tasks.push_back({p, split_point(P.M, MR, best_gm, i), split_point(P.M, MR, best_gm, i + 1),
+                         split_point(P.N, NR, best_gn, j), split_point(P.N, NR, best_gn, j + 1)});
+  }
+  return tasks;
+}
+
+MicroKernel active_kernel() { return active_isa() == Isa::avx2 ? micro_kernel_avx2 : micro_kernel_sse2; }
+
+// Runs the problems over the thread pool. Unscattered problems are split into row × column tasks;
+// scattered ones (which may add into the same output rows) into column ranges only, each range
+// running every problem in order.
+void run(const std::vector<Problem>& problems, bool scattered) {
+  const MicroKernel kernel = active_kernel();
+  const int threads = num_threads();
+  if (!scattered) {
+    const std::vector<Task> tasks = plan(problems, threads);
+    parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
+      const Task& T = tasks[t];
+      const Problem& P = problems[T.problem];
+      compute_block(P, kernel, T.r0, T.r1, T.c0, T.c1, P.c + static_cast<int64_t>(T.r0) * P.ldc + T.c0, P.ldc,
+                    P.accumulate);
+    });
+    return;
+  }
+  int N = 0;
+  for (const Problem& P : problems) N = std::max(N, P.N);
+  const int parts = std::max(1, std::min(threads, (N + NR - 1) / NR));
+  parallel_for(parts, [&](int64_t part, int) {
+    const int c0 = split_point(N, NR, parts, static_cast<int>(part));
+    const int c1 = split_point(N, NR, parts, static_cast<int>(part) + 1);
+    for (const Problem& P : problems)
+      if (P.M > 0) compute_scattered(P, kernel, c0, c1);
+  });
+}
+
+}  // namespace
+}  // namespace gemm
+
+void matmul(float* c, const float* a, const float* b, int M, int N, int K, int lda, int ldb, int ldc,
+            bool trans_a, bool trans_b, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  std::vector<gemm::Problem> problems{{{a, lda, trans_a, nullptr}, {b, ldb, trans_b, nullptr}, c, ldc, nullptr,
+                                       nullptr, M, N, K, accumulate}};
+  gemm::run(problems, false);
+}
+
+void grouped_matmul(const GroupedMatmul& g) {
+  std::vector<gemm::Problem> problems;
+  problems.reserve(g.E);
+  const int64_t w_stride = static_cast<int64_t>(g.K) * g.N;
+  for (int e = 0; e < g.E; ++e) {
+    const int begin = g.offsets[e], rows = g.offsets[e + 1] - g.offsets[e];
+    if (rows <= 0) continue;
+    gemm::Problem P;
+    P.a = g.gather ? gemm::Operand{g.x, g.ldx, false, g.gather + begin}
+                   : gemm::Operand{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, false, nullptr};
+    P.b = {g.w + e * w_stride, g.trans_w ? g.K : g.N, g.trans_w, nullptr};
+    if (g.scatter) {
+      P.c = g.y;
+      P.scatter = g.scatter + begin;
+      P.scale = g.scale ? g.scale + begin : nullptr;
+    } else {
+      P.c = g.y + static_cast<int64_t>(begin) * g.ldy;
+      P.scatter = nullptr;
+      P.scale = nullptr;
+    }
+    P.ldc = g.ldy;
+    P.M = rows;
+    P.N = g.N;
+    P.K = g.K;
+    P.accumulate = g.accumulate;
+    problems.push_back(P);
+  }
+  if (problems.empty() || g.N <= 0) return;
+  gemm::run(problems, g.scatter != nullptr);
+}
+
+void grouped_matmul_weight_grad(const GroupedMatmulWeightGrad& g) {
+  if (g.K <= 0 || g.N <= 0) return;
+  std::vector<gemm::Problem> problems;
+  problems.reserve(g.E);
+  const int64_t w_stride = static_cast<int64_t>(g.K) * g.N;
+  for (int e = 0; e < g.E; ++e) {
+    const int begin = g.offsets[e], rows = g.offsets[e + 1] - g.offsets[e];
+    gemm::Problem P;
+    // dw[e] (K, N) = x_eᵀ (K, rows) · dy_e (rows, N): the group's rows are the depth of the product.
+    P.a = g.gather_x ? gemm::Operand{g.x, g.ldx, true, g.gather_x + begin}
+                     : gemm::Operand{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, true, nullptr};
+    P.b = g.gather_dy ? gemm::Operand{g.dy, g.lddy, false, g.gather_dy + begin}
+                      : gemm::Operand{g.dy + static_cast<int64_t>(begin) * g.lddy, g.lddy, false, nullptr};
+    P.c = g.dw + e * w_stride;
+    P.ldc = g.N;
+    P.scatter = nullptr;
+    P.scale = nullptr;
+    P.M = g.K;
+    P.N = g.N;
+    P.K = std::max(rows, 0);
+    P.accumulate = g.accumulate;
+    problems.push_back(P);
+  }
+  gemm::run(problems, false);
+}
 
 }  // namespace st

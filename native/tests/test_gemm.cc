@@ -1,0 +1,280 @@
+// The fast matmuls (gemm.h) against their scalar definitions: every transpose, accumulate, strided
+// rows, shapes that are not multiples of the register tile, both ISA paths, and bit-identical
+// results for 1, 2 and 3 threads. M, N, K = product sizes; E = groups.
+//
+// Tolerance: the fast paths sum in another order (blocked, FMA), so each element may differ from
+// the reference by a few roundings of its magnitude Σ|a||b|; the magnitude is computed by running
+// the reference on absolute values. A wrong index or an unwritten element (outputs are poisoned
+// with NaN) is off by the magnitude itself and fails.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "kernels/cpu.h"
+#include "kernels/gemm.h"
+#include "kernels/threadpool.h"
+
+namespace {
+
+std::mt19937& rng() {
+  static std::mt19937 r(std::random_device{}());
+  return r;
+}
+
+// Fresh values in [-1, 1], never all zeros.
+std::vector<float> random_floats(size_t n) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng());
+  return v;
+}
+
+int random_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng()); }
+
+std::vector<float> absolute(const std::vector<float>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = std::fabs(v[i]);
+  return out;
+}
+
+const float kNaN = std::nanf("");
+
+// got vs want elementwise, |got - want| <= tol · magnitude (+ a floor for tiny values).
+int compare(const float* got, const float* want, const float* magnitude, int rows, int cols, int64_t ld, int K,
+            const char* what) {
+  const double tol = (K + 16) * std::ldexp(1.0, -22);
+  int bad = 0;
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) {
+      const int64_t at = i * ld + j;
+      const double diff = std::fabs(static_cast<double>(got[at]) - want[at]);
+      if (!(diff <= tol * magnitude[at] + 1e-30)) {
+        if (++bad <= 3)
+          std::fprintf(stderr, "  %s: [%d,%d] got %g want %g (magnitude %g)\n", what, i, j, got[at], want[at],
+                       magnitude[at]);
+      }
+    }
+  return bad;
+}
+
+const st::Isa kIsas[] = {st::Isa::portable, st::Isa::avx2};
+
+struct MatmulCase {
+  int M, N, K;
+};
+
+// One matmul call on both paths; pad > 0 makes every leading dimension longer than the row, the
+// padding holding NaN (read by mistake, it poisons the result) or, in c, a sentinel that must stay.
+void check_matmul(int M, int N, int K, bool ta, bool tb, bool acc, int pad) {
+  const int a_rows = ta ? K : M, a_cols = ta ? M : K;
+  const int b_rows = tb ? N : K, b_cols = tb ? K : N;
+  const int lda = a_cols + pad, ldb = b_cols + pad, ldc = N + pad;
+  std::vector<float> a(static_cast<size_t>(std::max(a_rows, 1)) * lda, kNaN), b(static_cast<size_t>(std::max(b_rows, 1)) * ldb, kNaN);
+  std::vector<float> a_abs(a.size(), 0.0f), b_abs(b.size(), 0.0f);
+  const std::vector<float> av = random_floats(static_cast<size_t>(a_rows) * a_cols), bv = random_floats(static_cast<size_t>(b_rows) * b_cols);
+  for (int i = 0; i < a_rows; ++i)
+    for (int j = 0; j < a_cols; ++j) a[i * lda + j] = av[i * a_cols + j], a_abs[i * lda + j] = std::fabs(av[i * a_cols + j]);
+  for (int i = 0; i < b_rows; ++i)
+    for (int j = 0; j < b_cols; ++j) b[i * ldb + j] = bv[i * b_cols + j], b_abs[i * ldb + j] = std::fabs(bv[i * b_cols + j]);
+  const size_t c_size = static_cast<size_t>(M) * ldc;
+  std::vector<float> c0 = random_floats(c_size);
+  const float sentinel = 12345.0f;
+  for (int i = 0; i < M; ++i)
+    for (int j = N; j < ldc; ++j) c0[i * ldc + j] = sentinel;
+  std::vector<float> want = c0, magnitude = absolute(c0);
+  st::matmul_reference(want.data(), a.data(), b.data(), M, N, K, lda, ldb, ldc, ta, tb, acc);
+  st::matmul_reference(magnitude.data(), a_abs.data(), b_abs.data(), M, N, K, lda, ldb, ldc, ta, tb, acc);
+  for (st::Isa isa : kIsas) {
+    if (!st::set_active_isa(isa)) continue;
+    std::vector<float> got = c0;
+    if (!acc)
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) got[i * ldc + j] = kNaN;
+    st::matmul(got.data(), a.data(), b.data(), M, N, K, lda, ldb, ldc, ta, tb, acc);
+    const int bad = compare(got.data(), want.data(), magnitude.data(), M, N, ldc, K, "matmul");
+    ST_CHECK(bad == 0, "matmul %s M=%d N=%d K=%d ta=%d tb=%d acc=%d pad=%d: %d elements wrong", st::isa_name(isa), M, N, K,
+             ta, tb, acc, pad, bad);
+    bool padding_kept = true;
+    for (int i = 0; i < M; ++i)
+      for (int j = N; j < ldc; ++j) padding_kept &= got[i * ldc + j] == sentinel;
+    ST_CHECK(padding_kept, "matmul %s M=%d N=%d K=%d wrote past N in a strided c", st::isa_name(isa), M, N, K);
+  }
+}
+
+// Results are bit-identical for 1, 2 and 3 threads on each ISA.
+void check_matmul_threads(int M, int N, int K, bool ta, bool tb) {
+  const std::vector<float> a = random_floats(static_cast<size_t>(M) * K), b = random_floats(static_cast<size_t>(K) * N);
+  const std::vector<float> c0 = random_floats(static_cast<size_t>(M) * N);
+  for (st::Isa isa : kIsas) {
+    if (!st::set_active_isa(isa)) continue;
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      st::set_num_threads(threads);
+      std::vector<float> c = c0;
+      st::matmul(c.data(), a.data(), b.data(), M, N, K, ta ? M : K, tb ? K : N, N, ta, tb, true);
+      if (first.empty()) first = c;
+      else
+        ST_CHECK(std::memcmp(first.data(), c.data(), c.size() * sizeof(float)) == 0,
+                 "matmul %s M=%d N=%d K=%d: %d threads differ from 1 thread", st::isa_name(isa), M, N, K, threads);
+    }
+  }
+}
+
+// Offsets of E groups over `rows` rows, with some groups empty when `empties`.
+std::vector<int32_t> random_offsets(int E, int rows, bool empties) {
+  std::vector<int32_t> cuts(E - 1);
+  for (int32_t& c : cuts) c = random_int(0, rows);
+  std::sort(cuts.begin(), cuts.end());
+  std::vector<int32_t> offsets{0};
+  for (int32_t c : cuts) offsets.push_back(c);
+  offsets.push_back(rows);
+  if (!empties) {  // spread evenly instead
+    for (int e = 0; e <= E; ++e) offsets[e] = static_cast<int32_t>(static_cast<int64_t>(rows) * e / E);
+  }
+  return offsets;
+}
+
+std::vector<int32_t> random_indices(int n, int range) {
+  std::vector<int32_t> v(n);
+  for (int32_t& x : v) x = random_int(0, range - 1);
+  return v;
+}
+
+struct GroupedCase {
+  int E, rows, K, N;
+  bool empties;
+};
+
+void check_grouped(const GroupedCase& gc, bool gather, bool scatter, bool scale, bool trans_w, bool acc) {
+  const int E = gc.E, rows = gc.rows, K = gc.K, N = gc.N;
+  const int x_rows = gather ? rows + 3 : rows, y_rows = scatter ? std::max(1, rows / 2 + 1) : rows;
+  const int ldx = K + 2, ldy = N + 1;
+  std::vector<int32_t> offsets = random_offsets(E, rows, gc.empties);
+  std::vector<int32_t> gather_idx = random_indices(rows, x_rows), scatter_idx = random_indices(rows, y_rows);
+  std::vector<float> x = random_floats(static_cast<size_t>(x_rows) * ldx), w = random_floats(static_cast<size_t>(E) * K * N);
+  std::vector<float> s = random_floats(rows), y0 = random_floats(static_cast<size_t>(y_rows) * ldy);
+  std::vector<float> x_abs = absolute(x), w_abs = absolute(w), s_abs = absolute(s);
+  st::GroupedMatmul g{};
+  g.x = x.data();
+  g.w = w.data();
+  g.offsets = offsets.data();
+  g.gather = gather ? gather_idx.data() : nullptr;
+  g.scatter = scatter ? scatter_idx.data() : nullptr;
+  g.scale = scatter && scale ? s.data() : nullptr;
+  g.E = E, g.K = K, g.N = N, g.ldx = ldx, g.ldy = ldy, g.trans_w = trans_w, g.accumulate = acc;
+  std::vector<float> want = y0, magnitude = absolute(y0);
+  g.y = want.data();
+  st::grouped_matmul_reference(g);
+  st::GroupedMatmul ga = g;
+  ga.x = x_abs.data(), ga.w = w_abs.data(), ga.scale = g.scale ? s_abs.data() : nullptr, ga.y = magnitude.data();
+  st::grouped_matmul_reference(ga);
+  const bool writes_all = !scatter && !acc;
+  for (st::Isa isa : kIsas) {
+    if (!st::set_active_isa(isa)) continue;
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      st::set_num_threads(threads);
+      std::vector<float> got = y0;
+      if (writes_all)
+        for (int i = 0; i < y_rows; ++i)
+          for (int j = 0; j < N; ++j) got[i * ldy + j] = kNaN;
+      g.y = got.data();
+      st::grouped_matmul(g);
+      const int bad = compare(got.data(), want.data(), magnitude.data(), y_rows, ldy, ldy, K * 2, "grouped");
+      ST_CHECK(bad == 0, "grouped %s threads=%d E=%d rows=%d K=%d N=%d gather=%d scatter=%d scale=%d tw=%d acc=%d: %d wrong",
+               st::isa_name(isa), threads, E, rows, K, N, gather, scatter, scale, trans_w, acc, bad);
+      if (first.empty()) first = got;
+      else
+        ST_CHECK(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) == 0,
+                 "grouped %s E=%d rows=%d K=%d N=%d scatter=%d: %d threads differ from 1", st::isa_name(isa), E, rows, K,
+                 N, scatter, threads);
+    }
+  }
+}
+
+void check_weight_grad(const GroupedCase& gc, bool gather_x, bool gather_dy, bool acc) {
+  const int E = gc.E, rows = gc.rows, K = gc.K, N = gc.N;
+  const int x_rows = rows + 2, dy_rows = rows + 1, ldx = K + 3, lddy = N + 2;
+  std::vector<int32_t> offsets = random_offsets(E, rows, gc.empties);
+  std::vector<int32_t> gx = random_indices(rows, x_rows), gy = random_indices(rows, dy_rows);
+  std::vector<float> x = random_floats(static_cast<size_t>(x_rows) * ldx), dy = random_floats(static_cast<size_t>(dy_rows) * lddy);
+  std::vector<float> x_abs = absolute(x), dy_abs = absolute(dy);
+  std::vector<float> dw0 = random_floats(static_cast<size_t>(E) * K * N);
+  st::GroupedMatmulWeightGrad g{};
+  g.x = x.data(), g.dy = dy.data(), g.offsets = offsets.data();
+  g.gather_x = gather_x ? gx.data() : nullptr;
+  g.gather_dy = gather_dy ? gy.data() : nullptr;
+  g.E = E, g.K = K, g.N = N, g.ldx = ldx, g.lddy = lddy, g.accumulate = acc;
+  std::vector<float> want = dw0, magnitude = absolute(dw0);
+  g.dw = want.data();
+  st::grouped_matmul_weight_grad_reference(g);
+  st::GroupedMatmulWeightGrad ga = g;
+  ga.x = x_abs.data(), ga.dy = dy_abs.data(), ga.dw = magnitude.data();
+  st::grouped_matmul_weight_grad_reference(ga);
+  for (st::Isa isa : kIsas) {
+    if (!st::set_active_isa(isa)) continue;
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      st::set_num_threads(threads);
+      std::vector<float> got = dw0;
+      if (!acc) std::fill(got.begin(), got.end(), kNaN);
+      g.dw = got.data();
+      st::grouped_matmul_weight_grad(g);
+      const int bad = compare(got.data(), want.data(), magnitude.data(), E * K, N, N, rows, "weight_grad");
+      ST_CHECK(bad == 0, "weight_grad %s threads=%d E=%d rows=%d K=%d N=%d gx=%d gy=%d acc=%d: %d wrong",
+               st::isa_name(isa), threads, E, rows, K, N, gather_x, gather_dy, acc, bad);
+      if (first.empty()) first = got;
+      else
+        ST_CHECK(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) == 0,
+                 "weight_grad %s E=%d rows=%d: %d threads differ from 1", st::isa_name(isa), E, rows, threads);
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  const bool quick = st::test::quick();
+  const st::Isa best = st::active_isa();
+  const int saved_threads = st::num_threads();
+
+  // 1×1×1, below / at / past the 6 × 16 tile, K = 1, K = 0, tall/skinny, wide, past the depth
+  // block (256), the row block (144) and the column block (4096).
+  std::vector<MatmulCase> shapes{{1, 1, 1},   {1, 1, 7},   {7, 1, 1},     {1, 17, 1},  {5, 15, 3},    {6, 16, 1},
+                                 {6, 16, 8},  {7, 17, 9},  {12, 32, 4},   {4, 5, 0},   {200, 3, 40},  {3, 300, 20},
+                                 {1, 64, 300}, {64, 1, 300}, {13, 33, 257}, {150, 70, 520}, {37, 4100, 5}};
+  if (!quick) shapes.push_back({300, 200, 700});
+  for (int threads : {1, 2}) {
+    st::set_num_threads(threads);
+    for (const MatmulCase& s : shapes)
+      for (int t = 0; t < 4; ++t)
+        for (bool acc : {false, true}) check_matmul(s.M, s.N, s.K, t & 1, t & 2, acc, 0);
+    for (const MatmulCase& s : shapes) check_matmul(s.M, s.N, s.K, random_int(0, 1), random_int(0, 1), random_int(0, 1), 3);
+  }
+  for (const MatmulCase& s : std::vector<MatmulCase>{{150, 70, 520}, {37, 4100, 5}, {7, 200, 33}, {301, 97, 300}})
+    for (int t = 0; t < 4; ++t) check_matmul_threads(s.M, s.N, s.K, t & 1, t & 2);
+
+  // Grouped: one group, empty groups, E = 64, gather / scatter / scale, transposed weights.
+  std::vector<GroupedCase> groups{{1, 1, 1, 1},    {1, 9, 5, 17},    {3, 20, 7, 33},  {4, 30, 13, 5},
+                                  {8, 100, 40, 70}, {64, 300, 19, 21}, {64, 40, 8, 16}, {5, 0, 4, 4}};
+  if (!quick) groups.push_back({6, 400, 300, 50});
+  for (const GroupedCase& base : groups)
+    for (bool empties : {false, true}) {
+      GroupedCase gc = base;
+      gc.empties = empties;
+      for (int combo = 0; combo < 8; ++combo) {
+        const bool gather = combo & 1, scatter = combo & 2, trans_w = combo & 4;
+        check_grouped(gc, gather, scatter, random_int(0, 1), trans_w, random_int(0, 1));
+      }
+      for (int combo = 0; combo < 4; ++combo) check_weight_grad(gc, combo & 1, combo & 2, random_int(0, 1));
+    }
+
+  st::set_active_isa(best);
+  st::set_num_threads(saved_threads);
+  return st::test::summary("gemm");
+}
