@@ -27,3 +27,8 @@ export { defaultModelConfig, resolveModelConfig, isSwitchBlock } from './model/c
 export type { ModelConfig } from './model/config.js';
 export { Random, truncatedNormal } from './model/random.js';
 export type { RandomState } from './model/random.js';
+export { AdamW, Adafactor, createOptimizer } from './train/optimizers.js';
+export type { Optimizer, OptimizerState, OptimizerName, AdamWOptions, AdafactorOptions, OptimizerParameter } from './train/optimizers.js';
+export { constantWithWarmup, inverseSqrt, createSchedule } from './train/schedules.js';
+export type { Schedule, ScheduleName, ScheduleOptions } from './train/schedules.js';
+export { clipGradientNorm } from './train/clip.js';
