@@ -32,3 +32,11 @@ export type { Optimizer, OptimizerState, OptimizerName, AdamWOptions, AdafactorO
 export { constantWithWarmup, inverseSqrt, createSchedule } from './train/schedules.js';
 export type { Schedule, ScheduleName, ScheduleOptions } from './train/schedules.js';
 export { clipGradientNorm } from './train/clip.js';
+export { brownCorpus, loadTextCorpus, splitCorpus, stripBrownTags } from './data/corpus.js';
+export type { TextDocument, CorpusSplit } from './data/corpus.js';
+export { WordTokenizer, ByteTokenizer, tokenizerFromJSON, splitWords, UNKNOWN_WORD } from './data/tokenizer.js';
+export type { Tokenizer, TokenizerJSON } from './data/tokenizer.js';
+export { BatchLoader, sequentialBatches } from './data/loader.js';
+export type { Batch, LoaderState, LoaderOptions } from './data/loader.js';
+export { prepareDataset } from './data/dataset.js';
+export type { Dataset, DatasetOptions } from './data/dataset.js';
