@@ -40,3 +40,13 @@ export { BatchLoader, sequentialBatches } from './data/loader.js';
 export type { Batch, LoaderState, LoaderOptions } from './data/loader.js';
 export { prepareDataset } from './data/dataset.js';
 export type { Dataset, DatasetOptions } from './data/dataset.js';
+export { SwitchFeedForward } from './layers/switch.js';
+export type {
+  SwitchFeedForwardOptions, SwitchFeedForwardOutput, SwitchFeedForwardBackward, SwitchGrads, Precision, Activation,
+  SecondExpertPolicy,
+} from './layers/switch.js';
+export { DenseFeedForward } from './layers/dense.js';
+export type { DenseFeedForwardOptions, DenseGrads } from './layers/dense.js';
+export type {
+  FeedForwardLayer, FeedForwardOutput, FeedForwardBackward, ForwardOptions, RoutingStats,
+} from './layers/types.js';

@@ -6,6 +6,7 @@ namespace {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   st::addon::init_core(env, exports);
   st::addon::init_model(env, exports);
+  st::addon::init_switch(env, exports);
   return exports;
 }
 

@@ -6,6 +6,7 @@
 // B = batch, S = sequence length, T = B·S tokens, D = d_model, H = heads, V = vocabulary, P = positions.
 import { codedError, rangeError, typeError } from '../errors.js';
 import type { FeedForwardLayer, FeedForwardOutput } from '../layers/types.js';
+import { packageFeedForward } from './feed_forward.js';
 import { isSwitchBlock, resolveModelConfig, type ModelConfig } from './config.js';
 import * as k from './kernels.js';
 import { Random, truncatedNormal } from './random.js';
@@ -29,6 +30,8 @@ export interface FeedForwardSpec {
   zLossCoef: number;
   jitter: number;
   expertDropout: number;
+  /** Dropout on a dense layer's hidden activation (the model's dropout rate; training only). */
+  dropout: number;
   secondExpertPolicy: ModelConfig['secondExpertPolicy'];
   precision: ModelConfig['precision'];
   initScale: number;
@@ -103,15 +106,15 @@ interface Block {
   isSwitch: boolean;
 }
 
-let defaultFactory: FeedForwardFactory | undefined;
+let defaultFactory: FeedForwardFactory = packageFeedForward;
 
-/** Installs the feed-forward factory used when a model is built without one (the package's layers). */
+/** Replaces the feed-forward factory used when a model is built without one (default: the package's layers). */
 export function setDefaultFeedForwardFactory(factory: FeedForwardFactory): void {
   defaultFactory = factory;
 }
 
 export interface ModelOptions {
-  /** Builds each block's feed-forward layer; default: the package's Switch and dense layers. */
+  /** Builds each block's feed-forward layer; default: SwitchFeedForward and DenseFeedForward. */
   feedForward?: FeedForwardFactory;
 }
 
@@ -133,8 +136,6 @@ export class SwitchTransformerLM {
     const c = resolveModelConfig(options);
     this.config = c;
     const factory = modelOptions.feedForward ?? defaultFactory;
-    if (!factory)
-      throw codedError('ERR_SWITCH_UNSUPPORTED', 'no feed-forward layer factory: pass options.feedForward');
     const D = c.dModel;
     const init = new Random(c.seed);
     this.random = new Random((c.seed ^ 0x5bd1e995) >>> 0);
@@ -151,7 +152,7 @@ export class SwitchTransformerLM {
         numExperts: isSwitch ? c.numExperts : 0, topK: c.topK, capacityFactor: c.capacityFactor,
         evalCapacityFactor: c.evalCapacityFactor, minCapacity: c.minCapacity,
         groupSize: c.groupSize > 0 ? c.groupSize : undefined, activation: c.activation,
-        loadBalanceCoef: c.loadBalanceCoef, zLossCoef: c.zLossCoef, jitter: c.jitter, expertDropout: c.expertDropout,
+        loadBalanceCoef: c.loadBalanceCoef, zLossCoef: c.zLossCoef, jitter: c.jitter, expertDropout: c.expertDropout, dropout: c.dropout,
         secondExpertPolicy: c.secondExpertPolicy, precision: c.precision, initScale: c.initScale,
         seed: (c.seed * 1000003 + 7919 * (i + 1)) >>> 0,
       });

@@ -1,0 +1,94 @@
+// The dense feed-forward layer (T5 FFN, no biases): y = act(x · W_in) · W_out. The baseline of the
+// paper's comparisons and the even-block layer of the model; on the native core it is the
+// experts' kernel with one expert that takes every token.
+// T = tokens, D = d_model, F = d_ff.
+import { codedError } from '../errors.js';
+import {
+  checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, positiveInteger, seedOption,
+} from './options.js';
+import {
+  expertsBackward, expertsForward, STREAM, truncatedNormal,
+  type Activation, type ExpertActivations, type ExpertConfig,
+} from './switch_steps.js';
+import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions } from './types.js';
+
+export interface DenseFeedForwardOptions {
+  dModel: number;
+  dFF: number;
+  activation?: Activation;
+  /** Dropout rate on the hidden activation in training (default 0). */
+  dropout?: number;
+  seed?: number;
+  /** s of the truncated-normal initialisation σ = sqrt(s / fan_in) (default 0.1). */
+  initScale?: number;
+}
+
+const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale'] as const;
+
+export interface DenseGrads extends Record<string, Float32Array> {
+  wIn: Float32Array;
+  wOut: Float32Array;
+}
+
+export class DenseFeedForward implements FeedForwardLayer {
+  readonly dModel: number;
+  readonly dFF: number;
+  readonly activation: Activation;
+  readonly dropout: number;
+  readonly seed: number;
+  /** wIn (D, F), wOut (F, D): writable, read on every call. */
+  readonly params: { wIn: Float32Array; wOut: Float32Array };
+
+  private calls = 0;
+  private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
+
+  constructor(options: DenseFeedForwardOptions) {
+    checkKnownOptions(options, KNOWN_OPTIONS, 'DenseFeedForward');
+    this.dModel = positiveInteger('dModel', options.dModel);
+    this.dFF = positiveInteger('dFF', options.dFF);
+    this.activation = oneOf('activation', options.activation, 'relu', ['relu', 'gelu'] as const);
+    this.dropout = finiteInRange('dropout', options.dropout, 0, 0, 1, false, true);
+    this.seed = seedOption(options.seed);
+    const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
+    const { dModel: D, dFF: F } = this;
+    this.params = {
+      wIn: truncatedNormal(D * F, D, initScale, this.seed, STREAM.wIn),
+      wOut: truncatedNormal(F * D, F, initScale, this.seed, STREAM.wOut),
+    };
+  }
+
+  evaluate(x: Float32Array): FeedForwardOutput {
+    return this.forward(x, { training: false });
+  }
+
+  forward(x: Float32Array, options: ForwardOptions = {}): FeedForwardOutput {
+    const training = options?.training ?? false;
+    const { dModel: D, dFF: F } = this;
+    const T = checkTokens('x', x, D);
+    const wIn = checkParam('wIn', this.params.wIn, D * F, `(${D}, ${F})`);
+    const wOut = checkParam('wOut', this.params.wOut, F * D, `(${F}, ${D})`);
+    const call = training ? ++this.calls : 0;
+    const cfg: ExpertConfig = {
+      E: 1, D, F, activation: this.activation, dropoutRate: training ? this.dropout : 0, seed: this.seed,
+      stream: call * 16 + STREAM.dropout,
+    };
+    const offsets = Int32Array.of(0, T);
+    const xSaved = training ? Float32Array.from(x) : x;
+    const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg);
+    if (training) this.saved = { T, x: xSaved, offsets, acts, cfg };
+    return { y: acts.expertOut, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
+  }
+
+  backward(dy: Float32Array): FeedForwardBackward & { grads: DenseGrads } {
+    const s = this.saved;
+    if (!s) throw codedError('ERR_SWITCH_STATE', 'DenseFeedForward.backward needs a forward with { training: true } first');
+    const T = checkTokens('dy', dy, this.dModel);
+    if (T !== s.T)
+      throw Object.assign(new RangeError(`argument 'dy' must have ${s.T * this.dModel} elements (shape (${s.T}, ${this.dModel})), got ${dy.length}`),
+        { code: 'ERR_SWITCH_SHAPE' as const });
+    const dx = new Float32Array(T * this.dModel);
+    const { dwIn, dwOut } = expertsBackward(dx, dy, s.acts, s.x, null, s.offsets, this.params.wIn, this.params.wOut, s.cfg,
+      false);
+    return { dx, grads: { wIn: dwIn, wOut: dwOut } };
+  }
+}
