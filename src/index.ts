@@ -50,3 +50,9 @@ export type { DenseFeedForwardOptions, DenseGrads } from './layers/dense.js';
 export type {
   FeedForwardLayer, FeedForwardOutput, FeedForwardBackward, ForwardOptions, RoutingStats,
 } from './layers/types.js';
+export { Trainer, evaluateModel } from './train/trainer.js';
+export type { TrainerOptions, StepReport, EvaluationReport, FitOptions, FitResult } from './train/trainer.js';
+export { saveCheckpoint, loadCheckpoint, readCheckpoint, CHECKPOINT_FORMAT } from './train/checkpoint.js';
+export type { CheckpointContents, TrainingState } from './train/checkpoint.js';
+export { encodeSafetensors, decodeSafetensors, readSafetensors, writeFileAtomic, writeDirectoryAtomic } from './train/safetensors.js';
+export type { Tensor } from './train/safetensors.js';
