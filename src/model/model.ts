@@ -368,7 +368,7 @@ export class SwitchTransformerLM {
    * sampled from softmax(logits / temperature), restricted to the topK most likely tokens when given.
    */
   async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<number[]> {
-    const { maxNewTokens = 20, temperature = 0, topK = 0, seed = 0 } = options;
+    const { maxNewTokens = 20, temperature = 0, topK = 0, seed = 0, excludeTokens = [] } = options;
     if (!(temperature >= 0)) throw rangeError('ERR_SWITCH_OPTION', `option 'temperature' must be >= 0, got ${temperature}`);
     if (prompt.length === 0) throw rangeError('ERR_SWITCH_SHAPE', `argument 'prompt' must hold at least one token`);
     const random = new Random(seed);
@@ -376,6 +376,7 @@ export class SwitchTransformerLM {
     const out: number[] = [];
     for (let n = 0; n < maxNewTokens; n++) {
       const logits = await this.nextTokenLogits(Int32Array.from(tokens));
+      for (const t of excludeTokens) if (t >= 0 && t < logits.length) logits[t] = -Infinity;
       const next = temperature === 0 ? argmax(logits) : sample(logits, temperature, topK, random);
       tokens.push(next);
       out.push(next);
@@ -391,6 +392,8 @@ export interface GenerateOptions {
   /** Sample among the k most likely tokens (0 = all). */
   topK?: number;
   seed?: number;
+  /** Tokens never produced (e.g. the unknown word). */
+  excludeTokens?: number[];
 }
 
 function argmax(values: Float32Array): number {
