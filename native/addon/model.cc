@@ -3,6 +3,7 @@
 // Every function writes into caller-owned outputs (first arguments) and checks every length first.
 #include <string>
 
+#include "../kernels/adamw.h"
 #include "../kernels/attention.h"
 #include "../kernels/cross_entropy.h"
 #include "../kernels/embedding.h"
@@ -201,6 +202,43 @@ Napi::Value cross_entropy_backward_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// adamwUpdate(w, m, v, g, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2)
+Napi::Value adamw_update_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 11, "adamwUpdate");
+  auto w = float32_array(info[0], "w");
+  const std::string n = shape({{"N", static_cast<int64_t>(w.length)}});
+  auto m = f32(info, 1, "m", w.length, n);
+  auto v = f32(info, 2, "v", w.length, n);
+  auto g = f32(info, 3, "g", w.length, n);
+  AdamWStep s;
+  s.lr = static_cast<float>(number(info[4], "lr"));
+  s.beta1 = static_cast<float>(number(info[5], "beta1"));
+  s.beta2 = static_cast<float>(number(info[6], "beta2"));
+  s.eps = static_cast<float>(number(info[7], "eps"));
+  s.weight_decay = static_cast<float>(number(info[8], "weightDecay"));
+  s.bias_correction1 = number(info[9], "biasCorrection1");
+  s.bias_correction2 = number(info[10], "biasCorrection2");
+  if (!(s.bias_correction1 > 0) || !(s.bias_correction2 > 0))
+    throw_range_error(info.Env(), "ERR_SWITCH_RANGE", "bias corrections must be > 0");
+  adamw_forward(w.data, m.data, v.data, g.data, static_cast<int64_t>(w.length), s);
+  return info.Env().Undefined();
+}
+
+// sumSquares(g) → Σ g² (double)
+Napi::Value sum_squares_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 1, "sumSquares");
+  auto g = float32_array(info[0], "g");
+  return Napi::Number::New(info.Env(), sum_squares(g.data, static_cast<int64_t>(g.length)));
+}
+
+// scaleInPlace(g, scale)
+Napi::Value scale_in_place_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 2, "scaleInPlace");
+  auto g = float32_array(info[0], "g");
+  scale_in_place(g.data, static_cast<float>(number(info[1], "scale")), static_cast<int64_t>(g.length));
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void init_model(Napi::Env env, Napi::Object exports) {
@@ -212,6 +250,9 @@ void init_model(Napi::Env env, Napi::Object exports) {
   exports.Set("embeddingBackward", Napi::Function::New(env, embedding_backward_js, "embeddingBackward"));
   exports.Set("crossEntropyForward", Napi::Function::New(env, cross_entropy_forward_js, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, cross_entropy_backward_js, "crossEntropyBackward"));
+  exports.Set("adamwUpdate", Napi::Function::New(env, adamw_update_js, "adamwUpdate"));
+  exports.Set("sumSquares", Napi::Function::New(env, sum_squares_js, "sumSquares"));
+  exports.Set("scaleInPlace", Napi::Function::New(env, scale_in_place_js, "scaleInPlace"));
 }
 
 }  // namespace st::addon

@@ -1,9 +1,10 @@
 // Causal multi-head self-attention (attention.h). B = batch, S = sequence, T = B·S, D = d_model,
 // H = heads, Dh = D / H.
 //
-// The core is fused per (batch row, head): scores, mask, softmax and the weighted sum of values for
-// one query row at a time, so the (S, S) scores never leave the cache before they are normalised.
-// One task per (b, h) owns its slices of ctx, att and dqkv, so no sum crosses tasks.
+// The core is fused per (batch row, head): scores, mask, softmax and the weighted sum of values of
+// one head's (S, S) block in one task, while the block is in cache; its products go through the
+// SIMD matmul (run inline inside the task). One task per (b, h) owns its slices of ctx, att and
+// dqkv, so no sum crosses tasks and the result does not depend on the thread count.
 #include "attention.h"
 
 #include <algorithm>
@@ -19,24 +20,24 @@ namespace st {
 
 void attention_core_forward(float* ctx, float* att, const float* qkv, int B, int S, int D, int H) {
   const int Dh = D / H;
-  const int64_t ld = 3 * static_cast<int64_t>(D);
+  const int ld = 3 * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   parallel_for(static_cast<int64_t>(B) * H, [&](int64_t task, int) {
     const int64_t b = task / H;
     const int h = static_cast<int>(task % H);
-    const float* base = qkv + b * S * ld;
+    const float* q = qkv + b * S * ld + h * Dh;
+    const float* k = q + D;
+    const float* v = q + 2 * D;
     float* a = att + task * S * S;
+    // Scores for the whole (S, S) block through the SIMD matmul (the masked half is cheaper to
+    // compute and discard than to skip at this size), then a masked softmax per query row.
+    matmul(a, q, k, S, S, Dh, ld, ld, S, false, true, false);
     for (int i = 0; i < S; ++i) {
-      const float* q = base + i * ld + h * Dh;
       float* row = a + static_cast<int64_t>(i) * S;
       float max = -INFINITY;
       for (int j = 0; j <= i; ++j) {
-        const float* k = base + j * ld + D + h * Dh;
-        float s = 0.0f;
-        for (int c = 0; c < Dh; ++c) s += q[c] * k[c];
-        s *= scale;
-        row[j] = s;
-        if (s > max) max = s;
+        row[j] *= scale;
+        max = std::max(max, row[j]);
       }
       float sum = 0.0f;
       for (int j = 0; j <= i; ++j) {
@@ -46,60 +47,42 @@ void attention_core_forward(float* ctx, float* att, const float* qkv, int B, int
       const float inv = 1.0f / sum;
       for (int j = 0; j <= i; ++j) row[j] *= inv;
       for (int j = i + 1; j < S; ++j) row[j] = 0.0f;  // the causal mask
-      float* out = ctx + (b * S + i) * static_cast<int64_t>(D) + h * Dh;
-      for (int c = 0; c < Dh; ++c) out[c] = 0.0f;
-      for (int j = 0; j <= i; ++j) {
-        const float* v = base + j * ld + 2 * D + h * Dh;
-        const float p = row[j];
-        for (int c = 0; c < Dh; ++c) out[c] += p * v[c];
-      }
     }
+    matmul(ctx + b * S * D + h * Dh, a, v, S, Dh, S, S, ld, D, false, false, false);  // att · v
   });
 }
 
-// datt_ij = dctx_i · v_j, dv_j = Σ_i att_ij dctx_i, dscore_ij = att_ij (datt_ij − Σ_j' att_ij' datt_ij'),
-// dq_i = Σ_j dscore_ij k_j / √Dh, dk_j = Σ_i dscore_ij q_i / √Dh.
+// datt = dctx · vᵀ, dv = attᵀ · dctx, dscore_ij = att_ij (datt_ij − Σ_j' att_ij' datt_ij') / √Dh,
+// dq = dscore · k, dk = dscoreᵀ · q. Masked entries have att = 0, so their dscore is 0.
 void attention_core_backward(float* dqkv, const float* dctx, const float* att, const float* qkv, int B, int S, int D,
                              int H) {
   const int Dh = D / H;
-  const int64_t ld = 3 * static_cast<int64_t>(D);
+  const int ld = 3 * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   parallel_for(static_cast<int64_t>(B) * H, [&](int64_t task, int) {
     const int64_t b = task / H;
     const int h = static_cast<int>(task % H);
-    const float* base = qkv + b * S * ld;
-    float* dbase = dqkv + b * S * ld;
+    const float* q = qkv + b * S * ld + h * Dh;
+    const float* k = q + D;
+    const float* v = q + 2 * D;
+    float* dq = dqkv + b * S * ld + h * Dh;
+    float* dk = dq + D;
+    float* dv = dq + 2 * D;
+    const float* g = dctx + b * S * D + h * Dh;
     const float* a = att + task * S * S;
-    for (int i = 0; i < S; ++i)
-      for (int part = 0; part < 3; ++part) std::memset(dbase + i * ld + part * D + h * Dh, 0, sizeof(float) * Dh);
-    std::vector<float> dscore(S);
+    std::vector<float> ds(static_cast<size_t>(S) * S);
+    matmul(ds.data(), g, v, S, S, Dh, D, ld, S, false, true, false);  // datt
+    matmul(dv, a, g, S, Dh, S, S, D, ld, true, false, false);         // attᵀ · dctx
     for (int i = 0; i < S; ++i) {
-      const float* row = a + static_cast<int64_t>(i) * S;
-      const float* g = dctx + (b * S + i) * static_cast<int64_t>(D) + h * Dh;
+      const float* p = a + static_cast<int64_t>(i) * S;
+      float* row = ds.data() + static_cast<int64_t>(i) * S;
       float dot = 0.0f;
-      for (int j = 0; j <= i; ++j) {
-        const float* v = base + j * ld + 2 * D + h * Dh;
-        float* dv = dbase + j * ld + 2 * D + h * Dh;
-        float d = 0.0f;
-        for (int c = 0; c < Dh; ++c) {
-          d += g[c] * v[c];
-          dv[c] += row[j] * g[c];
-        }
-        dscore[j] = d;
-        dot += row[j] * d;
-      }
-      const float* q = base + i * ld + h * Dh;
-      float* dq = dbase + i * ld + h * Dh;
-      for (int j = 0; j <= i; ++j) {
-        const float ds = row[j] * (dscore[j] - dot) * scale;
-        const float* k = base + j * ld + D + h * Dh;
-        float* dk = dbase + j * ld + D + h * Dh;
-        for (int c = 0; c < Dh; ++c) {
-          dq[c] += ds * k[c];
-          dk[c] += ds * q[c];
-        }
-      }
+      for (int j = 0; j <= i; ++j) dot += p[j] * row[j];
+      for (int j = 0; j <= i; ++j) row[j] = p[j] * (row[j] - dot) * scale;
+      for (int j = i + 1; j < S; ++j) row[j] = 0.0f;
     }
+    matmul(dq, ds.data(), k, S, Dh, S, S, ld, ld, false, false, false);  // dscore · k
+    matmul(dk, ds.data(), q, S, Dh, S, S, ld, ld, true, false, false);   // dscoreᵀ · q
   });
 }
 

@@ -3,6 +3,7 @@
 // moments for matrices, update clipping, relative step scaled by the parameter's RMS.
 // Updates are applied in place to each Parameter's data from its grad.
 import { rangeError } from '../errors.js';
+import { native } from '../native.js';
 
 /** What an optimizer needs of a parameter (the model's Parameter satisfies it). */
 export interface OptimizerParameter {
@@ -71,11 +72,7 @@ export class AdamW implements Optimizer {
   step(params: readonly OptimizerParameter[], lr: number): void {
     checkLr(lr);
     this.t++;
-    const { beta1, beta2, eps } = this;
-    const bc1 = 1 - Math.pow(beta1, this.t), bc2 = 1 - Math.pow(beta2, this.t);
-    const stepSize = lr / bc1;
-    const decay = 1 - lr * this.weightDecay;
-    const sqrtBc2 = Math.sqrt(bc2);
+    const bc1 = 1 - Math.pow(this.beta1, this.t), bc2 = 1 - Math.pow(this.beta2, this.t);
     for (const p of params) {
       let m = this.m.get(p.name), v = this.v.get(p.name);
       if (!m || !v) {
@@ -84,13 +81,8 @@ export class AdamW implements Optimizer {
         this.m.set(p.name, m);
         this.v.set(p.name, v);
       }
-      const w = p.data, g = p.grad;
-      for (let i = 0; i < w.length; i++) {
-        const gi = g[i];
-        m[i] = beta1 * m[i] + (1 - beta1) * gi;
-        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
-        w[i] = w[i] * decay - stepSize * m[i] / (Math.sqrt(v[i]) / sqrtBc2 + eps);
-      }
+      // native/kernels/adamw.cc: w ← w·(1 − lr·λ) − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)
+      native.adamwUpdate(p.data, m, v, p.grad, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     }
   }
 
