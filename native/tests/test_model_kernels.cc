@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "check.h"
+#include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
@@ -176,9 +177,29 @@ void test_cross_entropy(int T, int D, int V) {
   check_fd("cross-entropy dwte", wte, dwr, objective);
 }
 
+void test_adamw(int64_t N) {
+  auto w = randn(N), m = randn(N, 0.1f), v = randn(N, 0.1f), g = randn(N);
+  for (auto& x : v) x = std::fabs(x);
+  auto w2 = w, m2 = m, v2 = v;
+  st::AdamWStep s{1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 1 - 0.9 * 0.9 * 0.9, 1 - 0.999 * 0.999 * 0.999};
+  st::adamw_forward(w.data(), m.data(), v.data(), g.data(), N, s);
+  st::adamw_forward_reference(w2.data(), m2.data(), v2.data(), g.data(), N, s);
+  ST_CHECK(max_rel_diff(w, w2) < 1e-5f && max_rel_diff(m, m2) < 1e-6f && max_rel_diff(v, v2) < 1e-6f, "adamw N=%lld", (long long)N);
+  double ref = 0.0;
+  for (float x : g) ref += static_cast<double>(x) * x;
+  st::set_num_threads(1);
+  const double one = st::sum_squares(g.data(), N);
+  st::set_num_threads(3);
+  const double three = st::sum_squares(g.data(), N);
+  st::set_num_threads(st::hardware_threads());
+  ST_CHECK(one == three && std::fabs(one - ref) <= 1e-9 * ref, "sum_squares N=%lld: %g %g %g", (long long)N, one, three, ref);
+}
+
 }  // namespace
 
 int main() {
+  test_adamw(1);
+  test_adamw(100000);
   const bool quick = st::test::quick();
   // Degenerate shapes first: one token, D = 1, one head, one batch row.
   test_rmsnorm(1, 1);
