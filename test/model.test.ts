@@ -149,3 +149,54 @@ describe('SwitchTransformerLM (dense reference feed-forward)', () => {
     await expect(model.backward()).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
   });
 });
+
+describe('SwitchTransformerLM with the package layers (SwitchFeedForward, DenseFeedForward)', () => {
+  const config: Partial<ModelConfig> = { vocabSize: 11, dModel: 8, numHeads: 2, numLayers: 2, dFF: 12, maxSeqLen: 6, numExperts: 4, seed: 21 };
+
+  it('puts Switch layers in the odd blocks, adds their aux loss, and reports routing', async () => {
+    const model = new SwitchTransformerLM(config);
+    const names = model.parameters.map((p) => p.name);
+    expect(names).toContain('blocks.1.ffn.router');
+    expect(names).not.toContain('blocks.0.ffn.router');
+    expect(model.parameters.find((p) => p.name === 'blocks.1.ffn.wIn')!.shape).toEqual([4, 8, 12]);
+    const dense = new SwitchTransformerLM({ ...config, numExperts: 0 });
+    expect(dense.parameters.some((p) => p.name.endsWith('router'))).toBe(false);
+    const all = new SwitchTransformerLM({ ...config, switchLayers: 'all' });
+    expect(all.parameters.filter((p) => p.name.endsWith('router'))).toHaveLength(2);
+    const fixed = new Random(4);
+    const tokens = Int32Array.from({ length: 12 }, () => fixed.int(11)), targets = Int32Array.from({ length: 12 }, () => fixed.int(11));
+    const out = await model.forward(tokens, targets, 2, { training: true });
+    expect(out.switchLayers).toHaveLength(1);
+    const s = out.switchLayers[0];
+    expect(s.block).toBe(1);
+    expect(out.auxLoss).toBeCloseTo(0.01 * s.loadBalanceLoss, 6);
+    expect(out.loss).toBeCloseTo(out.crossEntropy + out.auxLoss, 6);
+    expect(Array.from(s.tokensPerExpert).reduce((a, b) => a + b, 0)).toBe(12);
+    expect(out.droppedFraction).toBe(s.droppedFraction);
+  });
+
+  it('gradients (router included) agree with finite differences', async () => {
+    const model = new SwitchTransformerLM({ ...config, minCapacity: 12 });  // no drops: the loss is smooth in the weights
+    const fixed = new Random(9);
+    const B = 2, S = 6;
+    const tokens = Int32Array.from({ length: B * S }, () => fixed.int(11)), targets = Int32Array.from({ length: B * S }, () => fixed.int(11));
+    await model.forward(tokens, targets, B, { training: true });
+    await model.backward();
+    const grads = model.parameters.map((p) => Float32Array.from(p.grad));
+    for (const [pi, p] of model.parameters.entries()) {
+      if (p.name === 'wpe') continue;
+      for (let probe = 0; probe < 2; probe++) {
+        const i = fixed.int(p.data.length);
+        const saved = p.data[i];
+        const h = 5e-3;
+        p.data[i] = saved + h;
+        const up = (await model.forward(tokens, targets, B, { training: true })).loss;
+        p.data[i] = saved - h;
+        const down = (await model.forward(tokens, targets, B, { training: true })).loss;
+        p.data[i] = saved;
+        const fd = (up - down) / (2 * h);
+        expect(Math.abs(fd - grads[pi][i]), `${p.name}[${i}] fd ${fd} vs ${grads[pi][i]}`).toBeLessThan(5e-3 * Math.max(1, Math.abs(fd)) + 3e-4);
+      }
+    }
+  });
+});
