@@ -183,7 +183,7 @@ Napi::Value cross_entropy_forward_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// crossEntropyBackward(dh, dwte, dlosses, probs, h, wte, targets, T, D, V, accumulate)
+// crossEntropyBackward(dh, dwte, dlosses, probs, h, wte, targets, T, D, V, accumulate); probs is overwritten with dlogits
 Napi::Value cross_entropy_backward_js(const Napi::CallbackInfo& info) {
   expect_args(info, 11, "crossEntropyBackward");
   const int64_t T = integer(info[7], "T", 0, kMaxSize), D = integer(info[8], "D", 1, kMaxSize);

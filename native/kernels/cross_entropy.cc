@@ -69,22 +69,22 @@ void cross_entropy_forward(float* losses, float* probs, const float* h, const fl
   });
 }
 
-void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, const float* probs, const float* h,
+void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float* probs, const float* h,
                             const float* wte, const int32_t* targets, int T, int D, int V, bool accumulate) {
-  // dlogits_t = dloss_t · (p_t − onehot(target_t))
-  std::vector<float> dlogits(static_cast<size_t>(T) * V);
+  // dlogits_t = dloss_t · (p_t − onehot(target_t)), in place of p_t.
+  float* dlogits = probs;
   parallel_for((T + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
     const int t1 = std::min<int64_t>(T, (task + 1) * kRowsPerTask);
     for (int t = static_cast<int>(task * kRowsPerTask); t < t1; ++t) {
-      const float* p = probs + static_cast<int64_t>(t) * V;
-      float* d = dlogits.data() + static_cast<int64_t>(t) * V;
+      float* d = dlogits + static_cast<int64_t>(t) * V;
       const float g = dlosses[t];
-      for (int v = 0; v < V; ++v) d[v] = g * p[v];
-      d[targets[t]] -= g;
+      const float p_target = d[targets[t]];
+      for (int v = 0; v < V; ++v) d[v] *= g;
+      d[targets[t]] = g * p_target - g;
     }
   });
-  matmul(dh, dlogits.data(), wte, T, D, V, V, D, D, false, false, false);            // dlogits · wte
-  matmul(dwte, dlogits.data(), h, V, D, T, V, D, D, true, false, accumulate);        // dlogitsᵀ · h
+  matmul(dh, dlogits, wte, T, D, V, V, D, D, false, false, false);            // dlogits · wte
+  matmul(dwte, dlogits, h, V, D, T, V, D, D, true, false, accumulate);        // dlogitsᵀ · h
 }
 
 void cross_entropy_forward_reference(float* losses, float* probs, const float* h, const float* wte,

@@ -11,8 +11,9 @@ namespace st {
 void cross_entropy_forward(float* losses, float* probs, const float* h, const float* wte, const int32_t* targets,
                            int T, int D, int V);
 // dh: (T, D) written  dwte: (V, D) written, or added to when accumulate  dlosses: (T) the gradient of each loss_t
-// probs: (T, V)  h: (T, D)  wte: (V, D)  targets: (T)
-void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, const float* probs, const float* h,
+// probs: (T, V) the forward's softmax, overwritten with dlogits (the (T, V) buffer is reused rather
+// than a second one allocated)  h: (T, D)  wte: (V, D)  targets: (T)
+void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float* probs, const float* h,
                             const float* wte, const int32_t* targets, int T, int D, int V, bool accumulate);
 
 void cross_entropy_forward_reference(float* losses, float* probs, const float* h, const float* wte,

@@ -46,7 +46,7 @@ export function crossEntropyForward(losses: Float32Array, probs: Float32Array, h
   native.crossEntropyForward(losses, probs, h, wte, targets, T, D, V);
 }
 
-/** dh: (T, D) written, dwte: (V, D) written or added to, dlosses: (T). */
+/** dh: (T, D) written, dwte: (V, D) written or added to, dlosses: (T); probs (T, V) is overwritten with dlogits. */
 export function crossEntropyBackward(dh: Float32Array, dwte: Float32Array, dlosses: Float32Array,
   probs: Float32Array, h: Float32Array, wte: Float32Array, targets: Int32Array, T: number, D: number, V: number,
   accumulate: boolean): void {

@@ -131,6 +131,7 @@ export class SwitchTransformerLM {
   /** Dropout masks; its state is part of a checkpoint. */
   readonly random: Random;
   private saved?: Saved;
+  private probsBuffer?: Float32Array;
 
   constructor(options: Partial<ModelConfig> = {}, modelOptions: ModelOptions = {}) {
     const c = resolveModelConfig(options);
@@ -272,7 +273,15 @@ export class SwitchTransformerLM {
     const blocks: BlockSaved[] = [];
     const stats: SwitchLayerStats[] = [];
     const { final, finalNorm, rstd } = await this.trunk(tokens, B, S, training, training ? blocks : null, stats);
-    const losses = new Float32Array(T), probs = new Float32Array(T * V);
+    // The (T, V) softmax is the largest buffer of a step: training forwards reuse one (backward consumes it).
+    let probs: Float32Array;
+    if (training) {
+      if (this.probsBuffer?.length !== T * V) this.probsBuffer = new Float32Array(T * V);
+      probs = this.probsBuffer;
+    } else {
+      probs = new Float32Array(T * V);
+    }
+    const losses = new Float32Array(T);
     k.crossEntropyForward(losses, probs, finalNorm, this.wte, targets, T, D, V);
     let sum = 0;
     for (let t = 0; t < T; t++) sum += losses[t];
