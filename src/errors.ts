@@ -11,6 +11,7 @@ export type SwitchErrorCode =
   | 'ERR_MESH_PEER_LOST'
   | 'ERR_MESH_TIMEOUT'
   | 'ERR_MESH_LAUNCH'
+  | 'ERR_MESH_MISMATCH'
   | 'ERR_CHECKPOINT';
 
 export interface CodedError extends Error {

@@ -7,6 +7,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   st::addon::init_core(env, exports);
   st::addon::init_model(env, exports);
   st::addon::init_switch(env, exports);
+  st::addon::init_mesh(env, exports);
   return exports;
 }
 

@@ -1,0 +1,56 @@
+// The device program of the `collectives` suite: times one collective inside the device
+// processes (a barrier, then the collective, per repeat) and returns every repeat's seconds.
+import type { Device, Wire } from '../../src/mesh/device.js';
+
+export interface CollectivesBenchArgs {
+  op: 'allToAll' | 'allReduce';
+  wire: Wire;
+  /** Bytes of float32 payload per peer (all-to-all) or of the whole buffer (all-reduce). */
+  sizes: number[];
+  /** Time budget per size, seconds (repeats = clamp(budget / estimate, minRepeats, maxRepeats)). */
+  budgetSeconds: number;
+  minRepeats: number;
+  maxRepeats: number;
+  /** Send buffers from `device.alloc` (the shared heap: an all-to-all is then read in place). */
+  sendInHeap?: boolean;
+}
+
+export interface CollectivesBenchResult {
+  rank: number;
+  /** Per size: every timed repeat's seconds. */
+  times: number[][];
+}
+
+export default function collectivesProgram(device: Device, args: CollectivesBenchArgs): CollectivesBenchResult {
+  const P = device.size;
+  const times: number[][] = [];
+  for (const bytes of args.sizes) {
+    const n = Math.max(1, Math.floor(bytes / 4));
+    const total = args.op === 'allToAll' ? n * P : n;
+    const send = args.sendInHeap ? device.alloc(total) : new Float32Array(total);
+    for (let i = 0; i < total; i++) send[i] = (device.rank + 1) * 0.25 + (i % 1000) * 1e-3;
+    const recv = new Float32Array(total);
+    const run = args.op === 'allToAll'
+      ? () => device.allToAll(send, recv, { wire: args.wire })
+      : () => device.allReduce(send, recv, { wire: args.wire });
+    // Warm up (page faults, caches), and estimate the time of one call for the repeat count.
+    for (let i = 0; i < 3; i++) run();
+    device.barrier();
+    const t0 = performance.now();
+    run();
+    const estimate = Math.max(1e-6, (performance.now() - t0) / 1000);
+    // Every device must run the same number of repeats: take rank 0's count.
+    const proposal = new Float32Array([Math.min(args.maxRepeats, Math.max(args.minRepeats, Math.round(args.budgetSeconds / estimate)))]);
+    device.broadcast(proposal, { root: 0, wire: 'float32' });
+    const repeats = proposal[0];
+    const mine: number[] = [];
+    for (let it = 0; it < repeats; it++) {
+      device.barrier();
+      const start = performance.now();
+      run();
+      mine.push((performance.now() - start) / 1000);
+    }
+    times.push(mine);
+  }
+  return { rank: device.rank, times };
+}

@@ -1,0 +1,176 @@
+// Suite `collectives`: all-to-all and all-reduce of the device mesh, 2 and 4 devices, 1 KiB to
+// 16 MiB per peer (all-to-all) or per buffer (all-reduce), float32 and bf16 wire, timed inside the
+// device processes (a barrier, then one collective, per repeat; each device's median, the slowest
+// device reported). Payload GB/s count float32 bytes whatever the wire: all-to-all (P − 1) × bytes
+// per peer sent by each device; all-reduce 2 (P − 1) / P × bytes (the bus bandwidth of a
+// reduce-scatter + all-gather). All-to-all rows: `float32` (plain Float32Arrays: staged through the
+// arena, two copies), `float32 heap` (send buffer from `device.alloc`: read in place, one copy),
+// `bf16`. `--compare mpi` times Open MPI's MPI_Alltoall / MPI_Allreduce (bench/baselines, built
+// with mpicc, shared-memory transport) in the same rounds, and each mesh row gets `speedupVsMpi`.
+// The machine is shared: every measurement runs once per round, rounds interleave the variants and
+// the baseline, and rows report the median over rounds.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launchMesh, type Wire } from '../../src/index.js';
+import type { BenchRecord, Suite } from '../suite.js';
+import type { CollectivesBenchArgs, CollectivesBenchResult } from './collectives-program.js';
+
+const PROGRAM = new URL('./collectives-program.js', import.meta.url);
+const KiB = 1024;
+const MiB = 1024 * 1024;
+
+type Op = 'allToAll' | 'allReduce';
+interface Variant { op: Op; wire: Wire; heap: boolean; label: string }
+
+const VARIANTS: Variant[] = [
+  { op: 'allToAll', wire: 'float32', heap: false, label: 'allToAll float32' },
+  { op: 'allToAll', wire: 'float32', heap: true, label: 'allToAll float32 heap' },
+  { op: 'allToAll', wire: 'bf16', heap: false, label: 'allToAll bf16' },
+  { op: 'allReduce', wire: 'float32', heap: false, label: 'allReduce float32' },
+  { op: 'allReduce', wire: 'bf16', heap: false, label: 'allReduce bf16' },
+];
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function sizeName(bytes: number): string {
+  return bytes >= MiB ? `${bytes / MiB} MiB` : `${bytes / KiB} KiB`;
+}
+
+/** The package root (the folder with bench/baselines), above this module in bench/ or dist/bench/. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'bench', 'baselines'))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error('collectives: cannot find bench/baselines above the suite');
+}
+
+function which(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Builds the MPI baseline (once per source change) and returns its path, or undefined without mpicc. */
+function buildMpiBaseline(log: (m: string) => void): string | undefined {
+  if (!which('mpicc') || !which('mpirun')) {
+    log('collectives: --compare mpi needs mpicc and mpirun (Debian openmpi-bin, libopenmpi-dev); skipped');
+    return undefined;
+  }
+  const source = join(packageRoot(), 'bench', 'baselines', 'mpi_alltoall.c');
+  const outDir = join(tmpdir(), 'switch-bench-mpi');
+  mkdirSync(outDir, { recursive: true });
+  const binary = join(outDir, 'mpi_alltoall');
+  if (!existsSync(binary) || statSync(binary).mtimeMs < statSync(source).mtimeMs) {
+    log(`collectives: building ${binary}`);
+    execFileSync('mpicc', ['-O2', '-o', binary, source], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  return binary;
+}
+
+function runMpi(binary: string, devices: number, op: Op, sizes: number[]): Map<number, number> {
+  const out = execFileSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(devices),
+    '--mca', 'btl', 'self,vader', binary, op === 'allToAll' ? 'alltoall' : 'allreduce', ...sizes.map(String)],
+  { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const seconds = new Map<number, number>();
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const row = JSON.parse(line) as { bytes: number; seconds: number };
+    seconds.set(row.bytes, row.seconds);
+  }
+  return seconds;
+}
+
+async function runMesh(devices: number, v: Variant, sizes: number[], quick: boolean): Promise<Map<number, number>> {
+  const largest = Math.max(...sizes) * (v.op === 'allToAll' ? devices : 1);
+  const args: CollectivesBenchArgs = {
+    op: v.op, wire: v.wire, sizes, sendInHeap: v.heap,
+    budgetSeconds: quick ? 0.05 : 0.25, minRepeats: quick ? 3 : 7, maxRepeats: quick ? 50 : 400,
+  };
+  const results = await launchMesh<CollectivesBenchResult>(PROGRAM, {
+    devices, wire: v.wire, timeoutMs: 120_000, threadsPerDevice: 1, args,
+    // The program allocates a send buffer per size (never freed): Σ sizes ≤ 4/3 of the largest.
+    heapBytes: v.heap ? Math.ceil((2 * largest + MiB) / 4096) * 4096 : 0,
+  });
+  const seconds = new Map<number, number>();
+  sizes.forEach((bytes, i) => seconds.set(bytes, Math.max(...results.map((r) => median(r.times[i])))));
+  return seconds;
+}
+
+function payloadBytes(op: Op, devices: number, bytes: number): number {
+  return op === 'allToAll' ? (devices - 1) * bytes : (2 * (devices - 1) / devices) * bytes;
+}
+
+export const collectivesSuite: Suite = {
+  name: 'collectives',
+  description: 'mesh all-to-all and all-reduce, 2 and 4 devices, 1 KiB-16 MiB, float32/bf16 wire (--compare mpi: Open MPI)',
+  async run(ctx) {
+    const sizes = ctx.quick ? [KiB, 256 * KiB, 4 * MiB] : [KiB, 4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, 4 * MiB, 16 * MiB];
+    const rounds = ctx.quick ? 1 : 3;
+    const mpi = ctx.compare.includes('mpi') ? buildMpiBaseline(ctx.log) : undefined;
+    const records: BenchRecord[] = [];
+    for (const devices of [2, 4]) {
+      // key → bytes → seconds of each round
+      const measured = new Map<string, Map<number, number[]>>();
+      const keep = (key: string, seconds: Map<number, number>) => {
+        const byKey = measured.get(key) ?? new Map<number, number[]>();
+        for (const [bytes, s] of seconds) byKey.set(bytes, [...(byKey.get(bytes) ?? []), s]);
+        measured.set(key, byKey);
+      };
+      for (let round = 0; round < rounds; round++) {
+        for (const v of VARIANTS) {
+          ctx.log(`collectives: ${devices} devices, ${v.label}, round ${round + 1}/${rounds}`);
+          keep(v.label, await runMesh(devices, v, sizes, ctx.quick));
+        }
+        if (mpi)
+          for (const op of ['allToAll', 'allReduce'] as const) {
+            ctx.log(`collectives: ${devices} ranks, Open MPI ${op}, round ${round + 1}/${rounds}`);
+            keep(`mpi ${op}`, runMpi(mpi, devices, op, sizes));
+          }
+      }
+      const at = (key: string, bytes: number): number | undefined => {
+        const s = measured.get(key)?.get(bytes);
+        return s && s.length > 0 ? median(s) : undefined;
+      };
+      for (const bytes of sizes) {
+        const shape = `P=${devices} ${sizeName(bytes)}${' per peer'}`;
+        for (const v of VARIANTS) {
+          const seconds = at(v.label, bytes)!;
+          const record: BenchRecord = {
+            suite: 'collectives', name: `mesh ${v.label}`, shape: v.op === 'allToAll' ? shape : `P=${devices} ${sizeName(bytes)} buffer`,
+            threads: 1, seconds, gbps: payloadBytes(v.op, devices, bytes) / seconds / 1e9,
+            devices, bytes, op: v.op, wire: v.wire, sendInHeap: v.heap, microseconds: seconds * 1e6,
+          };
+          const baseline = at(`mpi ${v.op}`, bytes);
+          if (baseline !== undefined) record.speedupVsMpi = baseline / seconds;
+          if (v.op === 'allToAll' && v.wire === 'bf16') {
+            record.timeVsFloat32 = seconds / at('allToAll float32', bytes)!;
+            record.timeVsFloat32Heap = seconds / at('allToAll float32 heap', bytes)!;
+          }
+          if (v.op === 'allReduce' && v.wire === 'bf16') record.timeVsFloat32 = seconds / at('allReduce float32', bytes)!;
+          records.push(record);
+        }
+        for (const op of ['allToAll', 'allReduce'] as const) {
+          const seconds = at(`mpi ${op}`, bytes);
+          if (seconds === undefined) continue;
+          records.push({
+            suite: 'collectives', name: `Open MPI ${op === 'allToAll' ? 'MPI_Alltoall' : 'MPI_Allreduce'}`,
+            shape: op === 'allToAll' ? shape : `P=${devices} ${sizeName(bytes)} buffer`, threads: 1, seconds,
+            gbps: payloadBytes(op, devices, bytes) / seconds / 1e9, devices, bytes, op, wire: 'float32', microseconds: seconds * 1e6,
+          });
+        }
+      }
+    }
+    return records;
+  },
+};

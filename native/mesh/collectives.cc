@@ -1,0 +1,525 @@
+// Collectives over the shared arena: the round protocol (collectives.h) and the six collectives.
+#include "collectives.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../kernels/bf16.h"
+#include "sync.h"
+
+namespace st::mesh {
+
+namespace {
+
+size_t wire_bytes(Wire w) { return w == Wire::bf16 ? 2 : 4; }
+
+// Float32 values onto the wire (bf16: rounded as SPEC §2, 16 bits each).
+void to_wire(uint8_t* dst, const float* src, int64_t n, Wire w) {
+  if (n <= 0) return;
+  if (w == Wire::bf16)
+    bf16_from_f32(reinterpret_cast<uint16_t*>(dst), src, n);
+  else
+    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+}
+
+void from_wire(float* dst, const uint8_t* src, int64_t n, Wire w) {
+  if (n <= 0) return;
+  if (w == Wire::bf16)
+    bf16_to_f32(dst, reinterpret_cast<const uint16_t*>(src), n);
+  else
+    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+}
+
+// acc += wire values (the reduction of one contribution).
+void add_from_wire(float* acc, const uint8_t* src, int64_t n, Wire w) {
+  if (w == Wire::bf16) {
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
+    for (int64_t i = 0; i < n; ++i) acc[i] += bf16_to_f32_scalar(h[i]);
+  } else {
+    const float* f = reinterpret_cast<const float*>(src);
+    for (int64_t i = 0; i < n; ++i) acc[i] += f[i];
+  }
+}
+
+// What a device's own contribution looks like after crossing the wire (its chunk to itself is
+// rounded like every other, so results do not depend on where data lives).
+void self_copy(float* dst, const float* src, int64_t n, Wire w) {
+  if (n <= 0) return;
+  if (w == Wire::bf16)
+    bf16_round(dst, src, n);
+  else if (dst != src)
+    std::memmove(dst, src, static_cast<size_t>(n) * 4);
+}
+
+void self_add(float* acc, const float* src, int64_t n, Wire w) {
+  if (w == Wire::bf16) {
+    for (int64_t i = 0; i < n; ++i) acc[i] += bf16_to_f32_scalar(bf16_from_f32_scalar(src[i]));
+  } else {
+    for (int64_t i = 0; i < n; ++i) acc[i] += src[i];
+  }
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t clamp_len(int64_t total, int64_t off, int64_t c) { return std::max<int64_t>(0, std::min(c, total - off)); }
+
+const char* wire_name(uint32_t w) { return w == static_cast<uint32_t>(Wire::bf16) ? "bf16" : "float32"; }
+
+}  // namespace
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::barrier: return "barrier";
+    case Op::broadcast: return "broadcast";
+    case Op::all_reduce: return "allReduce";
+    case Op::all_reduce_gather: return "allReduce";
+    case Op::all_gather: return "allGather";
+    case Op::reduce_scatter: return "reduceScatter";
+    case Op::all_to_all: return "allToAll";
+    case Op::all_to_allv: return "allToAllv";
+  }
+  return "collective";
+}
+
+Group group_of(const std::vector<int>& axis_sizes, int rank, int kind, const std::string& name) {
+  const int n_axes = static_cast<int>(axis_sizes.size());
+  int n = 1;
+  for (int s : axis_sizes) n *= s;
+  Group g;
+  g.name = name;
+  if (kind == 0) {
+    for (int r = 0; r < n; ++r) g.ranks.push_back(r);
+    g.index = rank;
+    return g;
+  }
+  const int axis = kind - 1;
+  // Row-major: the stride of an axis is the product of the sizes after it.
+  int stride = 1;
+  for (int a = n_axes - 1; a > axis; --a) stride *= axis_sizes[static_cast<size_t>(a)];
+  const int coord = (rank / stride) % axis_sizes[static_cast<size_t>(axis)];
+  const int base = rank - coord * stride;
+  for (int c = 0; c < axis_sizes[static_cast<size_t>(axis)]; ++c) g.ranks.push_back(base + c * stride);
+  g.index = coord;
+  return g;
+}
+
+Communicator::Communicator(Arena& arena, int rank, const std::vector<std::string>& axis_names, int64_t timeout_ms)
+    : arena_(arena), rank_(rank), timeout_ns_(timeout_ms * 1000000) {
+  if (rank < 0 || rank >= arena.n_ranks()) throw std::invalid_argument("mesh: rank out of range");
+  const std::vector<int> sizes = arena.axis_sizes();
+  for (int k = 0; k < arena.n_kinds(); ++k) {
+    std::string name = "mesh";
+    if (k > 0)
+      name = "axis '" + (static_cast<size_t>(k - 1) < axis_names.size() ? axis_names[static_cast<size_t>(k - 1)]
+                                                                          : std::to_string(k - 1)) + "'";
+    groups_.push_back(group_of(sizes, rank, k, name));
+    // Resume from what the arena says (a fresh arena: 0).
+    seq_.push_back(load_seq(&arena.posted(rank, k)->value));
+  }
+  arena.mark_state(rank, RankState::running);
+}
+
+void Communicator::check_kind(int kind) const {
+  if (kind < 0 || kind >= arena_.n_kinds()) throw MeshError(MeshError::Kind::argument, rank_, "mesh: unknown group kind");
+}
+
+int64_t Communicator::chunk_elements(int parts, Wire wire) const {
+  const int64_t c = static_cast<int64_t>(arena_.half_bytes() / static_cast<size_t>(parts) / wire_bytes(wire));
+  return c / 16 * 16;   // 32- or 64-byte aligned sub-slots
+}
+
+void Communicator::throw_lost(int kind) {
+  const int lost = arena_.lost_rank();
+  throw MeshError(MeshError::Kind::peer_lost, lost,
+                  "mesh: device rank " + std::to_string(lost) + " was lost; rank " + std::to_string(rank_) +
+                      " cannot complete " + op_name(current_op_) + " over the " + group(kind).name);
+}
+
+void Communicator::wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what) {
+  if (reached(load_acquire(&counter->value), target)) return;
+  const int64_t start = now_ns();
+  const int64_t deadline = start + timeout_ns_;
+  int64_t now = start;
+  // Busy-poll, then yield, then sleep: a peer a few microseconds behind is the common case, but
+  // with more devices than cores a spinning waiter steals the core its peer needs.
+  while (now - start < policy_.spin_ns) {
+    for (int i = 0; i < 64; ++i) {
+      if (reached(load_acquire(&counter->value), target)) goto done;
+      __builtin_ia32_pause();
+    }
+    now = now_ns();
+  }
+  while (now - start < policy_.spin_ns + policy_.yield_ns) {
+    sched_yield();
+    if (reached(load_acquire(&counter->value), target)) goto done;
+    now = now_ns();
+  }
+  for (;;) {
+    if (arena_.lost_rank() >= 0) throw_lost(kind);
+    if (arena_.state(peer_rank) == RankState::finished)
+      throw MeshError(MeshError::Kind::peer_lost, peer_rank,
+                      "mesh: device rank " + std::to_string(peer_rank) + " finished its program while rank " +
+                          std::to_string(rank_) + " waits for it in " + op_name(current_op_) + " over the " +
+                          group(kind).name + " (mismatched collectives)");
+    now = now_ns();
+    if (now >= deadline)
+      throw MeshError(MeshError::Kind::timeout, peer_rank,
+                      "mesh: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_ns_ / 1000000) +
+                          " ms waiting for rank " + std::to_string(peer_rank) + " to " + what + " in " +
+                          op_name(current_op_) + " over the " + group(kind).name);
+    __atomic_add_fetch(&counter->waiters, 1, __ATOMIC_SEQ_CST);
+    const uint32_t v = load_seq(&counter->value);
+    if (!reached(v, target)) futex_wait(&counter->value, v, std::min(deadline - now, policy_.slice_ns));
+    __atomic_sub_fetch(&counter->waiters, 1, __ATOMIC_SEQ_CST);
+    if (reached(load_acquire(&counter->value), target)) break;
+  }
+done:
+  stats_.wait_seconds += static_cast<double>(now_ns() - start) * 1e-9;
+}
+
+uint8_t* Communicator::begin_round(int kind, uint32_t s) {
+  const Group& g = group(kind);
+  // Half s % 2 held round s − 2; every peer must have finished reading it.
+  for (int i = 1; i < g.size(); ++i) {
+    const int q = g.ranks[static_cast<size_t>((g.index + i) % g.size())];
+    wait_reached(arena_.consumed(q, kind), s - 2, q, kind, "finish reading");
+  }
+  return arena_.half(rank_, kind, static_cast<int>(s & 1));
+}
+
+float* Communicator::alloc(int64_t n) {
+  const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * 4 + kCacheLine - 1) / kCacheLine * kCacheLine;
+  if (n < 0 || heap_used_ + bytes > arena_.heap_bytes()) return nullptr;
+  float* p = reinterpret_cast<float*>(arena_.heap(rank_) + heap_used_);
+  heap_used_ += bytes;
+  return p;
+}
+
+bool Communicator::in_heap(const void* p, size_t bytes) const {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  const uint8_t* heap = arena_.heap(rank_);
+  return b >= heap && b + bytes <= heap + arena_.heap_bytes();
+}
+
+void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts, uint64_t direct) {
+  RoundHeader* h = arena_.header(rank_, kind, static_cast<int>(s & 1));
+  h->seq = s;
+  h->op = static_cast<uint32_t>(sig.op);
+  h->wire = static_cast<uint32_t>(sig.wire);
+  h->root = sig.root;
+  h->count = sig.count;
+  h->rounds = sig.rounds;
+  h->direct = direct;
+  if (counts)
+    for (int p = 0; p < group(kind).size(); ++p) h->counts[p] = static_cast<uint64_t>(counts[p]);
+  counter_publish(arena_.posted(rank_, kind), s);   // release: the header and the data before it
+}
+
+const uint8_t* Communicator::wait_posted(int kind, int peer, uint32_t s, const Signature& sig, bool check_rounds) {
+  wait_reached(arena_.posted(peer, kind), s, peer, kind, "publish its data");
+  const RoundHeader* h = arena_.header(peer, kind, static_cast<int>(s & 1));
+  const bool same = h->seq == s && h->op == static_cast<uint32_t>(sig.op) && h->wire == static_cast<uint32_t>(sig.wire) &&
+                    h->root == sig.root && h->count == sig.count && (!check_rounds || h->rounds == sig.rounds);
+  if (!same) {
+    const std::string mine = std::string(op_name(sig.op)) + "(n=" + std::to_string(sig.count) + ", root=" +
+                             std::to_string(sig.root) + ", wire=" + wire_name(static_cast<uint32_t>(sig.wire)) + ")";
+    const std::string theirs = std::string(op_name(static_cast<Op>(h->op))) + "(n=" + std::to_string(h->count) +
+                               ", root=" + std::to_string(h->root) + ", wire=" + wire_name(h->wire) + ")";
+    // The rounds no longer line up: this device cannot go on, and its peers must not wait for it.
+    arena_.mark_lost(rank_);
+    throw MeshError(MeshError::Kind::mismatch, peer,
+                    "mesh: mismatched collectives over the " + group(kind).name + ": rank " + std::to_string(rank_) +
+                        " called " + mine + ", rank " + std::to_string(peer) + " called " + theirs);
+  }
+  return arena_.half(peer, kind, static_cast<int>(s & 1));
+}
+
+void Communicator::finish_round(int kind, uint32_t s) { counter_publish(arena_.consumed(rank_, kind), s); }
+
+// A scope that times a collective and checks the mesh is still whole before it starts.
+#define ST_COLLECTIVE_BEGIN(op_value)                    \
+  check_kind(kind);                                      \
+  current_op_ = (op_value);                              \
+  if (arena_.lost_rank() >= 0) throw_lost(kind);         \
+  const int64_t collective_start = now_ns();             \
+  ++stats_.calls;
+#define ST_COLLECTIVE_END() stats_.seconds += static_cast<double>(now_ns() - collective_start) * 1e-9;
+
+void Communicator::barrier(int kind) {
+  ST_COLLECTIVE_BEGIN(Op::barrier)
+  const Group& g = group(kind);
+  const Signature sig{Op::barrier, Wire::float32, 0, 0, 1};
+  const uint32_t s = next_seq(kind);
+  begin_round(kind, s);
+  publish(kind, s, sig);
+  for (int i = 1; i < g.size(); ++i) wait_posted(kind, g.ranks[static_cast<size_t>((g.index + i) % g.size())], s, sig);
+  finish_round(kind, s);
+  ST_COLLECTIVE_END()
+}
+
+void Communicator::broadcast(int kind, float* buf, int64_t n, int root, Wire wire) {
+  ST_COLLECTIVE_BEGIN(Op::broadcast)
+  const Group& g = group(kind);
+  const int64_t c = chunk_elements(1, wire);
+  const int64_t rounds = std::max<int64_t>(1, ceil_div(n, c));
+  const Signature sig{Op::broadcast, wire, static_cast<uint64_t>(n), static_cast<uint32_t>(root), static_cast<uint64_t>(rounds)};
+  const bool is_root = g.index == root;
+  if (is_root) self_copy(buf, buf, n, wire);
+  for (int64_t k = 0; k < rounds; ++k) {
+    const int64_t off = k * c, len = clamp_len(n, off, c);
+    const uint32_t s = next_seq(kind);
+    uint8_t* out = begin_round(kind, s);
+    if (is_root) {
+      to_wire(out, buf + off, len, wire);
+      stats_.bytes_sent += static_cast<uint64_t>(len) * wire_bytes(wire);
+    }
+    publish(kind, s, sig);
+    if (!is_root) {
+      const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(root)], s, sig);
+      from_wire(buf + off, in, len, wire);
+    }
+    finish_round(kind, s);
+  }
+  ST_COLLECTIVE_END()
+}
+
+void Communicator::all_gather(int kind, float* recv, const float* send, int64_t n, Wire wire) {
+  ST_COLLECTIVE_BEGIN(Op::all_gather)
+  const Group& g = group(kind);
+  const int P = g.size(), me = g.index;
+  const int64_t c = chunk_elements(1, wire);
+  const int64_t rounds = std::max<int64_t>(1, ceil_div(n, c));
+  const Signature sig{Op::all_gather, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
+  for (int64_t k = 0; k < rounds; ++k) {
+    const int64_t off = k * c, len = clamp_len(n, off, c);
+    const uint32_t s = next_seq(kind);
+    uint8_t* out = begin_round(kind, s);
+    to_wire(out, send + off, len, wire);
+    stats_.bytes_sent += static_cast<uint64_t>(len) * wire_bytes(wire);
+    publish(kind, s, sig);
+    self_copy(recv + static_cast<int64_t>(me) * n + off, send + off, len, wire);
+    for (int i = 1; i < P; ++i) {
+      const int q = (me + i) % P;
+      const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig);
+      from_wire(recv + static_cast<int64_t>(q) * n + off, in, len, wire);
+    }
+    finish_round(kind, s);
+  }
+  ST_COLLECTIVE_END()
+}
+
+void Communicator::reduce_scatter(int kind, float* recv, const float* send, int64_t n, Wire wire) {
+  ST_COLLECTIVE_BEGIN(Op::reduce_scatter)
+  const Group& g = group(kind);
+  const int P = g.size(), me = g.index;
+  const int64_t c = chunk_elements(P, wire);
+  const int64_t rounds = std::max<int64_t>(1, ceil_div(n, c));
+  const Signature sig{Op::reduce_scatter, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
+  scratch_.resize(static_cast<size_t>(std::max<int64_t>(1, std::min(n, c))));
+  float* acc = scratch_.data();
+  const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
+  for (int64_t k = 0; k < rounds; ++k) {
+    const int64_t off = k * c, len = clamp_len(n, off, c);
+    const uint32_t s = next_seq(kind);
+    uint8_t* out = begin_round(kind, s);
+    for (int p = 0; p < P; ++p)
+      if (p != me) to_wire(out + static_cast<size_t>(p) * sub, send + static_cast<int64_t>(p) * n + off, len, wire);
+    stats_.bytes_sent += static_cast<uint64_t>(len) * static_cast<uint64_t>(P - 1) * wire_bytes(wire);
+    publish(kind, s, sig);
+    // The fixed order: contributions summed in group order 0, 1, ..., P − 1, whoever is ready first.
+    for (int q = 0; q < P; ++q) {
+      if (q == me) {
+        const float* mine = send + static_cast<int64_t>(me) * n + off;
+        if (q == 0) self_copy(acc, mine, len, wire); else self_add(acc, mine, len, wire);
+      } else {
+        const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig) + static_cast<size_t>(me) * sub;
+        if (q == 0) from_wire(acc, in, len, wire); else add_from_wire(acc, in, len, wire);
+      }
+    }
+    if (len > 0) std::memcpy(recv + off, acc, static_cast<size_t>(len) * 4);
+    finish_round(kind, s);
+  }
+  ST_COLLECTIVE_END()
+}
+
+void Communicator::all_reduce(int kind, float* recv, const float* send, int64_t n, Wire wire) {
+  ST_COLLECTIVE_BEGIN(Op::all_reduce)
+  const Group& g = group(kind);
+  const int P = g.size(), me = g.index;
+  // Shard q of the buffer is [lo(q), lo(q + 1)); device q reduces it, then every device gathers.
+  auto lo = [&](int q) { return n * q / P; };
+  int64_t max_shard = 0;
+  for (int q = 0; q < P; ++q) max_shard = std::max(max_shard, lo(q + 1) - lo(q));
+
+  // Phase 1, reduce-scatter on the chosen wire (each contribution rounded before it is summed).
+  {
+    const int64_t c = chunk_elements(P, wire);
+    const int64_t rounds = std::max<int64_t>(1, ceil_div(max_shard, c));
+    const Signature sig{Op::all_reduce, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
+    scratch_.resize(static_cast<size_t>(std::max<int64_t>(1, std::min(max_shard, c))));
+    float* acc = scratch_.data();
+    const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
+    const int64_t my_lo = lo(me), my_len = lo(me + 1) - my_lo;
+    for (int64_t k = 0; k < rounds; ++k) {
+      const int64_t off = k * c;
+      const uint32_t s = next_seq(kind);
+      uint8_t* out = begin_round(kind, s);
+      for (int p = 0; p < P; ++p) {
+        if (p == me) continue;
+        const int64_t len = clamp_len(lo(p + 1) - lo(p), off, c);
+        to_wire(out + static_cast<size_t>(p) * sub, send + lo(p) + off, len, wire);
+        stats_.bytes_sent += static_cast<uint64_t>(len) * wire_bytes(wire);
+      }
+      publish(kind, s, sig);
+      const int64_t len = clamp_len(my_len, off, c);
+      for (int q = 0; q < P; ++q) {
+        if (q == me) {
+          if (q == 0) self_copy(acc, send + my_lo + off, len, wire); else self_add(acc, send + my_lo + off, len, wire);
+        } else {
+          const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig) + static_cast<size_t>(me) * sub;
+          if (q == 0) from_wire(acc, in, len, wire); else add_from_wire(acc, in, len, wire);
+        }
+      }
+      if (len > 0) std::memcpy(recv + my_lo + off, acc, static_cast<size_t>(len) * 4);
+      finish_round(kind, s);
+    }
+  }
+  // Phase 2, all-gather of the reduced shards in float32: the sum is the result, not a
+  // contribution, and rounding it again would make it differ from Σ bf16(x_q).
+  {
+    current_op_ = Op::all_reduce_gather;
+    const int64_t c = chunk_elements(1, Wire::float32);
+    const int64_t rounds = std::max<int64_t>(1, ceil_div(max_shard, c));
+    const Signature sig{Op::all_reduce_gather, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
+    for (int64_t k = 0; k < rounds; ++k) {
+      const int64_t off = k * c;
+      const uint32_t s = next_seq(kind);
+      uint8_t* out = begin_round(kind, s);
+      const int64_t len = clamp_len(lo(me + 1) - lo(me), off, c);
+      to_wire(out, recv + lo(me) + off, len, Wire::float32);
+      stats_.bytes_sent += static_cast<uint64_t>(len) * 4;
+      publish(kind, s, sig);
+      for (int i = 1; i < P; ++i) {
+        const int q = (me + i) % P;
+        const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig);
+        from_wire(recv + lo(q) + off, in, clamp_len(lo(q + 1) - lo(q), off, c), Wire::float32);
+      }
+      finish_round(kind, s);
+    }
+    current_op_ = Op::all_reduce;
+  }
+  ST_COLLECTIVE_END()
+}
+
+void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t n, Wire wire) {
+  ST_COLLECTIVE_BEGIN(Op::all_to_all)
+  const Group& g = group(kind);
+  const int P = g.size(), me = g.index;
+  const int64_t c = chunk_elements(P, wire);
+  const int64_t rounds = std::max<int64_t>(1, ceil_div(n, c));
+  const Signature sig{Op::all_to_all, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
+  const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
+  const size_t send_bytes = static_cast<size_t>(P) * static_cast<size_t>(n) * 4;
+  // A float32 send buffer in this device's heap is read by the peers in place (one copy, not
+  // two); then it must stay untouched until every peer has read it. Not in place (recv == send):
+  // this device would overwrite what a peer has yet to read.
+  const bool direct = wire == Wire::float32 && n > 0 && in_heap(send, send_bytes) &&
+                      (recv + static_cast<int64_t>(P) * n <= send || send + static_cast<int64_t>(P) * n <= recv);
+  const uint64_t direct_at = direct ? 1 + static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(send) - arena_.base()) : 0;
+  uint32_t last = 0;
+  for (int64_t k = 0; k < rounds; ++k) {
+    const int64_t off = k * c, len = clamp_len(n, off, c);
+    const uint32_t s = last = next_seq(kind);
+    uint8_t* out = begin_round(kind, s);
+    if (!direct)
+      for (int p = 0; p < P; ++p)
+        if (p != me) to_wire(out + static_cast<size_t>(p) * sub, send + static_cast<int64_t>(p) * n + off, len, wire);
+    stats_.bytes_sent += static_cast<uint64_t>(len) * static_cast<uint64_t>(P - 1) * wire_bytes(wire);
+    publish(kind, s, sig, nullptr, direct_at);
+    // In place (recv == send) works: this round's chunks were packed before any is overwritten.
+    self_copy(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, wire);
+    for (int i = 1; i < P; ++i) {
+      const int q = (me + i) % P;
+      const int peer = g.ranks[static_cast<size_t>(q)];
+      const uint8_t* in = wait_posted(kind, peer, s, sig);
+      const uint64_t their = arena_.header(peer, kind, static_cast<int>(s & 1))->direct;
+      if (their != 0)
+        std::memcpy(recv + static_cast<int64_t>(q) * n + off,
+                    arena_.base() + (their - 1) + (static_cast<size_t>(me) * static_cast<size_t>(n) + static_cast<size_t>(off)) * 4,
+                    static_cast<size_t>(len) * 4);
+      else
+        from_wire(recv + static_cast<int64_t>(q) * n + off, in + static_cast<size_t>(me) * sub, len, wire);
+    }
+    finish_round(kind, s);
+  }
+  if (direct)
+    for (int i = 1; i < P; ++i) {
+      const int q = g.ranks[static_cast<size_t>((me + i) % P)];
+      wait_reached(arena_.consumed(q, kind), last, q, kind, "finish reading");
+    }
+  ST_COLLECTIVE_END()
+}
+
+void Communicator::all_to_allv(int kind, float* recv, const int64_t* recv_counts, const float* send,
+                               const int64_t* send_counts, Wire wire) {
+  ST_COLLECTIVE_BEGIN(Op::all_to_allv)
+  const Group& g = group(kind);
+  const int P = g.size(), me = g.index;
+  std::vector<int64_t> send_at(static_cast<size_t>(P) + 1, 0), recv_at(static_cast<size_t>(P) + 1, 0);
+  for (int p = 0; p < P; ++p) {
+    send_at[static_cast<size_t>(p) + 1] = send_at[static_cast<size_t>(p)] + send_counts[p];
+    recv_at[static_cast<size_t>(p) + 1] = recv_at[static_cast<size_t>(p)] + recv_counts[p];
+  }
+  if (send_counts[me] != recv_counts[me])
+    throw MeshError(MeshError::Kind::argument, rank_,
+                    "allToAllv: sendCounts[" + std::to_string(me) + "] = " + std::to_string(send_counts[me]) +
+                        " but recvCounts[" + std::to_string(me) + "] = " + std::to_string(recv_counts[me]) +
+                        " (this device's chunk to itself)");
+  const int64_t c = chunk_elements(P, wire);
+  const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
+  // The round count depends on the largest count anywhere in the group, which every device learns
+  // from the headers of the first round (they carry each sender's counts).
+  const Signature sig{Op::all_to_allv, wire, 0, 0, 0};
+  int64_t rounds = 1;
+  for (int64_t k = 0; k < rounds; ++k) {
+    const int64_t off = k * c;
+    const uint32_t s = next_seq(kind);
+    uint8_t* out = begin_round(kind, s);
+    for (int p = 0; p < P; ++p) {
+      if (p == me) continue;
+      const int64_t len = clamp_len(send_counts[p], off, c);
+      to_wire(out + static_cast<size_t>(p) * sub, send + send_at[static_cast<size_t>(p)] + off, len, wire);
+      stats_.bytes_sent += static_cast<uint64_t>(len) * wire_bytes(wire);
+    }
+    publish(kind, s, sig, send_counts);
+    self_copy(recv + recv_at[static_cast<size_t>(me)] + off, send + send_at[static_cast<size_t>(me)] + off,
+              clamp_len(send_counts[me], off, c), wire);
+    int64_t largest = 0;
+    for (int p = 0; p < P; ++p) largest = std::max(largest, send_counts[p]);
+    for (int i = 1; i < P; ++i) {
+      const int q = (me + i) % P;
+      const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig, false);
+      if (k == 0) {
+        const RoundHeader* h = arena_.header(g.ranks[static_cast<size_t>(q)], kind, static_cast<int>(s & 1));
+        if (static_cast<int64_t>(h->counts[me]) != recv_counts[q]) {
+          arena_.mark_lost(rank_);
+          throw MeshError(MeshError::Kind::mismatch, g.ranks[static_cast<size_t>(q)],
+                          "allToAllv over the " + g.name + ": peer " + std::to_string(q) + " (rank " +
+                              std::to_string(g.ranks[static_cast<size_t>(q)]) + ") sends " +
+                              std::to_string(h->counts[me]) + " elements to this device (rank " +
+                              std::to_string(rank_) + "), but recvCounts[" + std::to_string(q) + "] is " +
+                              std::to_string(recv_counts[q]));
+        }
+        for (int p = 0; p < P; ++p) largest = std::max(largest, static_cast<int64_t>(h->counts[p]));
+      }
+      from_wire(recv + recv_at[static_cast<size_t>(q)] + off, in + static_cast<size_t>(me) * sub,
+                clamp_len(recv_counts[q], off, c), wire);
+    }
+    if (k == 0) rounds = std::max<int64_t>(1, ceil_div(largest, c));
+    finish_round(kind, s);
+  }
+  ST_COLLECTIVE_END()
+}
+
+}  // namespace st::mesh

@@ -1,0 +1,82 @@
+// The entry of a device process: attach the arena inherited from the launcher, wait for the
+// program's arguments, run the program's default export, report its value or its error.
+import { native } from '../native.js';
+import { Device, type DeviceConfig } from './device.js';
+
+interface ChildConfig extends DeviceConfig {
+  programUrl: string;
+  parentPid: number;
+  fd: number;
+  threads: number;
+  pin: boolean;
+}
+
+function send(message: unknown): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.send!(message, undefined, {}, (e) => (e ? reject(e) : resolve()));
+  });
+}
+
+function describe(error: unknown): { name: string; message: string; stack?: string; code?: string; rank?: number } {
+  if (error instanceof Error) {
+    const e = error as Error & { code?: unknown; rank?: unknown };
+    return {
+      name: e.name,
+      message: e.message,
+      stack: e.stack,
+      code: typeof e.code === 'string' ? e.code : undefined,
+      rank: typeof e.rank === 'number' ? e.rank : undefined,
+    };
+  }
+  return { name: 'Error', message: `the program threw a non-Error value: ${String(error)}` };
+}
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.env.SWITCH_MESH_DEVICE ?? 'null') as ChildConfig | null;
+  if (!config || !process.send) {
+    process.stderr.write('switch-transformer: the mesh device entry runs only under launchMesh\n');
+    process.exit(2);
+  }
+  delete process.env.SWITCH_MESH_DEVICE;   // a nested launch starts from a clean slate
+  const handle = native.meshAttach(config.fd, config.rank, config.axes.map(([name]) => name), config.timeoutMs, config.parentPid);
+  if (config.pin) native.meshPinCpus(config.rank * config.threads, config.threads);
+  native.setNumThreads(config.threads);
+  // How a waiting device waits: a microsecond of busy-polling, then polling with sched_yield for
+  // up to a millisecond (the core goes at once to whoever can use it, often the awaited peer),
+  // then sleeping on the futex. Measured on 2 shared cores (bench/RESULTS.md): long busy spins
+  // collapse under load, and sleeping early pays a wake-up of tens of µs on every round.
+  // Environment overrides for tuning.
+  const spin = process.env.SWITCH_MESH_SPIN_US ?? '1';
+  const yieldUs = process.env.SWITCH_MESH_YIELD_US ?? '1000';
+  native.meshSetWaitPolicy(handle, Number(spin), Number(yieldUs));
+  // Ask for the arguments only now that a listener is in place (nothing sent earlier can be missed).
+  const started = new Promise<unknown>((resolve) => {
+    process.once('message', (m: { type: string; args: unknown }) => resolve(m.args));
+  });
+  await send({ type: 'ready' });
+  const args = await started;
+  try {
+    const mod = (await import(config.programUrl)) as { default?: unknown };
+    if (typeof mod.default !== 'function')
+      throw Object.assign(new TypeError(`the mesh program ${config.programUrl} has no default export function (device, args)`), { code: 'ERR_MESH_LAUNCH' });
+    const device = new Device(handle, config);
+    const value = await (mod.default as (d: Device, a: unknown) => unknown)(device, args);
+    native.meshDeviceMark(handle, 'finished');
+    try {
+      await send({ type: 'result', value });
+    } catch (e) {
+      throw Object.assign(new TypeError(`the program's return value cannot be sent to the launcher: ${(e as Error).message}`), { code: 'ERR_MESH_LAUNCH' });
+    }
+    process.exit(0);
+  } catch (error) {
+    // Peers blocked on this device learn at once that it will not come.
+    native.meshDeviceMark(handle, 'lost');
+    try {
+      await send({ type: 'error', error: describe(error) });
+    } finally {
+      process.exit(1);
+    }
+  }
+}
+
+void main();
