@@ -59,3 +59,6 @@ export type { Tensor } from './train/safetensors.js';
 // The device mesh: processes as cores over shared memory (SPEC §3).
 export { launchMesh, Device } from './mesh/index.js';
 export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';
+export { trainOnMesh } from './train/mesh_training.js';
+export type { MeshTrainingOptions, MeshTrainingResult, MeshStrategy } from './train/mesh_training.js';
+export type { DataParallel } from './train/trainer.js';

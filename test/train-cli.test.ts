@@ -51,6 +51,10 @@ describe('switch-train', () => {
         '--checkpoint', ckpt, '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);
       expect(resumed.steps).toBe(6);
       expect(resumed.config.numExperts).toBe(4);
+      const parallel = JSON.parse((await run(process.execPath, [cli, ...tinyFlags, '--devices', '2', '--steps', '2', '--corpus', data,
+        '--no-checkpoint', '--json', '--quiet'], { cwd: dir })).stdout);
+      expect(parallel).toMatchObject({ steps: 2, devices: 2, strategy: 'data' });
+      expect(Number.isFinite(parallel.valLoss)).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -59,7 +63,8 @@ describe('switch-train', () => {
   it('rejects bad flags with a usage message and exit code 2', async () => {
     await expect(run(process.execPath, [cli, '--bogus'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('Usage: switch-train') });
     await expect(run(process.execPath, [cli, '--steps', 'x', '--corpus', '/nonexistent'])).rejects.toMatchObject({ code: 2 });
-    await expect(run(process.execPath, [cli, '--devices', '2'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('mesh') });
+    await expect(run(process.execPath, [cli, '--devices', '2'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--steps') });
+    await expect(run(process.execPath, [cli, '--strategy', 'expert-data'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('mesh Switch layer') });
     const help = await run(process.execPath, [cli, '--help']);
     expect(help.stdout).toContain('--compare-dense');
   });

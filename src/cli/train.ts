@@ -10,7 +10,8 @@ import { tokenizerFromJSON } from '../data/tokenizer.js';
 import { SwitchTransformerLM } from '../model/model.js';
 import { resolveModelConfig, type ModelConfig } from '../model/config.js';
 import { readCheckpoint } from '../train/checkpoint.js';
-import { Trainer, type StepReport, type EvaluationReport } from '../train/trainer.js';
+import { Trainer, type StepReport } from '../train/trainer.js';
+import { trainOnMesh } from '../train/mesh_training.js';
 import { htmlPage, lineChart, escapeHtml } from './report.js';
 
 const HELP = `Usage: switch-train [options]
@@ -44,7 +45,8 @@ Training:
   --clip X               global gradient-norm limit, 0 = off (1.0)
   --seed N               seeds initialisation, data order and dropout (0)
   --threads N            native threads (all cores)
-  --devices N, --strategy data|expert-data   (training on the mesh: not available in this build)
+  --devices N            data-parallel training on N mesh devices (needs --steps)
+  --strategy data        (expert-data needs the mesh Switch layer: not in this build)
   --eval-every N         validation every N steps (50)    --eval-batches N (8)
 Output:
   --checkpoint DIR       where to write the checkpoint (switch-checkpoint); --no-checkpoint to skip
@@ -254,8 +256,12 @@ async function main(argv: string[]): Promise<number> {
     if (values[name] !== undefined && !(allowed as readonly string[]).includes(values[name] as string))
       throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(values[name])}'`);
   const devices = num(values, 'devices', 1, true);
-  if (devices !== 1 || (values.strategy !== undefined && values.strategy !== 'data'))
-    throw new UsageError('training on the device mesh (--devices > 1, --strategy expert-data) is not available in this build');
+  if (devices < 1) throw new UsageError(`--devices must be >= 1, got ${devices}`);
+  if (values.strategy === 'expert-data')
+    throw new UsageError("--strategy expert-data needs the mesh Switch layer, which this build does not have yet; use --strategy data");
+  if (devices > 1 && values.steps === undefined) throw new UsageError('--devices needs --steps (a mesh run has no time budget)');
+  if (devices > 1 && (values.resume || values['compare-dense']))
+    throw new UsageError('--resume and --compare-dense run on one device only');
   if (values.threads !== undefined) setNumThreads(num(values, 'threads', 1, true));
   const seed = num(values, 'seed', 0, true);
   const log = (s: string) => { if (!values.quiet) process.stderr.write(`${s}\n`); };
@@ -290,6 +296,7 @@ async function main(argv: string[]): Promise<number> {
   const info = cpuInfo();
   log(`model: ${config.numLayers} blocks, d_model ${config.dModel}, d_ff ${config.dFF}, ${config.numExperts} experts ` +
     `(${config.switchLayers} blocks), ${info.threads} threads (${info.isa})`);
+  if (devices > 1) return trainDataParallel(values, devices, config, dataset, budget.steps!);
   const { summary, trainer } = await trainOne(config.numExperts ? 'switch' : 'dense', config, dataset, values, budget, values.resume as string | undefined);
 
   const prompt = (values.prompt as string | undefined) ?? 'the';
@@ -339,6 +346,38 @@ async function main(argv: string[]): Promise<number> {
     if (summary.checkpoint) process.stdout.write(`checkpoint: ${summary.checkpoint}\n`);
     if (values.report) process.stdout.write(`report: ${values.report}\n`);
   }
+  return 0;
+}
+
+/** --devices N: data-parallel training on the mesh; rank 0 reports progress and writes the checkpoint. */
+async function trainDataParallel(values: Record<string, unknown>, devices: number, config: Partial<ModelConfig>, dataset: Dataset,
+  steps: number): Promise<number> {
+  const dir = values['no-checkpoint'] ? undefined : ((values.checkpoint as string | undefined) ?? 'switch-checkpoint');
+  const start = performance.now();
+  const result = await trainOnMesh({
+    devices, strategy: 'data', model: config, steps, evaluate: true, evalBatches: num(values, 'eval-batches', 8, true), checkpoint: dir,
+    progress: !values.quiet,
+    data: { corpus: (values.corpus as string | undefined) ?? 'brown', tokenizer: (values.tokenizer as 'word' | 'byte' | undefined) ?? 'word',
+      vocabWords: num(values, 'vocab', 8192, true), validationFraction: num(values, 'validation', 0.1), seed: num(values, 'seed', 0, true) },
+    trainer: { batchSize: num(values, 'batch', 16, true), seqLen: num(values, 'seq', 128, true),
+      optimizer: (values.optimizer as 'adamw' | 'adafactor' | undefined) ?? 'adamw', lr: num(values, 'lr', 2e-3),
+      schedule: (values.schedule as 'constant' | 'inverse-sqrt' | undefined) ?? 'constant', warmupSteps: num(values, 'warmup', 50, true),
+      clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true) },
+  });
+  const seconds = (performance.now() - start) / 1000;
+  const tail = result.history.slice(-10);
+  const tokens = result.history.reduce((n, r) => n + r.tokens, 0);
+  const summary = {
+    steps: result.history.length, devices, strategy: 'data',
+    trainLoss: tail.reduce((a, r) => a + r.crossEntropy, 0) / tail.length, valLoss: result.evaluation?.loss ?? NaN,
+    valPerplexity: result.evaluation?.perplexity ?? NaN, tokensPerSecond: tokens / seconds, params: result.params,
+    droppedFraction: result.history.reduce((a, r) => a + r.droppedFraction, 0) / Math.max(1, result.history.length),
+    lossCurve: result.history.map((r) => r.crossEntropy), checkpoint: dir,
+  };
+  if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else process.stdout.write(`data-parallel on ${devices} devices: ${summary.steps} steps, train loss ${summary.trainLoss.toFixed(4)}, ` +
+    `validation loss ${summary.valLoss.toFixed(4)}, ${Math.round(summary.tokensPerSecond)} tokens/s, ${summary.params.toLocaleString('en-US')} parameters` +
+    `${dir ? `\ncheckpoint: ${dir}` : ''}\n`);
   return 0;
 }
 

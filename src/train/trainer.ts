@@ -28,6 +28,19 @@ export interface TrainerOptions {
   seed?: number;
   /** Saved with checkpoints. */
   tokenizer?: TokenizerJSON;
+  /** Data parallelism (SPEC §3 'data'): this device's share of each global batch and the gradient sum. */
+  dataParallel?: DataParallel;
+}
+
+/**
+ * One device of a data-parallel mesh: it trains on rows [rank·B/size, (rank+1)·B/size) of every
+ * global batch, and `allReduce` sums a buffer over the devices in a fixed order (float32 on the
+ * wire), so every replica takes the same optimizer step.
+ */
+export interface DataParallel {
+  rank: number;
+  size: number;
+  allReduce(buffer: Float32Array): Float32Array | Promise<Float32Array>;
 }
 
 export interface StepReport {
@@ -76,7 +89,8 @@ export class Trainer {
   readonly optimizer: Optimizer;
   readonly loader: BatchLoader;
   readonly schedule: Schedule;
-  readonly options: Required<Omit<TrainerOptions, 'validation' | 'tokenizer' | 'optimizerOptions'>> & Pick<TrainerOptions, 'validation' | 'tokenizer' | 'optimizerOptions'>;
+  readonly options: Required<Omit<TrainerOptions, 'validation' | 'tokenizer' | 'optimizerOptions' | 'dataParallel'>> &
+    Pick<TrainerOptions, 'validation' | 'tokenizer' | 'optimizerOptions' | 'dataParallel'>;
   /** Steps taken. */
   step = 0;
 
@@ -92,18 +106,29 @@ export class Trainer {
     this.optimizer = createOptimizer(o.optimizer, o.optimizerOptions);
     this.schedule = createSchedule(o.schedule, { lr: o.lr, warmupSteps: o.warmupSteps });
     this.loader = new BatchLoader(o.train, { batchSize: o.batchSize, seqLen: o.seqLen, seed: o.seed });
+    const dp = o.dataParallel;
+    if (dp && (!Number.isInteger(dp.size) || dp.size < 1 || o.batchSize % dp.size !== 0 || !(dp.rank >= 0 && dp.rank < dp.size)))
+      throw rangeError('ERR_SWITCH_OPTION', `data parallelism needs the batch size (${o.batchSize}) to be a multiple of the devices (${dp.size})`);
   }
 
   /** One training step on the next batch. */
   async trainStep(): Promise<StepReport> {
     const start = performance.now();
-    const batch = this.loader.next();
+    let batch = this.loader.next();
+    const dp = this.options.dataParallel;
+    if (dp) {
+      // This device's rows of the global batch (the same loader state on every device).
+      const rows = batch.batchSize / dp.size, n = rows * batch.seqLen;
+      batch = { ...batch, batchSize: rows, tokens: batch.tokens.slice(dp.rank * n, (dp.rank + 1) * n),
+        targets: batch.targets.slice(dp.rank * n, (dp.rank + 1) * n) };
+    }
     const out = await this.model.forward(batch.tokens, batch.targets, batch.batchSize, { training: true });
     if (!Number.isFinite(out.loss)) {
       throw Object.assign(new Error(`loss is ${out.loss} at step ${this.step + 1}`), { code: 'ERR_SWITCH_NAN' });
     }
     await this.model.backward();
     const params = this.model.parameters;
+    if (dp) await this.reduceAcrossDevices(dp, out);
     const gradNorm = clipGradientNorm(params.map((p) => p.grad), this.options.clipNorm);
     const lr = this.schedule(this.step);
     this.optimizer.step(params, lr);
@@ -114,6 +139,37 @@ export class Trainer {
       tokens: out.tokens, seconds, tokensPerSecond: out.tokens / seconds, droppedFraction: out.droppedFraction,
       tokensPerExpert: out.switchLayers.filter((s) => s.tokensPerExpert.length > 0).map((s) => Array.from(s.tokensPerExpert)),
     };
+  }
+
+  /**
+   * The loss is a mean over equal shards, so the global gradient is the mean of the devices':
+   * one all-reduce of every gradient (and of the step's statistics), then a scale by 1/size.
+   */
+  private async reduceAcrossDevices(dp: DataParallel, out: { loss: number; crossEntropy: number; auxLoss: number; droppedFraction: number; tokens: number; switchLayers: { tokensPerExpert: Int32Array }[] }): Promise<void> {
+    const params = this.model.parameters;
+    const experts = out.switchLayers.reduce((n, s) => n + s.tokensPerExpert.length, 0);
+    const total = params.reduce((n, p) => n + p.grad.length, 0) + 4 + experts;
+    const flat = new Float32Array(total);
+    let at = 0;
+    for (const p of params) { flat.set(p.grad, at); at += p.grad.length; }
+    flat.set([out.loss, out.crossEntropy, out.auxLoss, out.droppedFraction], at);
+    at += 4;
+    for (const s of out.switchLayers) { flat.set(s.tokensPerExpert, at); at += s.tokensPerExpert.length; }
+    const sum = await dp.allReduce(flat);
+    const inv = 1 / dp.size;
+    at = 0;
+    for (const p of params) {
+      const g = p.grad;
+      for (let i = 0; i < g.length; i++) g[i] = sum[at + i] * inv;
+      at += g.length;
+    }
+    out.loss = sum[at] * inv; out.crossEntropy = sum[at + 1] * inv; out.auxLoss = sum[at + 2] * inv; out.droppedFraction = sum[at + 3] * inv;
+    at += 4;
+    for (const s of out.switchLayers) {
+      for (let e = 0; e < s.tokensPerExpert.length; e++) s.tokensPerExpert[e] = Math.round(sum[at + e]);
+      at += s.tokensPerExpert.length;
+    }
+    out.tokens *= dp.size;
   }
 
   /** Trains `steps` more steps, yielding to the event loop between steps. */
@@ -167,7 +223,7 @@ export class Trainer {
 }
 
 function trainerOptionsJSON(o: Trainer['options']): Partial<TrainerOptions> {
-  const { train: _t, validation: _v, tokenizer: _k, ...rest } = o;
+  const { train: _t, validation: _v, tokenizer: _k, dataParallel: _d, ...rest } = o;
   return rest;
 }
 
