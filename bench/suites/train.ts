@@ -3,7 +3,7 @@
 // 8193), dense and Switch (8 experts in the odd blocks), at each thread count of the run.
 // Batches are random tokens: the speed of a step does not depend on the text.
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
-import { AdamW, Random, SwitchTransformerLM, clipGradientNorm, setNumThreads, cpuInfo } from '../../src/index.js';
+import { AdamW, Random, SwitchTransformerLM, clipGradientNorm, setNumThreads, cpuInfo, trainOnMesh } from '../../src/index.js';
 
 async function stepSeconds(model: SwitchTransformerLM, B: number, S: number, repeats: number): Promise<number> {
   const random = new Random(1);
@@ -47,6 +47,20 @@ export const trainSuite: Suite = {
       }
     }
     setNumThreads(original);
+    // Data parallelism on 2 devices (one thread each) on the Brown batches: the median step after the first.
+    for (const numExperts of [0, 8]) {
+      const steps = ctx.quick ? 3 : 6;
+      const result = await trainOnMesh({
+        devices: 2, strategy: 'data', model: { numExperts, maxSeqLen: S, groupSize: (B / 2) * S }, data: { corpus: 'brown' },
+        trainer: { batchSize: B, seqLen: S, lr: 1e-3 }, steps, threadsPerDevice: 1,
+      });
+      const times = result.history.slice(1).map((h) => h.seconds).sort((a, b) => a - b);
+      const seconds = times[Math.floor(times.length / 2)];
+      const name = `${numExperts ? `switch-e${numExperts}` : 'dense'}-word-2-devices`;
+      ctx.log(`train ${name}: ${(B * S / seconds).toFixed(0)} tokens/s`);
+      records.push({ suite: 'train', name, shape: `B=${B} S=${S} D=256 F=1024 E=${numExperts} V=8193 layers=4 devices=2`, threads: 2,
+        seconds, tokensPerSecond: (B * S) / seconds, params: result.params, devices: 2, strategy: 'data' });
+    }
     return records;
   },
 };
