@@ -25,6 +25,27 @@ export { toBfloat16, fromBfloat16, roundBfloat16 } from './bf16.js';
 // The device mesh: processes as cores over shared memory (SPEC §3).
 export { launchMesh, singleDevice, Device } from './mesh/index.js';
 export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';
+// The language model, its training and data (issue 5).
+export * as modelKernels from './model/kernels.js';
+export { SwitchTransformerLM, setDefaultFeedForwardFactory } from './model/model.js';
+export type { FeedForwardFactory, FeedForwardSpec, ForwardResult, GenerateOptions, ModelOptions, Parameter, SwitchLayerStats } from './model/model.js';
+export { defaultModelConfig, resolveModelConfig, isSwitchBlock } from './model/config.js';
+export type { ModelConfig } from './model/config.js';
+export { Random, truncatedNormal } from './model/random.js';
+export type { RandomState } from './model/random.js';
+export { AdamW, Adafactor, createOptimizer } from './train/optimizers.js';
+export type { Optimizer, OptimizerState, OptimizerName, AdamWOptions, AdafactorOptions, OptimizerParameter } from './train/optimizers.js';
+export { constantWithWarmup, inverseSqrt, createSchedule } from './train/schedules.js';
+export type { Schedule, ScheduleName, ScheduleOptions } from './train/schedules.js';
+export { clipGradientNorm } from './train/clip.js';
+export { brownCorpus, loadTextCorpus, splitCorpus, stripBrownTags } from './data/corpus.js';
+export type { TextDocument, CorpusSplit } from './data/corpus.js';
+export { WordTokenizer, ByteTokenizer, tokenizerFromJSON, splitWords, UNKNOWN_WORD } from './data/tokenizer.js';
+export type { Tokenizer, TokenizerJSON } from './data/tokenizer.js';
+export { BatchLoader, sequentialBatches } from './data/loader.js';
+export type { Batch, LoaderState, LoaderOptions } from './data/loader.js';
+export { prepareDataset } from './data/dataset.js';
+export type { Dataset, DatasetOptions } from './data/dataset.js';
 export { SwitchFeedForward } from './layers/switch.js';
 export type {
   SwitchFeedForwardOptions, SwitchFeedForwardOutput, SwitchFeedForwardBackward, SwitchGrads, Precision, Activation,
@@ -35,3 +56,15 @@ export type { DenseFeedForwardOptions, DenseGrads } from './layers/dense.js';
 export type {
   FeedForwardLayer, FeedForwardOutput, FeedForwardBackward, ForwardOptions, RoutingStats,
 } from './layers/types.js';
+export { Trainer, evaluateModel } from './train/trainer.js';
+export type { TrainerOptions, StepReport, EvaluationReport, FitOptions, FitResult } from './train/trainer.js';
+export { saveCheckpoint, loadCheckpoint, readCheckpoint, CHECKPOINT_FORMAT } from './train/checkpoint.js';
+export type { CheckpointContents, TrainingState } from './train/checkpoint.js';
+export { encodeSafetensors, decodeSafetensors, readSafetensors, writeFileAtomic, writeDirectoryAtomic } from './train/safetensors.js';
+export type { Tensor } from './train/safetensors.js';
+// The device mesh: processes as cores over shared memory (SPEC §3).
+export { launchMesh, Device } from './mesh/index.js';
+export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';
+export { trainOnMesh } from './train/mesh_training.js';
+export type { MeshTrainingOptions, MeshTrainingResult, MeshStrategy } from './train/mesh_training.js';
+export type { DataParallel } from './train/trainer.js';

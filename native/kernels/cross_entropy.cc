@@ -1,0 +1,124 @@
+// Softmax cross-entropy against the tied embedding (cross_entropy.h). T = tokens, D = d_model, V = vocabulary.
+#include "cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+#include "threadpool.h"
+
+namespace st {
+
+namespace {
+constexpr int kRowsPerTask = 8;
+constexpr int kLanes = 8;
+
+// exp(x) for x <= 0 in plain float arithmetic that the compiler vectorizes (std::exp does not):
+// x = n·ln2 + f·ln2 with n integer and |f| <= 1/2, 2^f by its degree-6 Taylor polynomial
+// (relative error below 2e-7), 2^n through the exponent bits. Below −87 the result flushes to 0.
+inline float exp_nonpositive(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding and subtracting it rounds to an integer
+  x = std::max(x, -87.0f);
+  const float t = x * kLog2e;
+  const float n = (t + kRound) - kRound;
+  const float f = t - n;
+  float p = 1.540353039e-4f;
+  p = p * f + 1.333355815e-3f;
+  p = p * f + 9.618129108e-3f;
+  p = p * f + 5.550410866e-2f;
+  p = p * f + 2.402265070e-1f;
+  p = p * f + 6.931471806e-1f;
+  p = p * f + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+}
+
+void cross_entropy_forward(float* losses, float* probs, const float* h, const float* wte, const int32_t* targets,
+                           int T, int D, int V) {
+  matmul(probs, h, wte, T, V, D, D, D, V, false, true, false);  // the logits, normalised in place below
+  parallel_for((T + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
+    const int t1 = std::min<int64_t>(T, (task + 1) * kRowsPerTask);
+    for (int t = static_cast<int>(task * kRowsPerTask); t < t1; ++t) {
+      float* row = probs + static_cast<int64_t>(t) * V;
+      // Reductions in kLanes fixed partial sums (vectorizable, and the same order on every run).
+      float lane_max[kLanes], lane_sum[kLanes];
+      for (int l = 0; l < kLanes; ++l) lane_max[l] = -INFINITY, lane_sum[l] = 0.0f;
+      const int V8 = V - V % kLanes;
+      for (int v = 0; v < V8; v += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane_max[l] = std::max(lane_max[l], row[v + l]);
+      float max = -INFINITY;
+      for (int l = 0; l < kLanes; ++l) max = std::max(max, lane_max[l]);
+      for (int v = V8; v < V; ++v) max = std::max(max, row[v]);
+      const float target_logit = row[targets[t]];
+      for (int v = 0; v < V; ++v) row[v] = exp_nonpositive(row[v] - max);
+      for (int v = 0; v < V8; v += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane_sum[l] += row[v + l];
+      float sum = 0.0f;
+      for (int l = 0; l < kLanes; ++l) sum += lane_sum[l];
+      for (int v = V8; v < V; ++v) sum += row[v];
+      const float inv = 1.0f / sum;
+      for (int v = 0; v < V; ++v) row[v] *= inv;
+      losses[t] = std::log(sum) + max - target_logit;
+    }
+  });
+}
+
+void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float* probs, const float* h,
+                            const float* wte, const int32_t* targets, int T, int D, int V, bool accumulate) {
+  // dlogits_t = dloss_t · (p_t − onehot(target_t)), in place of p_t.
+  float* dlogits = probs;
+  parallel_for((T + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
+    const int t1 = std::min<int64_t>(T, (task + 1) * kRowsPerTask);
+    for (int t = static_cast<int>(task * kRowsPerTask); t < t1; ++t) {
+      float* d = dlogits + static_cast<int64_t>(t) * V;
+      const float g = dlosses[t];
+      const float p_target = d[targets[t]];
+      for (int v = 0; v < V; ++v) d[v] *= g;
+      d[targets[t]] = g * p_target - g;
+    }
+  });
+  matmul(dh, dlogits, wte, T, D, V, V, D, D, false, false, false);            // dlogits · wte
+  matmul(dwte, dlogits, h, V, D, T, V, D, D, true, false, accumulate);        // dlogitsᵀ · h
+}
+
+void cross_entropy_forward_reference(float* losses, float* probs, const float* h, const float* wte,
+                                     const int32_t* targets, int T, int D, int V) {
+  std::vector<double> logits(V);
+  for (int t = 0; t < T; ++t) {
+    double max = -INFINITY;
+    for (int v = 0; v < V; ++v) {
+      double s = 0.0;
+      for (int i = 0; i < D; ++i) s += static_cast<double>(h[t * D + i]) * wte[static_cast<int64_t>(v) * D + i];
+      logits[v] = s;
+      max = std::max(max, s);
+    }
+    double sum = 0.0;
+    for (int v = 0; v < V; ++v) sum += std::exp(logits[v] - max);
+    for (int v = 0; v < V; ++v) probs[static_cast<int64_t>(t) * V + v] = static_cast<float>(std::exp(logits[v] - max) / sum);
+    losses[t] = static_cast<float>(std::log(sum) + max - logits[targets[t]]);
+  }
+}
+
+void cross_entropy_backward_reference(float* dh, float* dwte, const float* dlosses, const float* probs,
+                                      const float* h, const float* wte, const int32_t* targets, int T, int D, int V,
+                                      bool accumulate) {
+  if (!accumulate)
+    for (int64_t i = 0; i < static_cast<int64_t>(V) * D; ++i) dwte[i] = 0.0f;
+  for (int64_t i = 0; i < static_cast<int64_t>(T) * D; ++i) dh[i] = 0.0f;
+  for (int t = 0; t < T; ++t)
+    for (int v = 0; v < V; ++v) {
+      const double d = dlosses[t] * (probs[static_cast<int64_t>(t) * V + v] - (v == targets[t] ? 1.0 : 0.0));
+      for (int i = 0; i < D; ++i) {
+        dh[t * D + i] += static_cast<float>(d * wte[static_cast<int64_t>(v) * D + i]);
+        dwte[static_cast<int64_t>(v) * D + i] += static_cast<float>(d * h[t * D + i]);
+      }
+    }
+}
+
+}  // namespace st

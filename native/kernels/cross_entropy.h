@@ -1,0 +1,25 @@
+// Softmax cross-entropy over the vocabulary, with the logits computed against the tied token
+// embedding: logits = h · wteᵀ, loss_t = logsumexp(logits_t) − logits_t[target_t].
+// T = tokens, D = d_model, V = vocabulary size.
+#pragma once
+
+#include <cstdint>
+
+namespace st {
+
+// losses: (T)  probs: (T, V) softmax saved for backward  h: (T, D)  wte: (V, D)  targets: (T) in [0, V)
+void cross_entropy_forward(float* losses, float* probs, const float* h, const float* wte, const int32_t* targets,
+                           int T, int D, int V);
+// dh: (T, D) written  dwte: (V, D) written, or added to when accumulate  dlosses: (T) the gradient of each loss_t
+// probs: (T, V) the forward's softmax, overwritten with dlogits (the (T, V) buffer is reused rather
+// than a second one allocated)  h: (T, D)  wte: (V, D)  targets: (T)
+void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float* probs, const float* h,
+                            const float* wte, const int32_t* targets, int T, int D, int V, bool accumulate);
+
+void cross_entropy_forward_reference(float* losses, float* probs, const float* h, const float* wte,
+                                     const int32_t* targets, int T, int D, int V);
+void cross_entropy_backward_reference(float* dh, float* dwte, const float* dlosses, const float* probs,
+                                      const float* h, const float* wte, const int32_t* targets, int T, int D, int V,
+                                      bool accumulate);
+
+}  // namespace st

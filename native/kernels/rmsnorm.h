@@ -1,0 +1,17 @@
+// RMSNorm (T5's layer norm: no mean subtraction, no bias): y = x / rms(x) · weight.
+// T = tokens, D = d_model.
+#pragma once
+
+namespace st {
+
+// y: (T, D)  rstd: (T) saved for backward  x: (T, D)  weight: (D)
+void rmsnorm_forward(float* y, float* rstd, const float* x, const float* weight, int T, int D, float eps);
+// dx: (T, D) written  dweight: (D) written, or added to when accumulate  dy, x: (T, D)  weight: (D)  rstd: (T)
+void rmsnorm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* weight,
+                      const float* rstd, int T, int D, bool accumulate);
+
+void rmsnorm_forward_reference(float* y, float* rstd, const float* x, const float* weight, int T, int D, float eps);
+void rmsnorm_backward_reference(float* dx, float* dweight, const float* dy, const float* x, const float* weight,
+                                const float* rstd, int T, int D, bool accumulate);
+
+}  // namespace st

@@ -1,0 +1,221 @@
+// The model's kernels (attention, RMSNorm, embedding, cross-entropy): the threaded kernels against
+// their scalar references, bit-identical results for any thread count, backward against finite
+// differences of the reference forward. B = batch, S = sequence, D = d_model, H = heads, V = vocabulary.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "kernels/adamw.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/threadpool.h"
+
+namespace {
+
+std::mt19937 rng(12345);
+
+std::vector<float> randn(size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<float> poisoned(size_t n) { return std::vector<float>(n, NAN); }
+
+float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  float worst = 0.0f;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const float d = std::fabs(a[i] - b[i]) / (1e-3f + std::fabs(b[i]));
+    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+  }
+  return worst;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Σ f(x) · w for a loss direction w, in double.
+double dot(const std::vector<float>& a, const std::vector<float>& w) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * w[i];
+  return s;
+}
+
+// Checks analytic gradient entries against central differences of loss(x) at a few indices.
+void check_fd(const char* what, std::vector<float>& x, const std::vector<float>& grad,
+              const std::function<double()>& loss) {
+  const int probes = std::min<int>(static_cast<int>(x.size()), 6);
+  for (int p = 0; p < probes; ++p) {
+    const size_t i = (static_cast<size_t>(p) * 7919) % x.size();
+    const float saved = x[i];
+    const float h = 1e-2f * std::max(1.0f, std::fabs(saved));
+    x[i] = saved + h;
+    const double up = loss();
+    x[i] = saved - h;
+    const double down = loss();
+    x[i] = saved;
+    const double fd = (up - down) / (2.0 * h);
+    ST_CHECK(std::fabs(fd - grad[i]) <= 2e-2 * (1.0 + std::fabs(fd)), "%s: index %zu fd %g analytic %g", what, i, fd,
+             grad[i]);
+  }
+}
+
+void test_rmsnorm(int T, int D) {
+  auto x = randn(static_cast<size_t>(T) * D), w = randn(D), dy = randn(static_cast<size_t>(T) * D);
+  auto y = poisoned(x.size()), r = poisoned(T), yr = poisoned(x.size()), rr = poisoned(T);
+  st::rmsnorm_forward(y.data(), r.data(), x.data(), w.data(), T, D, 1e-6f);
+  st::rmsnorm_forward_reference(yr.data(), rr.data(), x.data(), w.data(), T, D, 1e-6f);
+  ST_CHECK(max_rel_diff(y, yr) < 1e-4f, "rmsnorm forward T=%d D=%d: %g", T, D, max_rel_diff(y, yr));
+  auto dx = poisoned(x.size()), dw = poisoned(D), dxr = poisoned(x.size()), dwr = poisoned(D);
+  st::rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), r.data(), T, D, false);
+  st::rmsnorm_backward_reference(dxr.data(), dwr.data(), dy.data(), x.data(), w.data(), r.data(), T, D, false);
+  ST_CHECK(max_rel_diff(dx, dxr) < 1e-3f, "rmsnorm dx T=%d D=%d: %g", T, D, max_rel_diff(dx, dxr));
+  ST_CHECK(max_rel_diff(dw, dwr) < 1e-3f, "rmsnorm dweight T=%d D=%d: %g", T, D, max_rel_diff(dw, dwr));
+  auto loss = [&] {
+    auto yy = poisoned(x.size()), rs = poisoned(T);
+    st::rmsnorm_forward_reference(yy.data(), rs.data(), x.data(), w.data(), T, D, 1e-6f);
+    return dot(yy, dy);
+  };
+  if (D > 1) check_fd("rmsnorm dx", x, dxr, loss);  // D = 1: y = sign(x)·w, flat almost everywhere
+  check_fd("rmsnorm dweight", w, dwr, loss);
+  // Thread-count invariance.
+  for (int threads : {1, 3}) {
+    st::set_num_threads(threads);
+    auto dx2 = poisoned(x.size()), dw2 = poisoned(D);
+    st::rmsnorm_backward(dx2.data(), dw2.data(), dy.data(), x.data(), w.data(), r.data(), T, D, false);
+    ST_CHECK(same_bits(dx2, dx) && same_bits(dw2, dw), "rmsnorm backward differs at %d threads", threads);
+  }
+  st::set_num_threads(st::hardware_threads());
+}
+
+void test_attention(int B, int S, int D, int H) {
+  const size_t T = static_cast<size_t>(B) * S;
+  auto qkv = randn(T * 3 * D), dctx = randn(T * D);
+  auto ctx = poisoned(T * D), att = poisoned(static_cast<size_t>(B) * H * S * S);
+  auto ctxr = poisoned(T * D), attr = poisoned(att.size());
+  st::attention_core_forward(ctx.data(), att.data(), qkv.data(), B, S, D, H);
+  st::attention_core_forward_reference(ctxr.data(), attr.data(), qkv.data(), B, S, D, H);
+  ST_CHECK(max_rel_diff(ctx, ctxr) < 1e-3f, "attention ctx B=%d S=%d D=%d H=%d: %g", B, S, D, H, max_rel_diff(ctx, ctxr));
+  ST_CHECK(max_rel_diff(att, attr) < 1e-3f, "attention att: %g", max_rel_diff(att, attr));
+  auto dqkv = poisoned(qkv.size()), dqkvr = poisoned(qkv.size());
+  st::attention_core_backward(dqkv.data(), dctx.data(), att.data(), qkv.data(), B, S, D, H);
+  st::attention_core_backward_reference(dqkvr.data(), dctx.data(), attr.data(), qkv.data(), B, S, D, H);
+  ST_CHECK(max_rel_diff(dqkv, dqkvr) < 2e-3f, "attention dqkv: %g", max_rel_diff(dqkv, dqkvr));
+  check_fd("attention dqkv", qkv, dqkvr, [&] {
+    auto c = poisoned(T * D), a = poisoned(att.size());
+    st::attention_core_forward_reference(c.data(), a.data(), qkv.data(), B, S, D, H);
+    return dot(c, dctx);
+  });
+  // Full layer with projections: thread-count invariance.
+  auto x = randn(T * D), wq = randn(static_cast<size_t>(D) * 3 * D, 0.3f), wo = randn(static_cast<size_t>(D) * D, 0.3f);
+  std::vector<float> first;
+  for (int threads : {1, 2, 3}) {
+    st::set_num_threads(threads);
+    auto y = poisoned(T * D), q = poisoned(qkv.size()), a = poisoned(att.size()), c = poisoned(T * D);
+    st::attention_forward(y.data(), q.data(), a.data(), c.data(), x.data(), wq.data(), wo.data(), B, S, D, H);
+    auto dx = poisoned(T * D), dwq = poisoned(wq.size()), dwo = poisoned(wo.size());
+    st::attention_backward(dx.data(), dwq.data(), dwo.data(), dctx.data(), x.data(), wq.data(), wo.data(), q.data(),
+                           a.data(), c.data(), B, S, D, H);
+    std::vector<float> all = y;
+    all.insert(all.end(), dx.begin(), dx.end());
+    all.insert(all.end(), dwq.begin(), dwq.end());
+    all.insert(all.end(), dwo.begin(), dwo.end());
+    bool finite = true;
+    for (float v : all) finite = finite && std::isfinite(v);
+    ST_CHECK(finite, "attention layer wrote a non-finite value at %d threads", threads);
+    if (first.empty()) first = all;
+    else ST_CHECK(same_bits(all, first), "attention layer differs at %d threads", threads);
+  }
+  st::set_num_threads(st::hardware_threads());
+}
+
+void test_embedding(int B, int S, int D, int V) {
+  const size_t T = static_cast<size_t>(B) * S;
+  std::vector<int32_t> tokens(T);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+  auto wte = randn(static_cast<size_t>(V) * D), wpe = randn(static_cast<size_t>(S + 2) * D), dx = randn(T * D);
+  auto x = poisoned(T * D), xr = poisoned(T * D);
+  st::embedding_forward(x.data(), tokens.data(), wte.data(), wpe.data(), B, S, D);
+  st::embedding_forward_reference(xr.data(), tokens.data(), wte.data(), wpe.data(), B, S, D);
+  ST_CHECK(same_bits(x, xr), "embedding forward B=%d S=%d D=%d", B, S, D);
+  auto dwte = poisoned(wte.size()), dwpe = poisoned(wpe.size()), dwter = poisoned(wte.size()), dwper = poisoned(wpe.size());
+  st::embedding_backward(dwte.data(), dwpe.data(), dx.data(), tokens.data(), B, S, D, V, false);
+  st::embedding_backward_reference(dwter.data(), dwper.data(), dx.data(), tokens.data(), B, S, D, V, false);
+  dwpe.resize(static_cast<size_t>(S) * D);
+  dwper.resize(dwpe.size());
+  ST_CHECK(same_bits(dwte, dwter) && same_bits(dwpe, dwper), "embedding backward B=%d S=%d D=%d", B, S, D);
+}
+
+void test_cross_entropy(int T, int D, int V) {
+  auto h = randn(static_cast<size_t>(T) * D), wte = randn(static_cast<size_t>(V) * D, 0.5f), dl = randn(T);
+  std::vector<int32_t> targets(T);
+  for (auto& t : targets) t = static_cast<int32_t>(rng() % V);
+  auto loss = poisoned(T), probs = poisoned(static_cast<size_t>(T) * V), lossr = poisoned(T), probsr = poisoned(probs.size());
+  st::cross_entropy_forward(loss.data(), probs.data(), h.data(), wte.data(), targets.data(), T, D, V);
+  st::cross_entropy_forward_reference(lossr.data(), probsr.data(), h.data(), wte.data(), targets.data(), T, D, V);
+  ST_CHECK(max_rel_diff(loss, lossr) < 1e-4f, "cross-entropy loss T=%d D=%d V=%d: %g", T, D, V, max_rel_diff(loss, lossr));
+  ST_CHECK(max_rel_diff(probs, probsr) < 1e-3f, "cross-entropy probs: %g", max_rel_diff(probs, probsr));
+  auto dh = poisoned(h.size()), dw = poisoned(wte.size()), dhr = poisoned(h.size()), dwr = poisoned(wte.size());
+  st::cross_entropy_backward(dh.data(), dw.data(), dl.data(), probs.data(), h.data(), wte.data(), targets.data(), T, D, V, false);
+  st::cross_entropy_backward_reference(dhr.data(), dwr.data(), dl.data(), probsr.data(), h.data(), wte.data(), targets.data(), T, D, V, false);
+  ST_CHECK(max_rel_diff(dh, dhr) < 2e-3f, "cross-entropy dh: %g", max_rel_diff(dh, dhr));
+  ST_CHECK(max_rel_diff(dw, dwr) < 2e-3f, "cross-entropy dwte: %g", max_rel_diff(dw, dwr));
+  auto objective = [&] {
+    auto l = poisoned(T), p = poisoned(probs.size());
+    st::cross_entropy_forward_reference(l.data(), p.data(), h.data(), wte.data(), targets.data(), T, D, V);
+    return dot(l, dl);
+  };
+  check_fd("cross-entropy dh", h, dhr, objective);
+  check_fd("cross-entropy dwte", wte, dwr, objective);
+}
+
+void test_adamw(int64_t N) {
+  auto w = randn(N), m = randn(N, 0.1f), v = randn(N, 0.1f), g = randn(N);
+  for (auto& x : v) x = std::fabs(x);
+  auto w2 = w, m2 = m, v2 = v;
+  st::AdamWStep s{1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 1 - 0.9 * 0.9 * 0.9, 1 - 0.999 * 0.999 * 0.999};
+  st::adamw_forward(w.data(), m.data(), v.data(), g.data(), N, s);
+  st::adamw_forward_reference(w2.data(), m2.data(), v2.data(), g.data(), N, s);
+  ST_CHECK(max_rel_diff(w, w2) < 1e-5f && max_rel_diff(m, m2) < 1e-6f && max_rel_diff(v, v2) < 1e-6f, "adamw N=%lld", (long long)N);
+  double ref = 0.0;
+  for (float x : g) ref += static_cast<double>(x) * x;
+  st::set_num_threads(1);
+  const double one = st::sum_squares(g.data(), N);
+  st::set_num_threads(3);
+  const double three = st::sum_squares(g.data(), N);
+  st::set_num_threads(st::hardware_threads());
+  ST_CHECK(one == three && std::fabs(one - ref) <= 1e-9 * ref, "sum_squares N=%lld: %g %g %g", (long long)N, one, three, ref);
+}
+
+}  // namespace
+
+int main() {
+  test_adamw(1);
+  test_adamw(100000);
+  const bool quick = st::test::quick();
+  // Degenerate shapes first: one token, D = 1, one head, one batch row.
+  test_rmsnorm(1, 1);
+  test_rmsnorm(1, 7);
+  test_rmsnorm(33, 16);
+  if (!quick) test_rmsnorm(257, 64);
+  test_attention(1, 1, 1, 1);
+  test_attention(1, 5, 4, 1);
+  test_attention(2, 7, 8, 2);
+  if (!quick) test_attention(3, 33, 32, 4);
+  test_embedding(1, 1, 1, 1);
+  test_embedding(2, 5, 3, 4);
+  test_embedding(3, 9, 70, 11);
+  test_cross_entropy(1, 1, 1);
+  test_cross_entropy(3, 4, 5);
+  test_cross_entropy(17, 8, 33);
+  if (!quick) test_cross_entropy(64, 32, 300);
+  return st::test::summary("test_model_kernels");
+}

@@ -1,0 +1,456 @@
+// The decoder-only Switch Transformer language model (SPEC §4): tied token embedding + learned
+// positions, pre-norm RMSNorm blocks of causal multi-head self-attention and a feed-forward layer
+// (Switch in the configured blocks, dense elsewhere), final RMSNorm, cross-entropy over the
+// vocabulary plus every Switch layer's auxiliary loss. No biases.
+//
+// B = batch, S = sequence length, T = B·S tokens, D = d_model, H = heads, V = vocabulary, P = positions.
+import { codedError, rangeError, typeError } from '../errors.js';
+import type { FeedForwardLayer, FeedForwardOutput } from '../layers/types.js';
+import { packageFeedForward } from './feed_forward.js';
+import { isSwitchBlock, resolveModelConfig, type ModelConfig } from './config.js';
+import * as k from './kernels.js';
+import { Random, truncatedNormal } from './random.js';
+
+/** What the model asks of a feed-forward factory: one layer per block. */
+export interface FeedForwardSpec {
+  kind: 'switch' | 'dense';
+  /** Block index (0-based). */
+  block: number;
+  dModel: number;
+  dFF: number;
+  numExperts: number;
+  topK: 1 | 2;
+  capacityFactor: number;
+  evalCapacityFactor: number;
+  minCapacity: number;
+  /** undefined: each call is one group. */
+  groupSize?: number;
+  activation: ModelConfig['activation'];
+  loadBalanceCoef: number;
+  zLossCoef: number;
+  jitter: number;
+  expertDropout: number;
+  /** Dropout on a dense layer's hidden activation (the model's dropout rate; training only). */
+  dropout: number;
+  secondExpertPolicy: ModelConfig['secondExpertPolicy'];
+  precision: ModelConfig['precision'];
+  initScale: number;
+  seed: number;
+}
+
+export type FeedForwardFactory = (spec: FeedForwardSpec) => FeedForwardLayer;
+
+/** One named parameter: its data (writable, updated in place by the optimizer), shape and gradient. */
+export interface Parameter {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+  grad: Float32Array;
+}
+
+/** Routing statistics of one Switch layer for the last forward. */
+export interface SwitchLayerStats {
+  block: number;
+  auxLoss: number;
+  loadBalanceLoss: number;
+  zLoss: number;
+  droppedFraction: number;
+  tokensPerExpert: Int32Array;
+}
+
+export interface ForwardResult {
+  /** crossEntropy + auxLoss: what backward differentiates. */
+  loss: number;
+  /** Mean cross-entropy over the T tokens (nats). */
+  crossEntropy: number;
+  /** Sum of every Switch layer's aux loss (already weighted by its coefficients). */
+  auxLoss: number;
+  /** Mean dropped fraction over the Switch layers (0 without any). */
+  droppedFraction: number;
+  switchLayers: SwitchLayerStats[];
+  tokens: number;
+}
+
+interface BlockSaved {
+  x: Float32Array;          // (T, D) block input
+  norm1: Float32Array;      // (T, D)
+  rstd1: Float32Array;      // (T)
+  qkv: Float32Array;        // (T, 3D)
+  att: Float32Array;        // (B, H, S, S)
+  ctx: Float32Array;        // (T, D)
+  mid: Float32Array;        // (T, D) after the attention residual
+  norm2: Float32Array;      // (T, D)
+  rstd2: Float32Array;      // (T)
+  maskAttention?: Float32Array;  // (T, D) dropout scale (0 or 1/(1-p))
+  maskFeedForward?: Float32Array;
+}
+
+interface Saved {
+  B: number;
+  S: number;
+  tokens: Int32Array;
+  targets: Int32Array;
+  blocks: BlockSaved[];
+  final: Float32Array;      // (T, D) before the final norm
+  finalNorm: Float32Array;  // (T, D)
+  rstdFinal: Float32Array;
+  probs: Float32Array;      // (T, V)
+}
+
+interface Block {
+  norm1: Float32Array;  // (D)
+  wQkv: Float32Array;   // (D, 3D)
+  wO: Float32Array;     // (D, D)
+  norm2: Float32Array;  // (D)
+  feedForward: FeedForwardLayer;
+  isSwitch: boolean;
+}
+
+let defaultFactory: FeedForwardFactory = packageFeedForward;
+
+/** Replaces the feed-forward factory used when a model is built without one (default: the package's layers). */
+export function setDefaultFeedForwardFactory(factory: FeedForwardFactory): void {
+  defaultFactory = factory;
+}
+
+export interface ModelOptions {
+  /** Builds each block's feed-forward layer; default: SwitchFeedForward and DenseFeedForward. */
+  feedForward?: FeedForwardFactory;
+}
+
+export class SwitchTransformerLM {
+  readonly config: ModelConfig;
+  /** (V, D), tied with the output projection. */
+  readonly wte: Float32Array;
+  /** (P, D) */
+  readonly wpe: Float32Array;
+  /** (D) */
+  readonly normFinal: Float32Array;
+  private readonly blocks: Block[];
+  private readonly parameterList: Parameter[];
+  /** Dropout masks; its state is part of a checkpoint. */
+  readonly random: Random;
+  private saved?: Saved;
+  private probsBuffer?: Float32Array;
+
+  constructor(options: Partial<ModelConfig> = {}, modelOptions: ModelOptions = {}) {
+    const c = resolveModelConfig(options);
+    this.config = c;
+    const factory = modelOptions.feedForward ?? defaultFactory;
+    const D = c.dModel;
+    const init = new Random(c.seed);
+    this.random = new Random((c.seed ^ 0x5bd1e995) >>> 0);
+    this.wte = truncatedNormal(new Float32Array(c.vocabSize * D), D, c.initScale, init);
+    this.wpe = truncatedNormal(new Float32Array(c.maxSeqLen * D), D, c.initScale, init);
+    this.normFinal = new Float32Array(D).fill(1);
+    this.blocks = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const isSwitch = isSwitchBlock(c, i);
+      const wQkv = truncatedNormal(new Float32Array(D * 3 * D), D, c.initScale, init);
+      const wO = truncatedNormal(new Float32Array(D * D), D, c.initScale, init);
+      const feedForward = factory({
+        kind: isSwitch ? 'switch' : 'dense', block: i, dModel: D, dFF: c.dFF,
+        numExperts: isSwitch ? c.numExperts : 0, topK: c.topK, capacityFactor: c.capacityFactor,
+        evalCapacityFactor: c.evalCapacityFactor, minCapacity: c.minCapacity,
+        groupSize: c.groupSize > 0 ? c.groupSize : undefined, activation: c.activation,
+        loadBalanceCoef: c.loadBalanceCoef, zLossCoef: c.zLossCoef, jitter: c.jitter, expertDropout: c.expertDropout, dropout: c.dropout,
+        secondExpertPolicy: c.secondExpertPolicy, precision: c.precision, initScale: c.initScale,
+        seed: (c.seed * 1000003 + 7919 * (i + 1)) >>> 0,
+      });
+      this.blocks.push({ norm1: new Float32Array(D).fill(1), wQkv, wO, norm2: new Float32Array(D).fill(1), feedForward, isSwitch });
+    }
+    this.parameterList = this.collectParameters();
+  }
+
+  private collectParameters(): Parameter[] {
+    const c = this.config;
+    const D = c.dModel;
+    const list: Parameter[] = [];
+    const add = (name: string, shape: number[], data: Float32Array) => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (size !== data.length)
+        throw rangeError('ERR_SWITCH_SHAPE', `parameter '${name}' has ${data.length} elements, expected shape [${shape}]`);
+      list.push({ name, shape, data, grad: new Float32Array(data.length) });
+    };
+    add('wte', [c.vocabSize, D], this.wte);
+    add('wpe', [c.maxSeqLen, D], this.wpe);
+    this.blocks.forEach((b, i) => {
+      add(`blocks.${i}.norm1`, [D], b.norm1);
+      add(`blocks.${i}.attention.wQkv`, [D, 3 * D], b.wQkv);
+      add(`blocks.${i}.attention.wO`, [D, D], b.wO);
+      add(`blocks.${i}.norm2`, [D], b.norm2);
+      for (const name of Object.keys(b.feedForward.params).sort())
+        add(`blocks.${i}.ffn.${name}`, feedForwardShape(name, b.feedForward.params[name].length, D, c.dFF),
+          b.feedForward.params[name]);
+    });
+    add('normFinal', [D], this.normFinal);
+    return list;
+  }
+
+  /** Every parameter in a fixed order, with its gradient buffer (filled by backward). */
+  get parameters(): readonly Parameter[] {
+    return this.parameterList;
+  }
+
+  /** Total number of parameters. */
+  get parameterCount(): number {
+    return this.parameterList.reduce((n, p) => n + p.data.length, 0);
+  }
+
+  /** The feed-forward layer of block i. */
+  feedForward(i: number): FeedForwardLayer {
+    return this.blocks[i].feedForward;
+  }
+
+  private checkBatch(tokens: Int32Array, batch: number, name: string): number {
+    if (!(tokens instanceof Int32Array)) throw typeError('ERR_SWITCH_ARG_TYPE', `argument '${name}' must be an Int32Array`);
+    if (!Number.isInteger(batch) || batch < 1 || tokens.length % batch !== 0 || tokens.length === 0)
+      throw rangeError('ERR_SWITCH_SHAPE', `argument '${name}' must have shape (B=${batch}, S): got ${tokens.length} tokens`);
+    const S = tokens.length / batch;
+    if (S > this.config.maxSeqLen)
+      throw rangeError('ERR_SWITCH_SHAPE', `sequence length ${S} exceeds maxSeqLen ${this.config.maxSeqLen}`);
+    return S;
+  }
+
+  private dropoutMask(n: number): Float32Array {
+    const p = this.config.dropout;
+    const mask = new Float32Array(n);
+    const keep = 1 / (1 - p);
+    for (let i = 0; i < n; i++) mask[i] = this.random.uniform() < p ? 0 : keep;
+    return mask;
+  }
+
+  /** Runs the blocks and the final norm; returns the normalised final hidden states (T, D). */
+  private async trunk(tokens: Int32Array, B: number, S: number, training: boolean,
+    blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[]): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
+    const c = this.config;
+    const D = c.dModel, H = c.numHeads, T = B * S;
+    let x = new Float32Array(T * D);
+    k.embeddingForward(x, tokens, this.wte, this.wpe, B, S, D, c.vocabSize);
+    const useDropout = training && c.dropout > 0;
+    for (let i = 0; i < this.blocks.length; i++) {
+      const b = this.blocks[i];
+      const norm1 = new Float32Array(T * D), rstd1 = new Float32Array(T);
+      k.rmsnormForward(norm1, rstd1, x, b.norm1, T, D, c.normEps);
+      const attnOut = new Float32Array(T * D), qkv = new Float32Array(T * 3 * D);
+      const att = new Float32Array(B * H * S * S), ctx = new Float32Array(T * D);
+      k.attentionForward(attnOut, qkv, att, ctx, norm1, b.wQkv, b.wO, B, S, D, H);
+      const maskAttention = useDropout ? this.dropoutMask(T * D) : undefined;
+      const mid = new Float32Array(T * D);
+      if (maskAttention) for (let j = 0; j < mid.length; j++) mid[j] = x[j] + attnOut[j] * maskAttention[j];
+      else for (let j = 0; j < mid.length; j++) mid[j] = x[j] + attnOut[j];
+      const norm2 = new Float32Array(T * D), rstd2 = new Float32Array(T);
+      k.rmsnormForward(norm2, rstd2, mid, b.norm2, T, D, c.normEps);
+      const out: FeedForwardOutput = await b.feedForward.forward(norm2, { training });
+      if (out.y.length !== T * D)
+        throw rangeError('ERR_SWITCH_SHAPE', `block ${i} feed-forward returned ${out.y.length} values, expected (T=${T}, D=${D})`);
+      if (b.isSwitch) stats.push(switchStats(i, out, c.numExperts, T));
+      else if (out.auxLoss !== 0) stats.push(switchStats(i, out, 0, T));
+      const maskFeedForward = useDropout ? this.dropoutMask(T * D) : undefined;
+      const next = new Float32Array(T * D);
+      if (maskFeedForward) for (let j = 0; j < next.length; j++) next[j] = mid[j] + out.y[j] * maskFeedForward[j];
+      else for (let j = 0; j < next.length; j++) next[j] = mid[j] + out.y[j];
+      blocksOut?.push({ x, norm1, rstd1, qkv, att, ctx, mid, norm2, rstd2, maskAttention, maskFeedForward });
+      x = next;
+    }
+    const finalNorm = new Float32Array(T * D), rstd = new Float32Array(T);
+    k.rmsnormForward(finalNorm, rstd, x, this.normFinal, T, D, c.normEps);
+    return { final: x, finalNorm, rstd };
+  }
+
+  /**
+   * Loss of next-token prediction: tokens and targets are (B, S), targets[b, s] the token after
+   * tokens[b, s]. With training: true, dropout and the layers' training mode apply and the
+   * activations are kept for backward().
+   */
+  async forward(tokens: Int32Array, targets: Int32Array, batch: number, options: { training?: boolean } = {}): Promise<ForwardResult> {
+    const c = this.config;
+    const S = this.checkBatch(tokens, batch, 'tokens');
+    if (!(targets instanceof Int32Array) || targets.length !== tokens.length)
+      throw rangeError('ERR_SWITCH_SHAPE', `argument 'targets' must be an Int32Array of shape (B=${batch}, S=${S})`);
+    const training = options.training ?? false;
+    const B = batch, T = B * S, D = c.dModel, V = c.vocabSize;
+    const blocks: BlockSaved[] = [];
+    const stats: SwitchLayerStats[] = [];
+    const { final, finalNorm, rstd } = await this.trunk(tokens, B, S, training, training ? blocks : null, stats);
+    // The (T, V) softmax is the largest buffer of a step: training forwards reuse one (backward consumes it).
+    let probs: Float32Array;
+    if (training) {
+      if (this.probsBuffer?.length !== T * V) this.probsBuffer = new Float32Array(T * V);
+      probs = this.probsBuffer;
+    } else {
+      probs = new Float32Array(T * V);
+    }
+    const losses = new Float32Array(T);
+    k.crossEntropyForward(losses, probs, finalNorm, this.wte, targets, T, D, V);
+    let sum = 0;
+    for (let t = 0; t < T; t++) sum += losses[t];
+    const crossEntropy = sum / T;
+    let auxLoss = 0, dropped = 0, switchCount = 0;
+    for (const s of stats) {
+      auxLoss += s.auxLoss;
+      if (this.blocks[s.block].isSwitch) {
+        dropped += s.droppedFraction;
+        switchCount++;
+      }
+    }
+    this.saved = training ? { B, S, tokens, targets, blocks, final, finalNorm, rstdFinal: rstd, probs } : undefined;
+    return {
+      loss: crossEntropy + auxLoss, crossEntropy, auxLoss, droppedFraction: switchCount ? dropped / switchCount : 0,
+      switchLayers: stats, tokens: T,
+    };
+  }
+
+  /** Fills every parameter's grad with the gradient of the last training forward's loss. */
+  async backward(): Promise<void> {
+    const s = this.saved;
+    if (!s) throw codedError('ERR_SWITCH_STATE', 'backward() needs a forward(..., { training: true }) first');
+    this.saved = undefined;
+    const c = this.config;
+    const { B, S } = s;
+    const T = B * S, D = c.dModel, H = c.numHeads, V = c.vocabSize;
+    const grads = new Map(this.parameterList.map((p) => [p.name, p.grad]));
+    const g = (name: string) => grads.get(name)!;
+    const dlosses = new Float32Array(T).fill(1 / T);
+    const dFinalNorm = new Float32Array(T * D);
+    k.crossEntropyBackward(dFinalNorm, g('wte'), dlosses, s.probs, s.finalNorm, this.wte, s.targets, T, D, V, false);
+    let dx = new Float32Array(T * D);
+    k.rmsnormBackward(dx, g('normFinal'), dFinalNorm, s.final, this.normFinal, s.rstdFinal, T, D, false);
+    for (let i = this.blocks.length - 1; i >= 0; i--) {
+      const b = this.blocks[i];
+      const sb = s.blocks[i];
+      // Feed-forward branch: next = mid + mask ⊙ ffn(norm2(mid)).
+      let dy = dx;
+      if (sb.maskFeedForward) {
+        dy = new Float32Array(T * D);
+        for (let j = 0; j < dy.length; j++) dy[j] = dx[j] * sb.maskFeedForward[j];
+      }
+      const ff = await b.feedForward.backward(dy);
+      for (const [name, grad] of Object.entries(ff.grads)) {
+        const target = grads.get(`blocks.${i}.ffn.${name}`);
+        if (!target || target.length !== grad.length)
+          throw rangeError('ERR_SWITCH_SHAPE', `block ${i} feed-forward returned an unexpected gradient '${name}'`);
+        target.set(grad);
+      }
+      const dMid = new Float32Array(T * D);
+      k.rmsnormBackward(dMid, g(`blocks.${i}.norm2`), ff.dx, sb.mid, b.norm2, sb.rstd2, T, D, false);
+      for (let j = 0; j < dMid.length; j++) dMid[j] += dx[j];
+      // Attention branch: mid = x + mask ⊙ attention(norm1(x)).
+      let dAttn = dMid;
+      if (sb.maskAttention) {
+        dAttn = new Float32Array(T * D);
+        for (let j = 0; j < dAttn.length; j++) dAttn[j] = dMid[j] * sb.maskAttention[j];
+      }
+      const dNorm1 = new Float32Array(T * D);
+      k.attentionBackward(dNorm1, g(`blocks.${i}.attention.wQkv`), g(`blocks.${i}.attention.wO`), dAttn, sb.norm1,
+        b.wQkv, b.wO, sb.qkv, sb.att, sb.ctx, B, S, D, H);
+      const dBlockIn = new Float32Array(T * D);
+      k.rmsnormBackward(dBlockIn, g(`blocks.${i}.norm1`), dNorm1, sb.x, b.norm1, sb.rstd1, T, D, false);
+      for (let j = 0; j < dBlockIn.length; j++) dBlockIn[j] += dMid[j];
+      dx = dBlockIn;
+    }
+    // The tied embedding's gradient already holds the output projection's part; positions past S get none.
+    g('wpe').fill(0);
+    k.embeddingBackward(g('wte'), g('wpe'), dx, s.tokens, B, S, D, V, true);
+  }
+
+  /** Next-token logits (V) after the last token of `context` (at most maxSeqLen tokens are read). */
+  async nextTokenLogits(context: Int32Array): Promise<Float32Array> {
+    const c = this.config;
+    const window = context.length > c.maxSeqLen ? context.subarray(context.length - c.maxSeqLen) : context;
+    const S = this.checkBatch(window, 1, 'context');
+    const { finalNorm } = await this.trunk(window, 1, S, false, null, []);
+    const D = c.dModel;
+    const h = finalNorm.subarray((S - 1) * D, S * D);
+    const logits = new Float32Array(c.vocabSize);
+    for (let v = 0; v < c.vocabSize; v++) {
+      let sum = 0;
+      const row = v * D;
+      for (let i = 0; i < D; i++) sum += h[i] * this.wte[row + i];
+      logits[v] = sum;
+    }
+    return logits;
+  }
+
+  /**
+   * Continues `prompt` by `maxNewTokens` tokens: greedy when temperature is 0 (default), otherwise
+   * sampled from softmax(logits / temperature), restricted to the topK most likely tokens when given.
+   */
+  async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<number[]> {
+    const { maxNewTokens = 20, temperature = 0, topK = 0, seed = 0, excludeTokens = [] } = options;
+    if (!(temperature >= 0)) throw rangeError('ERR_SWITCH_OPTION', `option 'temperature' must be >= 0, got ${temperature}`);
+    if (prompt.length === 0) throw rangeError('ERR_SWITCH_SHAPE', `argument 'prompt' must hold at least one token`);
+    const random = new Random(seed);
+    const tokens = Array.from(prompt);
+    const out: number[] = [];
+    for (let n = 0; n < maxNewTokens; n++) {
+      const logits = await this.nextTokenLogits(Int32Array.from(tokens));
+      for (const t of excludeTokens) if (t >= 0 && t < logits.length) logits[t] = -Infinity;
+      const next = temperature === 0 ? argmax(logits) : sample(logits, temperature, topK, random);
+      tokens.push(next);
+      out.push(next);
+    }
+    return out;
+  }
+}
+
+export interface GenerateOptions {
+  maxNewTokens?: number;
+  /** 0 = greedy. */
+  temperature?: number;
+  /** Sample among the k most likely tokens (0 = all). */
+  topK?: number;
+  seed?: number;
+  /** Tokens never produced (e.g. the unknown word). */
+  excludeTokens?: number[];
+}
+
+function argmax(values: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+function sample(logits: Float32Array, temperature: number, topK: number, random: Random): number {
+  let order = Array.from(logits.keys());
+  if (topK > 0 && topK < logits.length) order = order.sort((a, b) => logits[b] - logits[a] || a - b).slice(0, topK);
+  let max = -Infinity;
+  for (const i of order) max = Math.max(max, logits[i]);
+  const weights = order.map((i) => Math.exp((logits[i] - max) / temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let u = random.uniform() * total;
+  for (let j = 0; j < order.length; j++) {
+    u -= weights[j];
+    if (u < 0) return order[j];
+  }
+  return order[order.length - 1];
+}
+
+/** Shapes of a feed-forward layer's parameters as SPEC §1 names them. */
+function feedForwardShape(name: string, size: number, D: number, F: number): number[] {
+  if (name === 'router' && size % D === 0) return [D, size / D];
+  if (name === 'wIn' && size % (D * F) === 0) return size === D * F ? [D, F] : [size / (D * F), D, F];
+  if (name === 'wOut' && size % (D * F) === 0) return size === D * F ? [F, D] : [size / (D * F), F, D];
+  return [size];
+}
+
+function switchStats(block: number, out: FeedForwardOutput, E: number, T: number): SwitchLayerStats {
+  let tokensPerExpert = out.stats?.tokensPerExpert;
+  let droppedFraction = out.stats?.droppedFraction;
+  if ((!tokensPerExpert || droppedFraction === undefined) && out.expertIndex && out.kept) {
+    const k = out.expertIndex.length / T;
+    tokensPerExpert = new Int32Array(E);
+    let dropped = 0;
+    for (let t = 0; t < T; t++) {
+      tokensPerExpert[out.expertIndex[t * k]]++;
+      let any = false;
+      for (let j = 0; j < k; j++) any ||= out.kept[t * k + j] !== 0;
+      if (!any) dropped++;
+    }
+    droppedFraction = dropped / T;
+  }
+  return {
+    block, auxLoss: out.auxLoss, loadBalanceLoss: out.loadBalanceLoss, zLoss: out.zLoss,
+    droppedFraction: droppedFraction ?? 0, tokensPerExpert: tokensPerExpert ?? new Int32Array(E),
+  };
+}

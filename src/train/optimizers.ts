@@ -1,0 +1,253 @@
+// Optimizers over the model's named parameters: AdamW (decoupled weight decay) and Adafactor
+// (Shazeer & Stern 2018, the optimizer the Switch Transformer paper trains with): factored second
+// moments for matrices, update clipping, relative step scaled by the parameter's RMS.
+// Updates are applied in place to each Parameter's data from its grad.
+import { rangeError } from '../errors.js';
+import { native } from '../native.js';
+
+/** What an optimizer needs of a parameter (the model's Parameter satisfies it). */
+export interface OptimizerParameter {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+  grad: Float32Array;
+}
+
+/** Everything an optimizer needs to continue bit-identically. */
+export interface OptimizerState {
+  name: string;
+  step: number;
+  options: Record<string, unknown>;
+  /** Named state arrays ("<param>.m", "<param>.v", "<param>.row", ...). */
+  tensors: Record<string, Float32Array>;
+}
+
+export interface Optimizer {
+  readonly name: 'adamw' | 'adafactor';
+  /** Steps taken so far. */
+  readonly stepCount: number;
+  /** One update of every parameter with learning rate lr. */
+  step(params: readonly OptimizerParameter[], lr: number): void;
+  state(): OptimizerState;
+  loadState(state: OptimizerState): void;
+}
+
+export interface AdamWOptions {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay (PyTorch's AdamW default 0.01), applied to every parameter. */
+  weightDecay?: number;
+}
+
+function checkLr(lr: number): void {
+  if (!(lr >= 0) || !Number.isFinite(lr)) throw rangeError('ERR_SWITCH_OPTION', `learning rate must be a finite number >= 0, got ${lr}`);
+}
+
+export class AdamW implements Optimizer {
+  readonly name = 'adamw' as const;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  private t = 0;
+  private m = new Map<string, Float32Array>();
+  private v = new Map<string, Float32Array>();
+
+  constructor(options: AdamWOptions = {}) {
+    this.beta1 = options.beta1 ?? 0.9;
+    this.beta2 = options.beta2 ?? 0.999;
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0.01;
+    for (const [k, v] of Object.entries({ beta1: this.beta1, beta2: this.beta2 }))
+      if (!(v >= 0 && v < 1)) throw rangeError('ERR_SWITCH_OPTION', `AdamW option '${k}' must be in [0, 1), got ${v}`);
+    if (!(this.eps > 0)) throw rangeError('ERR_SWITCH_OPTION', `AdamW option 'eps' must be > 0, got ${this.eps}`);
+    if (!(this.weightDecay >= 0)) throw rangeError('ERR_SWITCH_OPTION', `AdamW option 'weightDecay' must be >= 0`);
+  }
+
+  get stepCount(): number {
+    return this.t;
+  }
+
+  step(params: readonly OptimizerParameter[], lr: number): void {
+    checkLr(lr);
+    this.t++;
+    const bc1 = 1 - Math.pow(this.beta1, this.t), bc2 = 1 - Math.pow(this.beta2, this.t);
+    for (const p of params) {
+      let m = this.m.get(p.name), v = this.v.get(p.name);
+      if (!m || !v) {
+        m = new Float32Array(p.data.length);
+        v = new Float32Array(p.data.length);
+        this.m.set(p.name, m);
+        this.v.set(p.name, v);
+      }
+      // native/kernels/adamw.cc: w ← w·(1 − lr·λ) − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)
+      native.adamwUpdate(p.data, m, v, p.grad, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
+    }
+  }
+
+  state(): OptimizerState {
+    const tensors: Record<string, Float32Array> = {};
+    for (const [name, m] of this.m) tensors[`${name}.m`] = m;
+    for (const [name, v] of this.v) tensors[`${name}.v`] = v;
+    return { name: this.name, step: this.t, options: { beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay }, tensors };
+  }
+
+  loadState(state: OptimizerState): void {
+    if (state.name !== this.name) throw rangeError('ERR_CHECKPOINT', `optimizer state is for '${state.name}', not adamw`);
+    this.t = state.step;
+    this.m.clear();
+    this.v.clear();
+    for (const [key, value] of Object.entries(state.tensors)) {
+      const name = key.slice(0, key.lastIndexOf('.'));
+      (key.endsWith('.m') ? this.m : this.v).set(name, Float32Array.from(value));
+    }
+  }
+}
+
+export interface AdafactorOptions {
+  /** Momentum; 0 (the paper's choice) keeps no first moment. */
+  beta1?: number;
+  /** β2 at step t is 1 − t^(−decayRate). */
+  decayRate?: number;
+  /** Update clipping threshold d: u ← u / max(1, RMS(u) / d). */
+  clipThreshold?: number;
+  /** Added to g² (ε1). */
+  eps1?: number;
+  /** Floor of the parameter scale (ε2). */
+  eps2?: number;
+  /** Scale the step by max(ε2, RMS(parameter)) (relative step size). */
+  multiplyByParameterScale?: boolean;
+  /** Decoupled weight decay. */
+  weightDecay?: number;
+  /** Factor second moments of parameters with at least 2 dimensions (over the last two). */
+  factored?: boolean;
+}
+
+export class Adafactor implements Optimizer {
+  readonly name = 'adafactor' as const;
+  readonly options: Required<AdafactorOptions>;
+  private t = 0;
+  private tensors = new Map<string, Float32Array>();
+
+  constructor(options: AdafactorOptions = {}) {
+    this.options = {
+      beta1: 0, decayRate: 0.8, clipThreshold: 1, eps1: 1e-30, eps2: 1e-3, multiplyByParameterScale: true,
+      weightDecay: 0, factored: true, ...options,
+    };
+    const o = this.options;
+    if (!(o.beta1 >= 0 && o.beta1 < 1)) throw rangeError('ERR_SWITCH_OPTION', `Adafactor option 'beta1' must be in [0, 1)`);
+    if (!(o.decayRate > 0 && o.decayRate <= 1)) throw rangeError('ERR_SWITCH_OPTION', `Adafactor option 'decayRate' must be in (0, 1]`);
+    if (!(o.clipThreshold > 0)) throw rangeError('ERR_SWITCH_OPTION', `Adafactor option 'clipThreshold' must be > 0`);
+  }
+
+  get stepCount(): number {
+    return this.t;
+  }
+
+  private buffer(key: string, n: number): Float32Array {
+    let b = this.tensors.get(key);
+    if (!b) {
+      b = new Float32Array(n);
+      this.tensors.set(key, b);
+    }
+    return b;
+  }
+
+  step(params: readonly OptimizerParameter[], lr: number): void {
+    checkLr(lr);
+    this.t++;
+    const o = this.options;
+    const beta2 = 1 - Math.pow(this.t, -o.decayRate);
+    for (const p of params) {
+      const w = p.data, g = p.grad, n = w.length;
+      const u = new Float64Array(n);
+      const dims = p.shape;
+      if (o.factored && dims.length >= 2) {
+        // Factored second moment per matrix (the last two dimensions): row and column means of g² + ε1.
+        const cols = dims[dims.length - 1], rows = dims[dims.length - 2];
+        const mats = n / (rows * cols);
+        const R = this.buffer(`${p.name}.row`, mats * rows), C = this.buffer(`${p.name}.col`, mats * cols);
+        for (let m = 0; m < mats; m++) {
+          const base = m * rows * cols;
+          const colSum = new Float64Array(cols);
+          let rowMeanSum = 0;
+          for (let r = 0; r < rows; r++) {
+            let rowSum = 0;
+            for (let c = 0; c < cols; c++) {
+              const g2 = g[base + r * cols + c] ** 2 + o.eps1;
+              rowSum += g2;
+              colSum[c] += g2;
+            }
+            const ri = m * rows + r;
+            R[ri] = beta2 * R[ri] + (1 - beta2) * (rowSum / cols);
+            rowMeanSum += R[ri];
+          }
+          for (let c = 0; c < cols; c++) {
+            const ci = m * cols + c;
+            C[ci] = beta2 * C[ci] + (1 - beta2) * (colSum[c] / rows);
+          }
+          // v̂_rc = R_r C_c / mean(R)
+          const rowMean = rowMeanSum / rows;
+          for (let r = 0; r < rows; r++) {
+            const Rr = R[m * rows + r] / rowMean;
+            for (let c = 0; c < cols; c++) {
+              const i = base + r * cols + c;
+              u[i] = g[i] / Math.sqrt(Rr * C[m * cols + c]);
+            }
+          }
+        }
+      } else {
+        const v = this.buffer(`${p.name}.v`, n);
+        for (let i = 0; i < n; i++) {
+          v[i] = beta2 * v[i] + (1 - beta2) * (g[i] * g[i] + o.eps1);
+          u[i] = g[i] / Math.sqrt(v[i]);
+        }
+      }
+      // Update clipping.
+      let sq = 0;
+      for (let i = 0; i < n; i++) sq += u[i] * u[i];
+      const clip = Math.max(1, Math.sqrt(sq / n) / o.clipThreshold);
+      let scale = lr / clip;
+      if (o.multiplyByParameterScale) {
+        let ws = 0;
+        for (let i = 0; i < n; i++) ws += w[i] * w[i];
+        scale *= Math.max(o.eps2, Math.sqrt(ws / n));
+      }
+      const decay = 1 - lr * o.weightDecay;
+      if (o.beta1 > 0) {
+        const m = this.buffer(`${p.name}.m`, n);
+        for (let i = 0; i < n; i++) {
+          m[i] = o.beta1 * m[i] + (1 - o.beta1) * u[i] * scale;
+          w[i] = w[i] * decay - m[i];
+        }
+      } else {
+        for (let i = 0; i < n; i++) w[i] = w[i] * decay - scale * u[i];
+      }
+    }
+  }
+
+  state(): OptimizerState {
+    return { name: this.name, step: this.t, options: { ...this.options }, tensors: Object.fromEntries(this.tensors) };
+  }
+
+  loadState(state: OptimizerState): void {
+    if (state.name !== this.name) throw rangeError('ERR_CHECKPOINT', `optimizer state is for '${state.name}', not adafactor`);
+    this.t = state.step;
+    this.tensors = new Map(Object.entries(state.tensors).map(([k, v]) => [k, Float32Array.from(v)]));
+  }
+}
+
+export type OptimizerName = 'adamw' | 'adafactor';
+
+export function createOptimizer(name: OptimizerName, options: AdamWOptions & AdafactorOptions = {}): Optimizer {
+  if (name === 'adamw') {
+    const { beta1, beta2, eps, weightDecay } = options;
+    return new AdamW({ beta1, beta2, eps, weightDecay });
+  }
+  if (name === 'adafactor') {
+    const { beta2: _b2, eps: _e, ...rest } = options;
+    return new Adafactor(rest);
+  }
+  throw rangeError('ERR_SWITCH_OPTION', `optimizer must be 'adamw' or 'adafactor', got '${String(name)}'`);
+}

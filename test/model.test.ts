@@ -1,0 +1,202 @@
+// The language model (SPEC §4) with the reference dense feed-forward layer: loss and every
+// parameter's gradient against the same network written in tfjs-core (autograd), finite
+// differences, thread-count invariance, async layers, generation and bad options.
+import { describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+import '@tensorflow/tfjs-backend-cpu';
+import { Random, setNumThreads, cpuInfo, SwitchTransformerLM, type ModelConfig } from 'switch-transformer';
+import { referenceFactory, relError, sameBits } from './model-helpers.js';
+
+await tf.setBackend('cpu');
+const random = new Random(Date.now() >>> 0);
+
+const tiny: Partial<ModelConfig> = { vocabSize: 13, dModel: 8, numHeads: 2, numLayers: 2, dFF: 12, maxSeqLen: 6, numExperts: 0 };
+
+function batch(B: number, S: number, V: number) {
+  const tokens = Int32Array.from({ length: B * S }, () => random.int(V));
+  const targets = Int32Array.from({ length: B * S }, () => random.int(V));
+  return { tokens, targets };
+}
+
+/** The same network in tfjs, on the model's own parameter values. */
+function tfLoss(model: SwitchTransformerLM, values: tf.Tensor[], tokens: Int32Array, targets: Int32Array, B: number, S: number): tf.Scalar {
+  const c = model.config;
+  const D = c.dModel, H = c.numHeads, Dh = D / H, T = B * S, V = c.vocabSize;
+  const p = new Map(model.parameters.map((q, i) => [q.name, values[i]]));
+  const rms = (x: tf.Tensor, w: tf.Tensor) => x.mul(x.square().mean(-1, true).add(c.normEps).rsqrt()).mul(w);
+  let x = tf.gather(p.get('wte')!, tf.tensor1d(tokens, 'int32')).reshape([B, S, D]).add(p.get('wpe')!.slice([0, 0], [S, D])).reshape([T, D]);
+  const mask = tf.linalg.bandPart(tf.ones([S, S]), -1, 0);
+  for (let i = 0; i < c.numLayers; i++) {
+    const n1 = rms(x, p.get(`blocks.${i}.norm1`)!) as tf.Tensor2D;
+    const qkv = n1.matMul(p.get(`blocks.${i}.attention.wQkv`) as tf.Tensor2D).reshape([B, S, 3, H, Dh]).transpose([2, 0, 3, 1, 4]);
+    const [q, k, v] = tf.unstack(qkv, 0);
+    const scores = q.matMul(k, false, true).div(Math.sqrt(Dh)).add(tf.scalar(1).sub(mask).mul(-1e9));
+    const ctx = tf.softmax(scores).matMul(v).transpose([0, 2, 1, 3]).reshape([T, D]) as tf.Tensor2D;
+    x = x.add(ctx.matMul(p.get(`blocks.${i}.attention.wO`) as tf.Tensor2D));
+    const n2 = rms(x, p.get(`blocks.${i}.norm2`)!) as tf.Tensor2D;
+    x = x.add(n2.matMul(p.get(`blocks.${i}.ffn.wIn`) as tf.Tensor2D).relu().matMul(p.get(`blocks.${i}.ffn.wOut`) as tf.Tensor2D));
+  }
+  const logits = (rms(x, p.get('normFinal')!) as tf.Tensor2D).matMul(p.get('wte') as tf.Tensor2D, false, true);
+  const oneHot = new Float32Array(T * V);
+  targets.forEach((target, t) => { oneHot[t * V + target] = 1; });
+  return logits.logSumExp(1).sub(logits.mul(tf.tensor2d(oneHot, [T, V])).sum(1)).mean() as tf.Scalar;
+}
+
+async function lossAndGrads(model: SwitchTransformerLM, tokens: Int32Array, targets: Int32Array, B: number) {
+  const out = await model.forward(tokens, targets, B, { training: true });
+  for (const p of model.parameters) p.grad.fill(NaN);  // poison: every gradient must be written
+  await model.backward();
+  return { out, grads: model.parameters.map((p) => Float32Array.from(p.grad)) };
+}
+
+describe('SwitchTransformerLM (dense reference feed-forward)', () => {
+  it.each([[1, 1], [2, 5], [3, 6]])('B=%i S=%i: loss and all gradients match tfjs autograd', async (B, S) => {
+    const model = new SwitchTransformerLM({ ...tiny, seed: random.int(1000) }, { feedForward: referenceFactory() });
+    // Non-trivial norm weights so their gradients are exercised.
+    for (const p of model.parameters) if (p.name.includes('norm')) p.data.forEach((_, i) => { p.data[i] = 1 + 0.3 * random.normal(); });
+    const { tokens, targets } = batch(B, S, tiny.vocabSize!);
+    const { out, grads } = await lossAndGrads(model, tokens, targets, B);
+    const values = model.parameters.map((p) => tf.tensor(p.data, p.shape));
+    const expected = tfLoss(model, values, tokens, targets, B, S).dataSync()[0];
+    expect(out.auxLoss).toBe(0);
+    expect(Math.abs(out.loss - expected)).toBeLessThan(1e-5 * Math.abs(expected));
+    expect(out.crossEntropy).toBe(out.loss);
+    const tfGrads = tf.grads((...xs: tf.Tensor[]) => tfLoss(model, xs, tokens, targets, B, S))(values);
+    model.parameters.forEach((p, i) => {
+      const g = tfGrads[i].dataSync();
+      if (p.name === 'wpe') {
+        expect(relError(grads[i].subarray(0, S * 8), g.subarray(0, S * 8)), p.name).toBeLessThan(2e-4);
+        expect(grads[i].subarray(S * 8).every((v) => v === 0)).toBe(true);
+      } else {
+        expect(relError(grads[i], g), p.name).toBeLessThan(2e-4);
+      }
+    });
+  });
+
+  it('gradients agree with finite differences of the loss', async () => {
+    const model = new SwitchTransformerLM({ ...tiny, seed: 3 }, { feedForward: referenceFactory() });
+    const B = 2, S = 4;
+    const { tokens, targets } = batch(B, S, tiny.vocabSize!);
+    const { grads } = await lossAndGrads(model, tokens, targets, B);
+    for (const [pi, p] of model.parameters.entries()) {
+      if (p.name === 'wpe') continue;
+      const i = p.name === 'wte' ? tokens[0] * 8 + 1 : random.int(p.data.length);
+      const saved = p.data[i];
+      const h = 1e-2;
+      p.data[i] = saved + h;
+      const up = (await model.forward(tokens, targets, B)).loss;
+      p.data[i] = saved - h;
+      const down = (await model.forward(tokens, targets, B)).loss;
+      p.data[i] = saved;
+      const fd = (up - down) / (2 * h);
+      expect(Math.abs(fd - grads[pi][i]), `${p.name}[${i}] fd ${fd} vs ${grads[pi][i]}`).toBeLessThan(3e-3 * Math.max(1, Math.abs(fd)) + 2e-4);
+    }
+  });
+
+  it('is bit-identical for any thread count, and with asynchronous layers', async () => {
+    const B = 2, S = 6;
+    const { tokens, targets } = batch(B, S, tiny.vocabSize!);
+    const threads = cpuInfo().threads;
+    const runs = [];
+    for (const [n, asynchronous] of [[1, false], [2, false], [3, true]] as const) {
+      setNumThreads(n);
+      const model = new SwitchTransformerLM({ ...tiny, seed: 11, dropout: 0.2 }, { feedForward: referenceFactory(asynchronous) });
+      runs.push(await lossAndGrads(model, tokens, targets, B));
+    }
+    setNumThreads(threads);
+    for (const run of runs.slice(1)) {
+      expect(run.out.loss).toBe(runs[0].out.loss);
+      run.grads.forEach((g, i) => expect(sameBits(g, runs[0].grads[i])).toBe(true));
+    }
+  });
+
+  it('dropout is off in evaluation and seeded in training', async () => {
+    const B = 1, S = 6;
+    const { tokens, targets } = batch(B, S, tiny.vocabSize!);
+    const model = new SwitchTransformerLM({ ...tiny, dropout: 0.5 }, { feedForward: referenceFactory() });
+    const plain = new SwitchTransformerLM({ ...tiny, dropout: 0 }, { feedForward: referenceFactory() });
+    expect((await model.forward(tokens, targets, B)).loss).toBe((await plain.forward(tokens, targets, B)).loss);
+    const a = (await model.forward(tokens, targets, B, { training: true })).loss;
+    const b = (await model.forward(tokens, targets, B, { training: true })).loss;
+    expect(a).not.toBe(b);  // a fresh mask each step
+  });
+
+  it('generates greedily and by sampling, deterministically per seed', async () => {
+    const model = new SwitchTransformerLM(tiny, { feedForward: referenceFactory() });
+    const greedy = await model.generate([1, 2, 3], { maxNewTokens: 8 });
+    expect(greedy).toHaveLength(8);
+    expect(greedy.every((t) => Number.isInteger(t) && t >= 0 && t < 13)).toBe(true);
+    expect(await model.generate([1, 2, 3], { maxNewTokens: 8 })).toEqual(greedy);
+    // the greedy first token is the argmax of the logits
+    const logits = await model.nextTokenLogits(Int32Array.of(1, 2, 3));
+    expect(greedy[0]).toBe(logits.indexOf(Math.max(...logits)));
+    const sampled = await model.generate([1, 2, 3], { maxNewTokens: 8, temperature: 1, topK: 5, seed: 7 });
+    expect(await model.generate([1, 2, 3], { maxNewTokens: 8, temperature: 1, topK: 5, seed: 7 })).toEqual(sampled);
+  });
+
+  it('rejects bad options and inputs with coded errors', async () => {
+    const f = { feedForward: referenceFactory() };
+    expect(() => new SwitchTransformerLM({ ...tiny, numHeads: 3 }, f)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));
+    expect(() => new SwitchTransformerLM({ ...tiny, dropout: 1 }, f)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));
+    expect(() => new SwitchTransformerLM({ ...tiny, dModle: 8 } as Partial<ModelConfig>, f)).toThrow(/unknown model option 'dModle'/);
+    expect(() => new SwitchTransformerLM({ ...tiny, switchLayers: [5] }, f)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));
+    const model = new SwitchTransformerLM(tiny, f);
+    await expect(model.forward(new Int32Array(14), new Int32Array(14), 2)).rejects.toMatchObject({ code: 'ERR_SWITCH_SHAPE' });
+    await expect(model.forward(new Int32Array(6), new Int32Array(5), 1)).rejects.toMatchObject({ code: 'ERR_SWITCH_SHAPE' });
+    await expect(model.forward(Int32Array.of(0, 99), new Int32Array(2), 1)).rejects.toMatchObject({ code: 'ERR_SWITCH_RANGE' });
+    await expect(model.backward()).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
+  });
+});
+
+describe('SwitchTransformerLM with the package layers (SwitchFeedForward, DenseFeedForward)', () => {
+  const config: Partial<ModelConfig> = { vocabSize: 11, dModel: 8, numHeads: 2, numLayers: 2, dFF: 12, maxSeqLen: 6, numExperts: 4, seed: 21 };
+
+  it('puts Switch layers in the odd blocks, adds their aux loss, and reports routing', async () => {
+    const model = new SwitchTransformerLM(config);
+    const names = model.parameters.map((p) => p.name);
+    expect(names).toContain('blocks.1.ffn.router');
+    expect(names).not.toContain('blocks.0.ffn.router');
+    expect(model.parameters.find((p) => p.name === 'blocks.1.ffn.wIn')!.shape).toEqual([4, 8, 12]);
+    const dense = new SwitchTransformerLM({ ...config, numExperts: 0 });
+    expect(dense.parameters.some((p) => p.name.endsWith('router'))).toBe(false);
+    const all = new SwitchTransformerLM({ ...config, switchLayers: 'all' });
+    expect(all.parameters.filter((p) => p.name.endsWith('router'))).toHaveLength(2);
+    const fixed = new Random(4);
+    const tokens = Int32Array.from({ length: 12 }, () => fixed.int(11)), targets = Int32Array.from({ length: 12 }, () => fixed.int(11));
+    const out = await model.forward(tokens, targets, 2, { training: true });
+    expect(out.switchLayers).toHaveLength(1);
+    const s = out.switchLayers[0];
+    expect(s.block).toBe(1);
+    expect(out.auxLoss).toBeCloseTo(0.01 * s.loadBalanceLoss, 6);
+    expect(out.loss).toBeCloseTo(out.crossEntropy + out.auxLoss, 6);
+    expect(Array.from(s.tokensPerExpert).reduce((a, b) => a + b, 0)).toBe(12);
+    expect(out.droppedFraction).toBe(s.droppedFraction);
+  });
+
+  it('gradients (router included) agree with finite differences', async () => {
+    const model = new SwitchTransformerLM({ ...config, minCapacity: 12 });  // no drops: the loss is smooth in the weights
+    const fixed = new Random(9);
+    const B = 2, S = 6;
+    const tokens = Int32Array.from({ length: B * S }, () => fixed.int(11)), targets = Int32Array.from({ length: B * S }, () => fixed.int(11));
+    await model.forward(tokens, targets, B, { training: true });
+    await model.backward();
+    const grads = model.parameters.map((p) => Float32Array.from(p.grad));
+    for (const [pi, p] of model.parameters.entries()) {
+      if (p.name === 'wpe') continue;
+      for (let probe = 0; probe < 2; probe++) {
+        const i = fixed.int(p.data.length);
+        const saved = p.data[i];
+        const h = 5e-3;
+        p.data[i] = saved + h;
+        const up = (await model.forward(tokens, targets, B, { training: true })).loss;
+        p.data[i] = saved - h;
+        const down = (await model.forward(tokens, targets, B, { training: true })).loss;
+        p.data[i] = saved;
+        const fd = (up - down) / (2 * h);
+        expect(Math.abs(fd - grads[pi][i]), `${p.name}[${i}] fd ${fd} vs ${grads[pi][i]}`).toBeLessThan(5e-3 * Math.max(1, Math.abs(fd)) + 3e-4);
+      }
+    }
+  });
+});

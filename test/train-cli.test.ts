@@ -1,0 +1,71 @@
+// switch-train on a tiny configuration: --json summary, checkpoint, --resume, --compare-dense,
+// --report, and usage errors.
+import { describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../dist/src/cli/train.js', import.meta.url));
+const tinyFlags = ['--batch', '2', '--seq', '8', '--d-model', '16', '--layers', '2', '--heads', '2', '--d-ff', '32', '--experts', '4', '--eval-every', '2', '--eval-batches', '2'];
+
+function corpus(dir: string): string {
+  const folder = join(dir, 'corpus');
+  mkdirSync(folder);
+  const words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'and', 'dog', 'ran', 'far'];
+  for (let d = 0; d < 6; d++)
+    writeFileSync(join(folder, `doc${d}.txt`), Array.from({ length: 300 }, (_, i) => words[(i * 3 + d) % 10]).join(' '));
+  return folder;
+}
+
+describe('switch-train', () => {
+  it('trains, compares with dense, reports, checkpoints and resumes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switch-train-'));
+    try {
+      const data = corpus(dir);
+      const ckpt = join(dir, 'ckpt'), report = join(dir, 'report.html');
+      const { stdout, stderr } = await run(process.execPath, [cli, ...tinyFlags, '--steps', '4', '--corpus', data, '--checkpoint', ckpt,
+        '--compare-dense', '--report', report, '--json'], { cwd: dir });
+      const summary = JSON.parse(stdout);
+      for (const s of [summary, summary.dense]) {
+        expect(s.steps).toBe(4);
+        for (const key of ['trainLoss', 'valLoss', 'tokensPerSecond', 'params', 'droppedFraction'])
+          expect(Number.isFinite(s[key]), key).toBe(true);
+        expect(s.trainLoss).toBeGreaterThan(1);
+        expect(s.lossCurve).toHaveLength(4);
+      }
+      expect(summary.params).toBeGreaterThan(summary.dense.params);  // the experts add parameters, not FLOPs
+      expect(summary.dense.droppedFraction).toBe(0);
+      expect(summary.sample.startsWith('the ')).toBe(true);
+      expect(stderr).toMatch(/step 4\/4 loss [\d.]+ aux [\d.]+ \d+ tok\/s dropped [\d.]+% ETA/);
+      expect(stderr).toMatch(/validation loss/);
+      expect(existsSync(join(ckpt, 'model.safetensors'))).toBe(true);
+      const html = readFileSync(report, 'utf8');
+      expect(html).toContain('<svg');
+      expect(html).toContain('Expert load');
+      expect(html).not.toMatch(/<script|src="http/);
+      const resumed = JSON.parse((await run(process.execPath, [cli, '--resume', ckpt, '--steps', '2', '--corpus', data,
+        '--checkpoint', ckpt, '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);
+      expect(resumed.steps).toBe(6);
+      expect(resumed.config.numExperts).toBe(4);
+      const parallel = JSON.parse((await run(process.execPath, [cli, ...tinyFlags, '--devices', '2', '--steps', '2', '--corpus', data,
+        '--no-checkpoint', '--json', '--quiet'], { cwd: dir })).stdout);
+      expect(parallel).toMatchObject({ steps: 2, devices: 2, strategy: 'data' });
+      expect(Number.isFinite(parallel.valLoss)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects bad flags with a usage message and exit code 2', async () => {
+    await expect(run(process.execPath, [cli, '--bogus'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('Usage: switch-train') });
+    await expect(run(process.execPath, [cli, '--steps', 'x', '--corpus', '/nonexistent'])).rejects.toMatchObject({ code: 2 });
+    await expect(run(process.execPath, [cli, '--devices', '2'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--steps') });
+    await expect(run(process.execPath, [cli, '--strategy', 'expert-data'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('mesh Switch layer') });
+    const help = await run(process.execPath, [cli, '--help']);
+    expect(help.stdout).toContain('--compare-dense');
+  });
+});
