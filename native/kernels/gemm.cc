@@ -294,7 +294,11 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
     const Problem& P = problems[p];
     if (P.M == 0 || P.N == 0) continue;
     const double work = static_cast<double>(P.M) * P.N * std::max(P.K, 1);
-    int pieces = threads == 1 || total == 0 ? 1 : static_cast<int>(std::ceil(threads * work / total - 1e-9));
+    // Four pieces per thread (each at least ~1 MFLOP): on a shared machine a thread that is
+    // descheduled for a while leaves its remaining pieces to the others instead of holding up the
+    // whole call; the extra packing this costs is a few percent at most.
+    int pieces = threads == 1 || total == 0 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
+    pieces = std::min<double>(pieces, std::max(1.0, 2.0 * work / 1e6));
     const int max_rows = (P.M + MR - 1) / MR, max_cols = (P.N + NR - 1) / NR;
     pieces = std::max(1, std::min(pieces, max_rows * max_cols));
     int best_gm = 1, best_gn = 1;
