@@ -162,8 +162,6 @@ struct DepthBlocks {
   explicit DepthBlocks(int K) : count(std::max(1, (K + KC - 1) / KC)), size((K + count - 1) / count) {}
 };
 
-// dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
-// product (add_first: add on the first depth block, i.e. accumulate).
 // A prefetch into L2 (the next panel must not evict the current one from L1). Written as asm
 // because GCC treats a function made only of __builtin_prefetch as pure and drops its calls.
 inline void prefetch_l2(const float* p) { asm volatile("prefetcht1 %0" : : "m"(*p)); }
@@ -182,6 +180,18 @@ void prefetch_b_panel(const Operand& B, int k0, int kc, int j, int nr, int part,
   const int lines = (kc + 15) / 16, total = nr * lines;  // nr stored rows of kc floats
   for (int l = total * part / parts, end = total * (part + 1) / parts; l < end; ++l)
     prefetch_l2(B.row(j + l / lines) + k0 + (l % lines) * 16);
+}
+
+// Prefetches part `part` of `parts` of the source of an A block (rows [i0, i0 + mc), depth
+// [k0, k0 + kc)): the next block's rows (gathered rows of X, often far apart in memory) arrive
+// while the current block is being multiplied.
+void prefetch_a_block(const Operand& A, int i0, int mc, int k0, int kc, int part, int parts) {
+  const int stored_rows = A.trans ? kc : mc, row_floats = A.trans ? mc : kc;
+  const int lines = (row_floats + 15) / 16, total = stored_rows * lines;
+  const int first_row = A.trans ? k0 : i0, col = A.trans ? i0 : k0;
+  for (int l = static_cast<int>(int64_t{total} * part / parts), end = static_cast<int>(int64_t{total} * (part + 1) / parts);
+       l < end; ++l)
+    prefetch_l2(A.row(first_row + l / lines) + col + (l % lines) * 16);
 }
 
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
@@ -217,7 +227,20 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
         const bool first_rows = ic == r0;
         const int calls = (mc + MR - 1) / MR;
         pack_a(a_pack, P.a, ic, mc, pc, kc);
+        // The A block after this one in this task: the next row block, else the next depth block.
+        int next_i = -1, next_mc = 0, next_k = 0, next_kc = 0;
+        if (ic + MC < r1) {
+          next_i = ic + MC, next_mc = std::min(MC, r1 - next_i), next_k = pc, next_kc = kc;
+        } else if (blk + 1 < depth.count && pc + depth.size < P.K) {
+          next_i = r0, next_mc = std::min(MC, r1 - r0), next_k = pc + depth.size;
+          next_kc = std::min(depth.size, P.K - next_k);
+        }
+        // Only small blocks (the few rows of one expert): a large next block would push the
+        // current one out of L2.
+        if (static_cast<int64_t>(next_mc) * next_kc > 64 * 1024) next_i = -1;
+        const int panels = (nc + NR - 1) / NR;
         for (int jr = 0; jr < nc; jr += NR) {
+          if (next_i >= 0) prefetch_a_block(P.a, next_i, next_mc, next_k, next_kc, jr / NR, panels);
           const int nr = std::min(NR, nc - jr);
           // With a single row block a panel is used only right after it is packed: one panel slot,
           // always warm in L1, instead of writing the whole block out to L3 and reading it back.
@@ -294,7 +317,11 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
     const Problem& P = problems[p];
     if (P.M == 0 || P.N == 0) continue;
     const double work = static_cast<double>(P.M) * P.N * std::max(P.K, 1);
-    int pieces = threads == 1 || total == 0 ? 1 : static_cast<int>(std::ceil(threads * work / total - 1e-9));
+    // Four pieces per thread (each at least ~1 MFLOP): on a shared machine a thread that is
+    // descheduled for a while leaves its remaining pieces to the others instead of holding up the
+    // whole call; the extra packing this costs is a few percent at most.
+    int pieces = threads == 1 || total == 0 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
+    pieces = std::min<double>(pieces, std::max(1.0, 2.0 * work / 1e6));
     const int max_rows = (P.M + MR - 1) / MR, max_cols = (P.N + NR - 1) / NR;
     pieces = std::max(1, std::min(pieces, max_rows * max_cols));
     int best_gm = 1, best_gn = 1;
