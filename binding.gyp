@@ -25,7 +25,9 @@
         "switch_kernels_avx2",
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
-      "defines": ["NAPI_VERSION=8"],
+      # _ALL: a C++ exception other than Napi::Error (std::bad_alloc from a huge request) becomes a
+      # JavaScript Error instead of terminating the process.
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "cflags_cc": ["<@(st_common_cflags)", "-std=c++17"],
       "cflags_cc!": ["-std=gnu++17"],
       "libraries": ["-lpthread", "-ldl"]

@@ -10,6 +10,7 @@ let passed = 0;
 
 const info = st.cpuInfo();
 assert.ok(info.threads >= 1);
+if (process.env.SWITCH_TRANSFORMER_ISA) assert.equal(info.isa, process.env.SWITCH_TRANSFORMER_ISA);
 const loaded = require.resolve('switch-transformer');
 assert.ok(loaded.includes('node_modules/switch-transformer'), loaded);
 
@@ -38,4 +39,4 @@ if (typeof st.matmul === 'function') {
   assert.deepEqual(Array.from(c), [19, 22, 43, 50]);
   passed++;
 }
-console.log(`pack-and-install: ${passed} passed, 0 failed`);
+console.log(`pack-and-install (${info.isa}): ${passed} passed, 0 failed`);

@@ -62,7 +62,7 @@ Napi::Value bench_fma_peak(const Napi::CallbackInfo& info) {
 // benchMemcpy(bytes, threads, repeats?, minSeconds?)
 Napi::Value bench_memcpy(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "benchMemcpy");
-  const int64_t bytes = integer(info[0], "bytes", 1, int64_t{1} << 34);
+  const int64_t bytes = integer(info[0], "bytes", 1, int64_t{1} << 32);
   const int threads = static_cast<int>(integer(info[1], "threads", 1, kMaxThreads));
   const Plan plan = plan_arguments(info, 2);
   return result(info.Env(), bench::memcpy_bandwidth(static_cast<size_t>(bytes), threads, plan.repeats, plan.min_seconds), "gbps");
@@ -71,7 +71,7 @@ Napi::Value bench_memcpy(const Napi::CallbackInfo& info) {
 // benchStreamCopy(bytes, threads, repeats?, minSeconds?): memcpy's count, non-temporal stores
 Napi::Value bench_stream_copy(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "benchStreamCopy");
-  const int64_t bytes = integer(info[0], "bytes", 64, int64_t{1} << 34);
+  const int64_t bytes = integer(info[0], "bytes", 64, int64_t{1} << 32);
   const int threads = static_cast<int>(integer(info[1], "threads", 1, kMaxThreads));
   const Plan plan = plan_arguments(info, 2);
   return result(info.Env(), bench::stream_copy_bandwidth(static_cast<size_t>(bytes), threads, plan.repeats, plan.min_seconds), "gbps");
@@ -86,7 +86,7 @@ Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
   const std::string direction = info[0].As<Napi::String>().Utf8Value();
   if (direction != "toBfloat16" && direction != "fromBfloat16")
     throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'direction' must be 'toBfloat16' or 'fromBfloat16', got '" + direction + "'");
-  const int64_t n = integer(info[1], "n", 1, int64_t{1} << 32);
+  const int64_t n = integer(info[1], "n", 1, int64_t{1} << 30);
   const int threads = static_cast<int>(integer(info[2], "threads", 1, kMaxThreads));
   if (!info[3].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'impl' must be 'reference', 'portable' or 'avx2'");
   bench::Bf16Impl impl = bench::Bf16Impl::reference;

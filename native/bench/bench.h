@@ -1,4 +1,4 @@
-// The measurements behind `switch-bench` (and the standalone switch_bench_native): the machine's
+// The measurements behind `switch-bench` (and the standalone switch_bench_limits): the machine's
 // limits (FMA peak, memcpy bandwidth) and the bf16 conversions, each timed in C++ as the median of
 // repeats after warm-up (timing.h). Rates count what the caller reads from each function's comment.
 #pragma once

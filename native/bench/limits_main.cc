@@ -1,5 +1,5 @@
-// switch_bench_native: the benchmarks of bench.h without Node, for perf and valgrind.
-//   build-native/switch_bench_native [threads]
+// switch_bench_limits: the measurements of bench.h (FMA peak, memcpy, bf16) without Node, for perf.
+//   build-native/switch_bench_limits [threads]
 #include <cstdio>
 #include <cstdlib>
 
