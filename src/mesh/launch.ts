@@ -36,7 +36,8 @@ export interface LaunchOptions {
    * Bind each device to its own CPUs (device r: CPUs r·t ... r·t + t − 1 of those this process may
    * use, t = threadsPerDevice; ignored when they do not fit). Default false: on a machine shared
    * with other work, bound devices cannot move off a busy core (bench/RESULTS.md: 1 KiB latency
-   * 2-3 µs bound against ~10 µs free, but 256 KiB all-to-all 3× slower under load).
+   * 1.4-3.6 µs bound against up to ~10 µs free, heap all-to-all as fast or faster, but
+   * plain-array all-to-all 3-10× slower under load).
    */
   pinDevices?: boolean;
   /** After a device fails, how long the others get to report before they are killed (default 2000 ms). */
