@@ -20,7 +20,7 @@ export const expertsSuite: Suite = {
       for (const E of counts) {
         const shape: LayerShape = { ...fixed, E };
         ctx.log(`experts: ${shapeName(shape)}, ${threads} thread(s)`);
-        const s = timeSwitch(shape, warmup, repeats);
+        const s = timeSwitch(shape, warmup, repeats, false);
         if (E === counts[0]) first = s.forwardBackward;
         const torch = withTorch ? timeTorch(shape, threads, false, warmup, repeats, ctx.log) : null;
         const outside = Math.max(0, s.forwardBackward - s.matmulsForwardBackward);

@@ -60,12 +60,12 @@ export interface SwitchTiming {
 }
 
 /** Times the layer and its expert matmuls alone on the same routing. */
-export function timeSwitch(shape: LayerShape, warmup: number, repeats: number): SwitchTiming {
+export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, withForward = true): SwitchTiming {
   const { T, D, F, E, cf } = shape;
   // A training loop applies gradients right away: reuse their buffers instead of fresh E·D·F arrays per step.
   const layer = new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, capacityFactor: cf, seed: 1, reuseGradients: true });
   const x = randomInput(T * D, 7), dy = randomInput(T * D, 8);
-  const forward = medianSeconds(() => layer.forward(x, { training: true }), warmup, repeats);
+  const forward = withForward ? medianSeconds(() => layer.forward(x, { training: true }), warmup, repeats) : NaN;
   const forwardBackward = medianSeconds(() => {
     layer.forward(x, { training: true });
     layer.backward(dy);
@@ -83,7 +83,7 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number): 
   const { wIn, wOut } = layer.params;
   const up = () => native.switchGroupedMatmul(hPre, x, wIn, plan.offsets, plan.rowToken, null, null, E, D, F, false, false);
   const down = () => native.switchGroupedMatmul(out, h, wOut, plan.offsets, null, null, null, E, F, D, false, false);
-  const matmulsForward = medianSeconds(() => { up(); down(); }, warmup, repeats);
+  const matmulsForward = withForward ? medianSeconds(() => { up(); down(); }, warmup, repeats) : NaN;
   const matmulsForwardBackward = medianSeconds(() => {
     up();
     down();

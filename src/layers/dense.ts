@@ -89,7 +89,7 @@ export class DenseFeedForward implements FeedForwardLayer {
     }
     // y is handed to the caller: a fresh array; the hidden activations are scratch when not retained.
     const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg, retain ? this.wsTrain : FRESH);
-    acts.expertOut = Float32Array.from(acts.expertOut);
+    if (retain) acts.expertOut = Float32Array.from(acts.expertOut);
     if (retain) this.saved = { T, x: xSaved, offsets, acts, cfg };
     return { y: acts.expertOut, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
   }
