@@ -3,14 +3,20 @@
 // layer can put an all-to-all between dispatch and the experts. Every argument is checked here
 // (types, lengths, index ranges) before a kernel touches memory.
 // T = tokens, D = d_model, F = d_ff, E = experts, k = choices, G = group size, C = capacity, R = rows.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "../kernels/bf16.h"
+#include "../kernels/gemm.h"
 #include "../kernels/router.h"
 #include "../kernels/switch_dispatch.h"
 #include "../kernels/switch_experts.h"
 #include "../kernels/switch_random.h"
 #include "../kernels/switch_slots.h"
+#include "../kernels/threadpool.h"
 #include "args.h"
 #include "bindings.h"
 
@@ -90,6 +96,8 @@ Activation activation_of(const Napi::Value& v) {
   return static_cast<Activation>(integer(v, "activation (0 relu, 1 gelu)", 0, 1));
 }
 
+int64_t token_offset(const Napi::CallbackInfo& info, size_t i);
+
 // switchTruncatedNormal(dst, sigma, seed, stream)
 Napi::Value truncated_normal(const Napi::CallbackInfo& info) {
   expect_args(info, 4, "switchTruncatedNormal");
@@ -101,7 +109,7 @@ Napi::Value truncated_normal(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// switchRouterJitter(xRouter, u, x, epsilon, seed, stream, T, D)
+// switchRouterJitter(xRouter, u, x, epsilon, seed, stream, T, D[, tokenOffset])
 Napi::Value router_jitter(const Napi::CallbackInfo& info) {
   expect_args(info, 8, "switchRouterJitter");
   const int64_t T = dim(info[6], "T"), D = dim(info[7], "D");
@@ -109,7 +117,7 @@ Napi::Value router_jitter(const Napi::CallbackInfo& info) {
   if (!(eps >= 0.0 && eps < 1.0)) throw_range_error(info.Env(), "ERR_SWITCH_RANGE", "argument 'epsilon' must be in [0, 1)");
   router_jitter_forward(f32(info[0], "xRouter", T * D, {T, D}), f32(info[1], "u", T * D, {T, D}),
                         f32(info[2], "x", T * D, {T, D}), key_of(info[4], info[5]), static_cast<float>(eps),
-                        static_cast<int>(T), static_cast<int>(D));
+                        static_cast<int>(T), static_cast<int>(D), token_offset(info, 8));
   return info.Env().Undefined();
 }
 
@@ -123,9 +131,14 @@ Napi::Value router_fwd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// An optional trailing tokenOffset (the global index of the call's first token), 0 when absent.
+int64_t token_offset(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && !info[i].IsUndefined() ? integer(info[i], "tokenOffset", 0, int64_t{1} << 40) : 0;
+}
+
 int64_t choices(const Napi::Value& v) { return integer(v, "k", 1, 2); }
 
-// switchRouterChoose(expertIndex, gate, want, probs, T, E, k, policy, threshold, seed, stream)
+// switchRouterChoose(expertIndex, gate, want, probs, T, E, k, policy, threshold, seed, stream[, tokenOffset])
 Napi::Value router_choose(const Napi::CallbackInfo& info) {
   expect_args(info, 11, "switchRouterChoose");
   const int64_t T = dim(info[4], "T"), E = dim(info[5], "E"), k = choices(info[6]);
@@ -137,11 +150,11 @@ Napi::Value router_choose(const Napi::CallbackInfo& info) {
   router_choose_forward(i32(info[0], "expertIndex", T * k, {T, k}), f32(info[1], "gate", T * k, {T, k}),
                         u8(info[2], "want", T * k, {T, k}), f32(info[3], "probs", T * E, {T, E}), static_cast<int>(T),
                         static_cast<int>(E), static_cast<int>(k), policy, static_cast<float>(threshold),
-                        key_of(info[9], info[10]));
+                        key_of(info[9], info[10]), token_offset(info, 11));
   return info.Env().Undefined();
 }
 
-// switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) -> [loadBalanceLoss, zLoss]
+// switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) -> [loadBalanceLoss, zLoss, routerEntropy]
 Napi::Value router_losses(const Napi::CallbackInfo& info) {
   expect_args(info, 8, "switchRouterLosses");
   Napi::Env env = info.Env();
@@ -149,13 +162,14 @@ Napi::Value router_losses(const Napi::CallbackInfo& info) {
   expect_groups(env, T, G);
   int32_t* index = i32(info[3], "expertIndex", T * k, {T, k});
   expect_indices(env, index, T * k, 0, E, false, "expertIndex");
-  double lb = 0, z = 0;
-  router_losses_forward(&lb, &z, f32(info[0], "f", (T / G) * E, {T / G, E}), f32(info[1], "probs", T * E, {T, E}),
+  double lb = 0, z = 0, entropy = 0;
+  router_losses_forward(&lb, &z, &entropy, f32(info[0], "f", (T / G) * E, {T / G, E}), f32(info[1], "probs", T * E, {T, E}),
                         f32(info[2], "lse", T, {T}), index, static_cast<int>(T), static_cast<int>(E),
                         static_cast<int>(k), static_cast<int>(G));
-  Napi::Array out = Napi::Array::New(env, 2);
+  Napi::Array out = Napi::Array::New(env, 3);
   out.Set(uint32_t{0}, Napi::Number::New(env, lb));
   out.Set(uint32_t{1}, Napi::Number::New(env, z));
+  out.Set(uint32_t{2}, Napi::Number::New(env, entropy));
   return out;
 }
 
@@ -299,6 +313,7 @@ Napi::Value combine_bwd(const Napi::CallbackInfo& info) {
 
 struct ExpertShapes {
   int64_t R, T, E, D, F;
+  bool has_row_token;  // given by the caller (its data pointer may be null when R = 0)
 };
 
 // Offsets, row_token (optional) and the sizes shared by the experts' forward and backward.
@@ -316,7 +331,9 @@ ExpertShapes expert_shapes(const Napi::CallbackInfo& info, int offsets_arg, int 
     *row_token = nullptr;
     expect_length(env, xv, static_cast<size_t>(s.R * s.D), "x", shape_of({s.R, s.D}));
     s.T = s.R;
+    s.has_row_token = false;
   } else {
+    s.has_row_token = true;
     if (xv.length % s.D != 0)
       throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' length must be a multiple of D = " + std::to_string(s.D));
     s.T = static_cast<int64_t>(xv.length) / s.D;
@@ -347,7 +364,7 @@ Napi::Value experts_fwd(const Napi::CallbackInfo& info) {
   a.row_token = row_token;
   if (!(info[6].IsNull() || info[6].IsUndefined())) {
     a.row_choice = i32(info[6], "rowChoice", s.R, {s.R});
-    expect_indices(env, a.row_choice, s.R, 0, INT32_MAX, false, "rowChoice");
+    expect_indices(env, a.row_choice, s.R, 0, INT32_MAX, true, "rowChoice");
   }
   a.w_in = f32(info[7], "wIn", s.E * s.D * s.F, {s.E, s.D, s.F});
   a.w_out = f32(info[8], "wOut", s.E * s.F * s.D, {s.E, s.F, s.D});
@@ -377,7 +394,7 @@ Napi::Value experts_bwd(const Napi::CallbackInfo& info) {
   const double rate = number(info[17], "dropoutRate");
   if (!(rate >= 0.0 && rate < 1.0)) throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'dropoutRate' must be in [0, 1)");
   a.scatter_dx = boolean(info[18], "scatterDx");
-  if (a.scatter_dx && !row_token)
+  if (a.scatter_dx && !s.has_row_token)
     throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'rowToken' is needed when scatterDx is true");
   const int64_t dx_rows = a.scatter_dx ? s.T : s.R;
   a.dx = f32(info[0], "dx", dx_rows * s.D, {dx_rows, s.D});
@@ -402,6 +419,61 @@ Napi::Value experts_bwd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// switchActivationForward(h, keep|null, hPre, rowChoice|null, R, F, activation, dropoutRate, seed, stream)
+Napi::Value activation_fwd(const Napi::CallbackInfo& info) {
+  expect_args(info, 10, "switchActivationForward");
+  Napi::Env env = info.Env();
+  const int64_t R = dim(info[4], "R", 0), F = dim(info[5], "F");
+  const double rate = number(info[7], "dropoutRate");
+  if (!(rate >= 0.0 && rate < 1.0)) throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'dropoutRate' must be in [0, 1)");
+  int32_t* row_choice = nullptr;
+  if (!info[3].IsNull() && !info[3].IsUndefined()) {
+    row_choice = i32(info[3], "rowChoice", R, {R});
+    expect_indices(env, row_choice, R, 0, INT32_MAX, true, "rowChoice");
+  }
+  switch_activation_forward(f32(info[0], "h", R * F, {R, F}), rate > 0 ? u8(info[1], "keep", R * F, {R, F}) : nullptr,
+                            f32(info[2], "hPre", R * F, {R, F}), row_choice, R, static_cast<int>(F),
+                            activation_of(info[6]), static_cast<float>(rate), key_of(info[8], info[9]));
+  return env.Undefined();
+}
+
+// switchActivationBackward(dhPre, dh, hPre, keep|null, R, F, activation, dropoutRate)
+Napi::Value activation_bwd(const Napi::CallbackInfo& info) {
+  expect_args(info, 8, "switchActivationBackward");
+  Napi::Env env = info.Env();
+  const int64_t R = dim(info[4], "R", 0), F = dim(info[5], "F");
+  const double rate = number(info[7], "dropoutRate");
+  if (!(rate >= 0.0 && rate < 1.0)) throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'dropoutRate' must be in [0, 1)");
+  switch_activation_backward(f32(info[0], "dhPre", R * F, {R, F}), f32(info[1], "dh", R * F, {R, F}),
+                             f32(info[2], "hPre", R * F, {R, F}), rate > 0 ? u8(info[3], "keep", R * F, {R, F}) : nullptr,
+                             R, static_cast<int>(F), activation_of(info[6]), static_cast<float>(rate));
+  return env.Undefined();
+}
+
+// switchFirstNonFinite(x) -> index of the first NaN or ±Inf, or -1 (input checks without a JS loop).
+Napi::Value first_non_finite(const Napi::CallbackInfo& info) {
+  expect_args(info, 1, "switchFirstNonFinite");
+  View<float> x = float32_array(info[0], "x");
+  const int64_t n = static_cast<int64_t>(x.length);
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<int64_t> first(blocks, -1);
+  parallel_for(blocks, [&](int64_t b, int) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+    for (int64_t i = b * kBlock; i < end; ++i) {
+      uint32_t u;
+      std::memcpy(&u, x.data + i, 4);
+      if ((u & 0x7f800000u) == 0x7f800000u) {  // exponent all ones: NaN or Inf
+        first[b] = i;
+        return;
+      }
+    }
+  });
+  for (int64_t b = 0; b < blocks; ++b)
+    if (first[b] >= 0) return Napi::Number::New(info.Env(), static_cast<double>(first[b]));
+  return Napi::Number::New(info.Env(), -1);
+}
+
 // switchWireRound(dst, src): what crossing a bfloat16 wire does to float32 values.
 Napi::Value wire_round(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "switchWireRound");
@@ -409,6 +481,78 @@ Napi::Value wire_round(const Napi::CallbackInfo& info) {
   float* dst = f32(info[0], "dst", static_cast<int64_t>(src.length), {static_cast<int64_t>(src.length)});
   bf16_round(dst, src.data, static_cast<int64_t>(src.length));
   return info.Env().Undefined();
+}
+
+// switchGroupedMatmul(y, x, w, offsets, gather|null, scatter|null, scale|null, E, K, N, transW, accumulate):
+// the expert matmul primitive of gemm.h on its own (the benchmarks time the experts' matmuls with it).
+Napi::Value grouped_mm(const Napi::CallbackInfo& info) {
+  expect_args(info, 12, "switchGroupedMatmul");
+  Napi::Env env = info.Env();
+  const int64_t E = dim(info[7], "E"), K = dim(info[8], "K"), N = dim(info[9], "N");
+  int32_t* offsets = i32(info[3], "offsets", E + 1, {E + 1});
+  const int64_t R = expect_offsets(env, offsets, static_cast<int>(E));
+  View<float> x = float32_array(info[1], "x");
+  View<float> y = float32_array(info[0], "y");
+  if (x.length % K != 0 || y.length % N != 0)
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "arguments 'x' and 'y' must have whole rows of K and N elements");
+  const int64_t x_rows = static_cast<int64_t>(x.length) / K, y_rows = static_cast<int64_t>(y.length) / N;
+  GroupedMatmul g{};
+  g.y = y.data;
+  g.x = x.data;
+  g.w = f32(info[2], "w", E * K * N, {E, K, N});
+  g.offsets = offsets;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    g.gather = i32(info[4], "gather", R, {R});
+    expect_indices(env, g.gather, R, 0, x_rows, false, "gather");
+  } else if (x_rows < R) {
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' needs at least offsets[E] rows");
+  }
+  if (!info[5].IsNull() && !info[5].IsUndefined()) {
+    g.scatter = i32(info[5], "scatter", R, {R});
+    expect_indices(env, g.scatter, R, 0, y_rows, false, "scatter");
+    g.scale = f32_or_null(info[6], "scale", R, {R});
+  } else if (y_rows < R) {
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'y' needs at least offsets[E] rows");
+  }
+  g.E = static_cast<int>(E);
+  g.K = static_cast<int>(K);
+  g.N = static_cast<int>(N);
+  g.ldx = static_cast<int>(K);
+  g.ldy = static_cast<int>(N);
+  g.trans_w = boolean(info[10], "transW");
+  g.accumulate = boolean(info[11], "accumulate");
+  grouped_matmul(g);
+  return env.Undefined();
+}
+
+// switchGroupedMatmulWeightGrad(dw, x, dy, offsets, gatherX|null, E, K, N): dw[e] = Σ x[rows]ᵀ · dy[rows].
+Napi::Value grouped_mm_wgrad(const Napi::CallbackInfo& info) {
+  expect_args(info, 8, "switchGroupedMatmulWeightGrad");
+  Napi::Env env = info.Env();
+  const int64_t E = dim(info[5], "E"), K = dim(info[6], "K"), N = dim(info[7], "N");
+  int32_t* offsets = i32(info[3], "offsets", E + 1, {E + 1});
+  const int64_t R = expect_offsets(env, offsets, static_cast<int>(E));
+  View<float> x = float32_array(info[1], "x");
+  if (x.length % K != 0) throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' must have whole rows of K elements");
+  const int64_t x_rows = static_cast<int64_t>(x.length) / K;
+  GroupedMatmulWeightGrad g{};
+  g.dw = f32(info[0], "dw", E * K * N, {E, K, N});
+  g.x = x.data;
+  g.dy = f32(info[2], "dy", R * N, {R, N});
+  g.offsets = offsets;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    g.gather_x = i32(info[4], "gatherX", R, {R});
+    expect_indices(env, g.gather_x, R, 0, x_rows, false, "gatherX");
+  } else if (x_rows < R) {
+    throw_range_error(env, "ERR_SWITCH_SHAPE", "argument 'x' needs at least offsets[E] rows");
+  }
+  g.E = static_cast<int>(E);
+  g.K = static_cast<int>(K);
+  g.N = static_cast<int>(N);
+  g.ldx = static_cast<int>(K);
+  g.lddy = static_cast<int>(N);
+  grouped_matmul_weight_grad(g);
+  return env.Undefined();
 }
 
 }  // namespace
@@ -429,6 +573,11 @@ void init_switch(Napi::Env env, Napi::Object exports) {
   exports.Set("switchCombineBackward", Napi::Function::New(env, combine_bwd, "switchCombineBackward"));
   exports.Set("switchExpertsForward", Napi::Function::New(env, experts_fwd, "switchExpertsForward"));
   exports.Set("switchExpertsBackward", Napi::Function::New(env, experts_bwd, "switchExpertsBackward"));
+  exports.Set("switchGroupedMatmul", Napi::Function::New(env, grouped_mm, "switchGroupedMatmul"));
+  exports.Set("switchGroupedMatmulWeightGrad", Napi::Function::New(env, grouped_mm_wgrad, "switchGroupedMatmulWeightGrad"));
+  exports.Set("switchActivationForward", Napi::Function::New(env, activation_fwd, "switchActivationForward"));
+  exports.Set("switchActivationBackward", Napi::Function::New(env, activation_bwd, "switchActivationBackward"));
+  exports.Set("switchFirstNonFinite", Napi::Function::New(env, first_non_finite, "switchFirstNonFinite"));
   exports.Set("switchWireRound", Napi::Function::New(env, wire_round, "switchWireRound"));
 }
 

@@ -33,12 +33,14 @@ inline void softmax_row(float* p, float* lse, const float* l, int E) {
 
 }  // namespace
 
-void router_jitter_forward(float* x_router, float* u, const float* x, uint64_t key, float epsilon, int T, int D) {
+void router_jitter_forward(float* x_router, float* u, const float* x, uint64_t key, float epsilon, int T, int D,
+                           int64_t token_offset) {
+  const uint64_t first = static_cast<uint64_t>(token_offset) * static_cast<uint64_t>(D);
   const int64_t n = static_cast<int64_t>(T) * D;
   parallel_for(blocks_of(n, 4096), [&](int64_t b, int) {
     const int64_t end = std::min(n, (b + 1) * 4096);
     for (int64_t i = b * 4096; i < end; ++i) {
-      u[i] = (1.0f - epsilon) + 2.0f * epsilon * random_uniform(key, static_cast<uint64_t>(i));
+      u[i] = (1.0f - epsilon) + 2.0f * epsilon * random_uniform(key, first + static_cast<uint64_t>(i));
       x_router[i] = x[i] * u[i];
     }
   });
@@ -60,7 +62,7 @@ void router_forward(float* logits, float* probs, float* lse, const float* x_rout
 }
 
 void router_choose_forward(int32_t* expert_index, float* gate, uint8_t* want, const float* probs, int T, int E, int k,
-                           SecondExpertPolicy policy, float threshold, uint64_t random_key) {
+                           SecondExpertPolicy policy, float threshold, uint64_t random_key, int64_t token_offset) {
   parallel_for(blocks_of(T, kTokenBlock), [&](int64_t b, int) {
     const int t1 = static_cast<int>(std::min<int64_t>(T, (b + 1) * kTokenBlock));
     for (int t = static_cast<int>(b * kTokenBlock); t < t1; ++t) {
@@ -84,7 +86,7 @@ void router_choose_forward(int32_t* expert_index, float* gate, uint8_t* want, co
         case SecondExpertPolicy::all: second = true; break;
         case SecondExpertPolicy::none: second = false; break;
         case SecondExpertPolicy::threshold: second = g2 > threshold; break;
-        case SecondExpertPolicy::random: second = random_uniform(random_key, static_cast<uint64_t>(t)) < g2 / threshold; break;
+        case SecondExpertPolicy::random: second = random_uniform(random_key, static_cast<uint64_t>(token_offset + t)) < g2 / threshold; break;
       }
       expert_index[2 * t] = e1;
       expert_index[2 * t + 1] = e2;
@@ -96,18 +98,23 @@ void router_choose_forward(int32_t* expert_index, float* gate, uint8_t* want, co
   });
 }
 
-void router_losses_forward(double* load_balance_loss, double* z_loss, float* f, const float* probs, const float* lse,
+void router_losses_forward(double* load_balance_loss, double* z_loss, double* entropy, float* f, const float* probs, const float* lse,
                            const int32_t* first_choice, int T, int E, int k, int G) {
   const int groups = T / G;
-  std::vector<double> group_lb(groups);
+  std::vector<double> group_lb(groups), group_entropy(groups);
   parallel_for(groups, [&](int64_t g, int) {
     std::vector<double> P(E, 0.0);
     std::vector<int> count(E, 0);
+    double h = 0.0;
     for (int t = static_cast<int>(g) * G; t < static_cast<int>(g + 1) * G; ++t) {
       const float* p = probs + static_cast<int64_t>(t) * E;
-      for (int e = 0; e < E; ++e) P[e] += p[e];
+      for (int e = 0; e < E; ++e) {
+        P[e] += p[e];
+        if (p[e] > 0.0f) h -= static_cast<double>(p[e]) * std::log(p[e]);
+      }
       ++count[first_choice[static_cast<int64_t>(t) * k]];
     }
+    group_entropy[g] = h;
     double sum = 0.0;
     for (int e = 0; e < E; ++e) {
       const double fe = static_cast<double>(count[e]) / G;
@@ -116,8 +123,12 @@ void router_losses_forward(double* load_balance_loss, double* z_loss, float* f, 
     }
     group_lb[g] = E * sum;
   });
-  double lb = 0.0;
-  for (int g = 0; g < groups; ++g) lb += group_lb[g];
+  double lb = 0.0, h = 0.0;
+  for (int g = 0; g < groups; ++g) {
+    lb += group_lb[g];
+    h += group_entropy[g];
+  }
+  *entropy = h / T;
   *load_balance_loss = lb / groups;
   double z = 0.0;
   for (int t = 0; t < T; ++t) z += static_cast<double>(lse[t]) * lse[t];

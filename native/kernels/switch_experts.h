@@ -14,7 +14,7 @@ namespace st {
 enum class Activation : int { relu = 0, gelu = 1 };  // gelu: the tanh approximation
 
 // h = act(h_pre) ⊙ keep / (1 - rate). keep is drawn per (choice, hidden unit): element
-// (row_choice[i] or i when row_choice is null, f) keeps with probability 1 - rate; it is only
+// (row_choice[i], or i when row_choice is null or -1, f) keeps with probability 1 - rate; it is only
 // written (and read by the backward) when rate > 0.
 void switch_activation_forward(float* h,                  // (R, F)
                                uint8_t* keep,             // (R, F) or null when rate = 0

@@ -4,10 +4,10 @@
 // T = tokens, D = d_model, F = d_ff.
 import { codedError } from '../errors.js';
 import {
-  checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, positiveInteger, seedOption,
+  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption,
 } from './options.js';
 import {
-  expertsBackward, expertsForward, STREAM, truncatedNormal,
+  expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
   type Activation, type ExpertActivations, type ExpertConfig,
 } from './switch_steps.js';
 import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions } from './types.js';
@@ -21,9 +21,11 @@ export interface DenseFeedForwardOptions {
   seed?: number;
   /** s of the truncated-normal initialisation σ = sqrt(s / fan_in) (default 0.1). */
   initScale?: number;
+  /** Reuse the arrays of dx and grads from one backward to the next (default false; see SwitchFeedForward). */
+  reuseGradients?: boolean;
 }
 
-const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale'] as const;
+const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale', 'reuseGradients'] as const;
 
 export interface DenseGrads extends Record<string, Float32Array> {
   wIn: Float32Array;
@@ -40,6 +42,9 @@ export class DenseFeedForward implements FeedForwardLayer {
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
   private calls = 0;
+  private readonly wsTrain = new Workspace(true);
+  private readonly wsBackward = new Workspace(true);
+  private readonly wsGrads: Workspace;
   private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
 
   constructor(options: DenseFeedForwardOptions) {
@@ -50,6 +55,7 @@ export class DenseFeedForward implements FeedForwardLayer {
     this.dropout = finiteInRange('dropout', options.dropout, 0, 0, 1, false, true);
     this.seed = seedOption(options.seed);
     const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
+    this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
     const { dModel: D, dFF: F } = this;
     this.params = {
       wIn: truncatedNormal(D * F, D, initScale, this.seed, STREAM.wIn),
@@ -61,8 +67,11 @@ export class DenseFeedForward implements FeedForwardLayer {
     return this.forward(x, { training: false });
   }
 
-  forward(x: Float32Array, options: ForwardOptions = {}): FeedForwardOutput {
+  /** options.retainForBackward (default: training) keeps the backward state after an evaluation forward too. */
+  forward(x: Float32Array, options: ForwardOptions & { retainForBackward?: boolean } = {}): FeedForwardOutput {
     const training = options?.training ?? false;
+    if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
+    const retain = options?.retainForBackward ?? training;
     const { dModel: D, dFF: F } = this;
     const T = checkTokens('x', x, D);
     const wIn = checkParam('wIn', this.params.wIn, D * F, `(${D}, ${F})`);
@@ -73,9 +82,15 @@ export class DenseFeedForward implements FeedForwardLayer {
       stream: call * 16 + STREAM.dropout,
     };
     const offsets = Int32Array.of(0, T);
-    const xSaved = training ? Float32Array.from(x) : x;
-    const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg);
-    if (training) this.saved = { T, x: xSaved, offsets, acts, cfg };
+    let xSaved = x;
+    if (retain) {
+      xSaved = this.wsTrain.f32('x', T * D);
+      xSaved.set(x);
+    }
+    // y is handed to the caller: a fresh array; the hidden activations are scratch when not retained.
+    const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg, retain ? this.wsTrain : FRESH);
+    acts.expertOut = Float32Array.from(acts.expertOut);
+    if (retain) this.saved = { T, x: xSaved, offsets, acts, cfg };
     return { y: acts.expertOut, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
   }
 
@@ -86,9 +101,9 @@ export class DenseFeedForward implements FeedForwardLayer {
     if (T !== s.T)
       throw Object.assign(new RangeError(`argument 'dy' must have ${s.T * this.dModel} elements (shape (${s.T}, ${this.dModel})), got ${dy.length}`),
         { code: 'ERR_SWITCH_SHAPE' as const });
-    const dx = new Float32Array(T * this.dModel);
+    const dx = this.wsGrads.f32('dx', T * this.dModel);
     const { dwIn, dwOut } = expertsBackward(dx, dy, s.acts, s.x, null, s.offsets, this.params.wIn, this.params.wOut, s.cfg,
-      false);
+      false, this.wsBackward, this.wsGrads);
     return { dx, grads: { wIn: dwIn, wOut: dwOut } };
   }
 }

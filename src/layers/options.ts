@@ -1,5 +1,6 @@
 // Option checking shared by the feed-forward layers: coded errors naming the option and what it expects.
 import { rangeError, typeError } from '../errors.js';
+import { native } from '../native.js';
 
 export function optionError(name: string, expected: string, got: unknown): Error {
   return rangeError('ERR_SWITCH_OPTION', `option '${name}' must be ${expected}, got ${String(got)}`);
@@ -59,9 +60,8 @@ export function checkTokens(name: string, x: unknown, D: number): number {
   if (x.length === 0 || x.length % D !== 0)
     throw rangeError('ERR_SWITCH_SHAPE',
       `argument '${name}' must have T · ${D} elements (shape (T, ${D}), T >= 1), got ${x.length}`);
-  for (let i = 0; i < x.length; i++)
-    if (!Number.isFinite(x[i]))
-      throw rangeError('ERR_SWITCH_NAN', `argument '${name}' has a non-finite value (${x[i]}) at element ${i}`);
+  const i = native.switchFirstNonFinite(x) as number;
+  if (i >= 0) throw rangeError('ERR_SWITCH_NAN', `argument '${name}' has a non-finite value (${x[i]}) at element ${i}`);
   return x.length / D;
 }
 

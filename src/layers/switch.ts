@@ -7,7 +7,7 @@ import {
 } from './options.js';
 import {
   combine, combineBackward, dispatchBackward, expertCapacity, expertsBackward, expertsForward, planDispatch, route,
-  routerBackward, STREAM, truncatedNormal, wireRound,
+  routerBackward, STREAM, truncatedNormal, wireRound, Workspace, FRESH,
   type Activation, type DispatchPlan, type ExpertActivations, type ExpertConfig, type Routing, type SecondExpertPolicy,
 } from './switch_steps.js';
 import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions, RoutingStats } from './types.js';
@@ -49,12 +49,18 @@ export interface SwitchFeedForwardOptions {
   initScale?: number;
   /** Top-1 only: dropped tokens try their 2nd-4th best experts (Appendix B; default false). */
   noTokenLeftBehind?: boolean;
+  /**
+   * Reuse the arrays of dx and grads from one backward to the next instead of allocating fresh
+   * ones (default false). Faster with many experts (no fresh E·D·F buffers per step); the arrays
+   * a backward returns are then only valid until the next backward.
+   */
+  reuseGradients?: boolean;
 }
 
 const KNOWN_OPTIONS = [
   'dModel', 'dFF', 'numExperts', 'topK', 'capacityFactor', 'evalCapacityFactor', 'minCapacity', 'groupSize',
   'activation', 'loadBalanceCoef', 'zLossCoef', 'jitter', 'expertDropout', 'secondExpertPolicy',
-  'secondExpertThreshold', 'precision', 'seed', 'initScale', 'noTokenLeftBehind',
+  'secondExpertThreshold', 'precision', 'seed', 'initScale', 'noTokenLeftBehind', 'reuseGradients',
 ] as const;
 
 export interface SwitchFeedForwardOutput extends FeedForwardOutput {
@@ -114,6 +120,11 @@ export class SwitchFeedForward implements FeedForwardLayer {
 
   private calls = 0;
   private saved: SavedForward | null = null;
+  // Scratch and saved arrays by role: a retained forward, an evaluation forward, the backward, the gradients.
+  private readonly wsTrain = new Workspace(true);
+  private readonly wsEval = new Workspace(true);
+  private readonly wsBackward = new Workspace(true);
+  private readonly wsGrads: Workspace;
 
   constructor(options: SwitchFeedForwardOptions) {
     checkKnownOptions(options, KNOWN_OPTIONS, 'SwitchFeedForward');
@@ -139,6 +150,7 @@ export class SwitchFeedForward implements FeedForwardLayer {
     const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
     this.noTokenLeftBehind = booleanOption('noTokenLeftBehind', options.noTokenLeftBehind, false);
     if (this.noTokenLeftBehind && this.topK !== 1) throw optionError('noTokenLeftBehind', 'false with topK 2', true);
+    this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
     const { dModel: D, dFF: F, numExperts: E } = this;
     if (E * D * F > 2 ** 31 - 1) throw optionError('numExperts · dModel · dFF', 'below 2^31', E * D * F);
     this.params = {
@@ -159,9 +171,15 @@ export class SwitchFeedForward implements FeedForwardLayer {
     return this.forward(x, { training: false });
   }
 
-  forward(x: Float32Array, options: ForwardOptions = {}): SwitchFeedForwardOutput {
+  /**
+   * options.retainForBackward (default: training) keeps the backward state after an evaluation
+   * forward too (the tfjs op differentiates through evaluation calls).
+   */
+  forward(x: Float32Array, options: ForwardOptions & { retainForBackward?: boolean } = {}): SwitchFeedForwardOutput {
     const training = options?.training ?? false;
     if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
+    const retain = options?.retainForBackward ?? training;
+    const ws = retain ? this.wsTrain : this.wsEval;
     const { dModel: D, dFF: F, numExperts: E, topK: k } = this;
     const T = checkTokens('x', x, D);
     const G = this.groupSize ?? T;
@@ -177,25 +195,29 @@ export class SwitchFeedForward implements FeedForwardLayer {
       policy: k === 2 ? (training || this.secondExpertPolicy !== 'random' ? this.secondExpertPolicy : 'all') : 'all',
       threshold: this.secondExpertThreshold, noTokenLeftBehind: this.noTokenLeftBehind,
       jitter: training ? this.jitter : 0, seed: this.seed, streamBase,
-    });
-    const plan = planDispatch(routing);
+    }, ws);
+    const plan = planDispatch(routing, false, ws);
     const wire = this.precision === 'bf16-wire';
     // §1.12 point 1: the dispatched expert input crosses the wire.
-    const xCopy = training ? Float32Array.from(x) : x;
-    const xExpert = wire ? wireRound(x) : xCopy;
+    let xCopy = x;
+    if (retain) {
+      xCopy = ws.f32('x', T * D);
+      xCopy.set(x);
+    }
+    const xExpert = wire ? wireRound(x, ws.f32('xWire', T * D)) : xCopy;
     const expertCfg: ExpertConfig = {
       E, D, F, activation: this.activation, dropoutRate: training ? this.expertDropout : 0, seed: this.seed,
       stream: streamBase + STREAM.dropout,
     };
-    const acts = expertsForward(xExpert, plan.rowToken, plan.rowChoice, plan.offsets, wIn, wOut, expertCfg);
+    const acts = expertsForward(xExpert, plan.rowToken, plan.rowChoice, plan.offsets, wIn, wOut, expertCfg, ws);
     // §1.12 point 2: the expert output comes back over the wire before the gate multiplies it.
-    if (wire) acts.expertOut = wireRound(acts.expertOut);
+    if (wire) wireRound(acts.expertOut, acts.expertOut);
     const y = combine(acts.expertOut, routing.gate, plan.row, T, k, D);
     const kept = new Uint8Array(T * k);
     for (let c = 0; c < T * k; c++) kept[c] = plan.row[c] >= 0 ? 1 : 0;
     const stats = routingStats(routing, kept, T, k, E);
     this.stats = stats;
-    if (training) {
+    if (retain) {
       this.saved = {
         T, x: xCopy, xExpert, routing, plan, acts, expertCfg,
         // Held by reference, not copied (they are large): change params only after the backward.
@@ -210,6 +232,11 @@ export class SwitchFeedForward implements FeedForwardLayer {
   }
 
   backward(dy: Float32Array): SwitchFeedForwardBackward {
+    return this.backwardScaled(dy, 1);
+  }
+
+  /** The gradient of Σ(y ⊙ dy) + auxScale · auxLoss (the tfjs op passes the aux loss's upstream gradient). */
+  backwardScaled(dy: Float32Array, auxScale: number): SwitchFeedForwardBackward {
     const s = this.saved;
     if (!s) throw codedError('ERR_SWITCH_STATE', 'SwitchFeedForward.backward needs a forward with { training: true } first');
     const { dModel: D, topK: k } = this;
@@ -217,19 +244,21 @@ export class SwitchFeedForward implements FeedForwardLayer {
     if (T !== s.T) throw codedShapeError(`argument 'dy' must have ${s.T * D} elements (shape (${s.T}, ${D})), got ${dy.length}`);
     const wire = this.precision === 'bf16-wire';
     // §1.12 point 3: gate · dy is rounded on its way to the expert.
-    const { dgate, dExpertOut } = combineBackward(dy, s.acts.expertOut, s.routing.gate, s.plan, T, k, D, wire);
-    const { dx, dwRouter } = routerBackward(dgate, s.routing, s.wRouter, D, this.loadBalanceCoef, this.zLossCoef);
+    const wsB = this.wsBackward;
+    const { dgate, dExpertOut } = combineBackward(dy, s.acts.expertOut, s.routing.gate, s.plan, T, k, D, wire, wsB);
+    const { dx, dwRouter } = routerBackward(dgate, s.routing, s.wRouter, D, this.loadBalanceCoef * auxScale,
+      this.zLossCoef * auxScale, wsB, this.wsGrads);
     let dwIn: Float32Array;
     let dwOut: Float32Array;
     if (wire) {
       // §1.12 point 4: the gradient of the expert input is rounded on its way back, per choice.
-      const dxRows = new Float32Array(s.plan.R * D);
+      const dxRows = wsB.f32('dxRows', s.plan.R * D);
       ({ dwIn, dwOut } = expertsBackward(dxRows, dExpertOut, s.acts, s.xExpert, s.plan.rowToken, s.plan.offsets, s.wIn,
-        s.wOut, s.expertCfg, false));
+        s.wOut, s.expertCfg, false, wsB, this.wsGrads));
       dispatchBackward(dx, dxRows, s.plan, T, k, D, true, true);
     } else {
       ({ dwIn, dwOut } = expertsBackward(dx, dExpertOut, s.acts, s.xExpert, s.plan.rowToken, s.plan.offsets, s.wIn,
-        s.wOut, s.expertCfg, true));
+        s.wOut, s.expertCfg, true, wsB, this.wsGrads));
     }
     return { dx, grads: { router: dwRouter, wIn: dwIn, wOut: dwOut } };
   }
@@ -248,8 +277,5 @@ function routingStats(routing: Routing, kept: Uint8Array, T: number, k: number, 
     for (let j = 0; j < k; j++) any |= kept[t * k + j];
     if (!any) dropped++;
   }
-  let entropy = 0;
-  const p = routing.probs;
-  for (let i = 0; i < p.length; i++) if (p[i] > 0) entropy -= p[i] * Math.log(p[i]);
-  return { tokensPerExpert, droppedFraction: dropped / T, routerEntropy: entropy / T, capacity: routing.C };
+  return { tokensPerExpert, droppedFraction: dropped / T, routerEntropy: routing.routerEntropy, capacity: routing.C };
 }

@@ -12,6 +12,37 @@ export type SecondExpertPolicy = 'all' | 'none' | 'threshold' | 'random';
 const POLICY_CODE: Record<SecondExpertPolicy, number> = { all: 0, none: 1, threshold: 2, random: 3 };
 const ACTIVATION_CODE: Record<Activation, number> = { relu: 0, gelu: 1 };
 
+/**
+ * Where the steps take their scratch and saved arrays: fresh ones (FRESH), or named grow-only
+ * buffers reused from call to call (a layer keeps one per role, so a saved training forward is
+ * never overwritten by an evaluation call). Every kernel overwrites all it is given, so reused
+ * memory needs no clearing. Arrays handed to the user (y, expertIndex, gate, kept) are always fresh.
+ */
+export class Workspace {
+  private readonly buffers = new Map<string, ArrayBuffer>();
+  constructor(readonly reuse: boolean) {}
+  f32(name: string, n: number): Float32Array {
+    return this.reuse ? new Float32Array(this.take(name, n * 4), 0, n) : new Float32Array(n);
+  }
+  i32(name: string, n: number): Int32Array {
+    return this.reuse ? new Int32Array(this.take(name, n * 4), 0, n) : new Int32Array(n);
+  }
+  u8(name: string, n: number): Uint8Array {
+    return this.reuse ? new Uint8Array(this.take(name, n), 0, n) : new Uint8Array(n);
+  }
+  private take(name: string, bytes: number): ArrayBuffer {
+    let b = this.buffers.get(name);
+    if (!b || b.byteLength < bytes) {
+      // Some slack: the number of kept rows changes from call to call.
+      b = new ArrayBuffer(Math.max(bytes, Math.ceil(((b?.byteLength ?? 0) * 1.25) / 64) * 64));
+      this.buffers.set(name, b);
+    }
+    return b;
+  }
+}
+
+export const FRESH = new Workspace(false);
+
 /** Random stream purposes: a stream is call · 16 + purpose, so every call draws fresh numbers. */
 export const STREAM = { router: 1, wIn: 2, wOut: 3, jitter: 4, policy: 5, dropout: 6 } as const;
 
@@ -42,6 +73,8 @@ export interface RouteConfig {
   seed: number;
   /** call · 16: the stream base of this call. */
   streamBase: number;
+  /** Global index of x's first token (a mesh device's share), for the random draws; default 0. */
+  tokenOffset?: number;
 }
 
 /** Everything routing decides for one call (SPEC §1.2-1.5, 1.8-1.9, 1.14). */
@@ -71,6 +104,8 @@ export interface Routing {
   firstChoiceCounts: Int32Array;
   loadBalanceLoss: number;
   zLoss: number;
+  /** Mean entropy of the router's softmax, in nats. */
+  routerEntropy: number;
   /** (T, k) position of each choice in its expert, -1 where dropped or not wanted. */
   slot: Int32Array;
   /** (T/G, E) kept choices per group and expert. */
@@ -78,33 +113,34 @@ export interface Routing {
 }
 
 /** Router, choice, losses and slot assignment for the T tokens of x (T, D). */
-export function route(x: Float32Array, wRouter: Float32Array, cfg: RouteConfig): Routing {
+export function route(x: Float32Array, wRouter: Float32Array, cfg: RouteConfig, ws = FRESH): Routing {
   const { T, D, E, k, G, C } = cfg;
   let xRouter = x;
   let u: Float32Array | null = null;
   if (cfg.jitter > 0) {
-    xRouter = new Float32Array(T * D);
-    u = new Float32Array(T * D);
-    native.switchRouterJitter(xRouter, u, x, cfg.jitter, cfg.seed, cfg.streamBase + STREAM.jitter, T, D);
+    xRouter = ws.f32('xRouter', T * D);
+    u = ws.f32('u', T * D);
+    native.switchRouterJitter(xRouter, u, x, cfg.jitter, cfg.seed, cfg.streamBase + STREAM.jitter, T, D, cfg.tokenOffset ?? 0);
   }
-  const logits = new Float32Array(T * E);
-  const probs = new Float32Array(T * E);
-  const lse = new Float32Array(T);
+  const logits = ws.f32('logits', T * E);
+  const probs = ws.f32('probs', T * E);
+  const lse = ws.f32('lse', T);
   native.switchRouterForward(logits, probs, lse, xRouter, wRouter, T, D, E);
   const expertIndex = new Int32Array(T * k);
   const gate = new Float32Array(T * k);
-  const want = new Uint8Array(T * k);
+  const want = ws.u8('want', T * k);
   native.switchRouterChoose(expertIndex, gate, want, probs, T, E, k, POLICY_CODE[cfg.policy], cfg.threshold, cfg.seed,
-    cfg.streamBase + STREAM.policy);
-  const f = new Float32Array((T / G) * E);
-  const [loadBalanceLoss, zLoss] = native.switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) as [number, number];
+    cfg.streamBase + STREAM.policy, cfg.tokenOffset ?? 0);
+  const f = ws.f32('f', (T / G) * E);
+  const [loadBalanceLoss, zLoss, routerEntropy] =
+    native.switchRouterLosses(f, probs, lse, expertIndex, T, E, k, G) as [number, number, number];
   const firstChoiceCounts = new Int32Array((T / G) * E);
   for (let i = 0; i < firstChoiceCounts.length; i++) firstChoiceCounts[i] = Math.round(f[i] * G);
-  const slot = new Int32Array(T * k);
-  const counts = new Int32Array((T / G) * E);
+  const slot = ws.i32('slot', T * k);
+  const counts = ws.i32('counts', (T / G) * E);
   native.switchSlots(slot, counts, expertIndex, gate, want, probs, T, k, G, E, C, cfg.noTokenLeftBehind);
   return { T, E, k, G, C, xRouter, u, probs, lse, expertIndex, gate, want, f, firstChoiceCounts, loadBalanceLoss, zLoss,
-    slot, counts };
+    routerEntropy, slot, counts };
 }
 
 /** The expert-major order of the kept choices (switch_slots.h). */
@@ -122,13 +158,13 @@ export interface DispatchPlan {
   rowChoice: Int32Array;
 }
 
-export function planDispatch(routing: Routing, padded = false): DispatchPlan {
+export function planDispatch(routing: Routing, padded = false, ws = FRESH): DispatchPlan {
   const { T, k, G, E, C } = routing;
   const R = native.switchRowsCount(routing.counts, T, G, E, C, padded) as number;
-  const row = new Int32Array(T * k);
-  const offsets = new Int32Array(E + 1);
-  const rowToken = new Int32Array(R);
-  const rowChoice = new Int32Array(R);
+  const row = ws.i32('row', T * k);
+  const offsets = ws.i32('offsets', E + 1);
+  const rowToken = ws.i32('rowToken', R);
+  const rowChoice = ws.i32('rowChoice', R);
   native.switchRows(row, offsets, rowToken, rowChoice, routing.expertIndex, routing.slot, routing.counts, T, k, G, E, C,
     padded);
   return { padded, R, row, offsets, rowToken, rowChoice };
@@ -175,12 +211,12 @@ export interface ExpertConfig {
  * into the matmul), or x (R, D) already dispatched (rowToken null: the mesh's received buffer).
  */
 export function expertsForward(x: Float32Array, rowToken: Int32Array | null, rowChoice: Int32Array | null,
-  offsets: Int32Array, wIn: Float32Array, wOut: Float32Array, cfg: ExpertConfig): ExpertActivations {
+  offsets: Int32Array, wIn: Float32Array, wOut: Float32Array, cfg: ExpertConfig, ws = FRESH): ExpertActivations {
   const R = offsets[cfg.E];
-  const expertOut = new Float32Array(R * cfg.D);
-  const hPre = new Float32Array(R * cfg.F);
-  const h = new Float32Array(R * cfg.F);
-  const keep = cfg.dropoutRate > 0 ? new Uint8Array(R * cfg.F) : null;
+  const expertOut = ws.f32('expertOut', R * cfg.D);
+  const hPre = ws.f32('hPre', R * cfg.F);
+  const h = ws.f32('h', R * cfg.F);
+  const keep = cfg.dropoutRate > 0 ? ws.u8('keep', R * cfg.F) : null;
   native.switchExpertsForward(expertOut, hPre, h, keep, x, rowToken, rowChoice, wIn, wOut, offsets, cfg.E, cfg.D, cfg.F,
     ACTIVATION_CODE[cfg.activation], cfg.dropoutRate, cfg.seed, cfg.stream);
   return { expertOut, hPre, h, keep };
@@ -193,11 +229,11 @@ export function expertsForward(x: Float32Array, rowToken: Int32Array | null, row
  */
 export function expertsBackward(dx: Float32Array, dExpertOut: Float32Array, acts: ExpertActivations, x: Float32Array,
   rowToken: Int32Array | null, offsets: Int32Array, wIn: Float32Array, wOut: Float32Array,
-  cfg: ExpertConfig, scatterDx: boolean): { dwIn: Float32Array; dwOut: Float32Array } {
+  cfg: ExpertConfig, scatterDx: boolean, ws = FRESH, grads = FRESH): { dwIn: Float32Array; dwOut: Float32Array } {
   const R = offsets[cfg.E];
-  const dwIn = new Float32Array(cfg.E * cfg.D * cfg.F);
-  const dwOut = new Float32Array(cfg.E * cfg.F * cfg.D);
-  const dh = new Float32Array(R * cfg.F);
+  const dwIn = grads.f32('wIn', cfg.E * cfg.D * cfg.F);
+  const dwOut = grads.f32('wOut', cfg.E * cfg.F * cfg.D);
+  const dh = ws.f32('dh', R * cfg.F);
   native.switchExpertsBackward(dx, dwIn, dwOut, dh, dExpertOut, acts.hPre, acts.h, acts.keep, x, rowToken, wIn, wOut,
     offsets, cfg.E, cfg.D, cfg.F, ACTIVATION_CODE[cfg.activation], cfg.dropoutRate, scatterDx);
   return { dwIn, dwOut };
@@ -213,28 +249,27 @@ export function combine(expertOut: Float32Array, gate: Float32Array, row: Int32A
 
 /** dgate (T, k) and the gradient sent to the experts dExpertOut (R, D) (bf16-rounded on that wire). */
 export function combineBackward(dy: Float32Array, expertOut: Float32Array, gate: Float32Array, plan: DispatchPlan,
-  T: number, k: number, D: number, roundWire: boolean): { dgate: Float32Array; dExpertOut: Float32Array } {
-  const dgate = new Float32Array(T * k);
-  const dExpertOut = new Float32Array(plan.R * D);
+  T: number, k: number, D: number, roundWire: boolean, ws = FRESH): { dgate: Float32Array; dExpertOut: Float32Array } {
+  const dgate = ws.f32('dgate', T * k);
+  const dExpertOut = ws.f32('dExpertOut', plan.R * D);
   native.switchCombineBackward(dgate, dExpertOut, dy, expertOut, gate, plan.rowChoice, T, k, D, roundWire);
   return { dgate, dExpertOut };
 }
 
 /** The router's gradient from dgate and the aux losses: dW_r (D, E) and the router's part of dx (T, D). */
 export function routerBackward(dgate: Float32Array, routing: Routing, wRouter: Float32Array, D: number,
-  loadBalanceCoef: number, zLossCoef: number): { dx: Float32Array; dwRouter: Float32Array } {
+  loadBalanceCoef: number, zLossCoef: number, ws = FRESH, grads = FRESH): { dx: Float32Array; dwRouter: Float32Array } {
   const { T, E, k, G } = routing;
-  const dlogits = new Float32Array(T * E);
-  const dwRouter = new Float32Array(D * E);
-  const dx = new Float32Array(T * D);
+  const dlogits = ws.f32('dlogits', T * E);
+  const dwRouter = grads.f32('router', D * E);
+  const dx = grads.f32('dx', T * D);
   native.switchRouterBackward(dlogits, dwRouter, dx, dgate, routing.probs, routing.lse, routing.f, routing.expertIndex,
     routing.xRouter, wRouter, routing.u, T, D, E, k, G, loadBalanceCoef, zLossCoef);
   return { dx, dwRouter };
 }
 
-/** Rounds float32 values to bfloat16 and back (a bf16 wire), into a new array. */
-export function wireRound(src: Float32Array): Float32Array {
-  const out = new Float32Array(src.length);
-  native.switchWireRound(out, src);
-  return out;
+/** Rounds float32 values to bfloat16 and back (a bf16 wire), into dst (a new array by default; may be src). */
+export function wireRound(src: Float32Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
+  native.switchWireRound(dst, src);
+  return dst;
 }

@@ -46,4 +46,8 @@ export interface FeedForwardLayer {
   forward(x: Float32Array, options?: ForwardOptions): FeedForwardOutput | Promise<FeedForwardOutput>;
   /** Gradient of Σ(y ⊙ dy) + auxLoss for the last training forward. dy: (T, D). */
   backward(dy: Float32Array): FeedForwardBackward | Promise<FeedForwardBackward>;
+  /** Inference: forward with evaluation settings that keeps no backward state (optional). */
+  evaluate?(x: Float32Array): FeedForwardOutput | Promise<FeedForwardOutput>;
+  /** Routing statistics of the last forward (MoE layers only). */
+  readonly stats?: RoutingStats | null;
 }

@@ -1,0 +1,226 @@
+// Suite `layer`: the Switch feed-forward layer's forward and forward+backward tokens/s at the
+// paper-sized shapes of issue 3, the share of the time spent outside the expert matmuls
+// (routing, dispatch, activation, combine, allocation), the dense layer of the same D, F, T, and
+// with `--compare torch` the PyTorch baseline (bench/reference/switch_layer_torch.py).
+// T = tokens, D = d_model, F = d_ff, E = experts, R = rows (kept choices).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import type { BenchContext, BenchRecord, Suite } from '../suite.js';
+import { DenseFeedForward, SwitchFeedForward, setNumThreads } from '../../src/index.js';
+import { native } from '../../src/native.js';
+import {
+  combine, combineBackward, expertCapacity, planDispatch, route, routerBackward, Workspace,
+} from '../../src/layers/switch_steps.js';
+
+export interface LayerShape {
+  T: number;
+  D: number;
+  F: number;
+  E: number;
+  cf: number;
+}
+
+/** Median wall seconds of fn over `repeats` runs after `warmup` untimed ones. */
+export function medianSeconds(fn: () => void, warmup: number, repeats: number): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+function randomInput(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+export interface SwitchTiming {
+  forward: number;
+  forwardBackward: number;
+  /** The six expert matmuls of a training step (2 forward, 4 backward) with the same routing. */
+  matmulsForwardBackward: number;
+  matmulsForward: number;
+  rows: number;
+  capacity: number;
+  /** Each step outside the expert matmuls timed on its own (seconds), and their sum. */
+  steps: Record<string, number>;
+  stepsOutsideMatmuls: number;
+}
+
+/** Times the layer and its expert matmuls alone on the same routing. */
+export function timeSwitch(shape: LayerShape, warmup: number, repeats: number): SwitchTiming {
+  const { T, D, F, E, cf } = shape;
+  // A training loop applies gradients right away: reuse their buffers instead of fresh E·D·F arrays per step.
+  const layer = new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, capacityFactor: cf, seed: 1, reuseGradients: true });
+  const x = randomInput(T * D, 7), dy = randomInput(T * D, 8);
+  const forward = medianSeconds(() => layer.forward(x, { training: true }), warmup, repeats);
+  const forwardBackward = medianSeconds(() => {
+    layer.forward(x, { training: true });
+    layer.backward(dy);
+  }, warmup, repeats);
+  // The same routing, then the grouped matmuls alone on preallocated buffers.
+  const C = expertCapacity(T, cf, E, 4);
+  const routing = route(x, layer.params.router, {
+    T, D, E, k: 1, G: T, C, policy: 'all', threshold: 0.2, noTokenLeftBehind: false, jitter: 0, seed: 1, streamBase: 16,
+  });
+  const plan = planDispatch(routing);
+  const R = plan.R;
+  const hPre = new Float32Array(R * F), h = randomInput(R * F, 9), out = new Float32Array(R * D);
+  const dOut = randomInput(R * D, 10), dh = randomInput(R * F, 11), dx = new Float32Array(T * D);
+  const dwIn = new Float32Array(E * D * F), dwOut = new Float32Array(E * F * D);
+  const { wIn, wOut } = layer.params;
+  const up = () => native.switchGroupedMatmul(hPre, x, wIn, plan.offsets, plan.rowToken, null, null, E, D, F, false, false);
+  const down = () => native.switchGroupedMatmul(out, h, wOut, plan.offsets, null, null, null, E, F, D, false, false);
+  const matmulsForward = medianSeconds(() => { up(); down(); }, warmup, repeats);
+  const matmulsForwardBackward = medianSeconds(() => {
+    up();
+    down();
+    native.switchGroupedMatmul(dh, dOut, wOut, plan.offsets, null, null, null, E, D, F, true, false);
+    native.switchGroupedMatmulWeightGrad(dwOut, h, dOut, plan.offsets, null, E, F, D);
+    native.switchGroupedMatmulWeightGrad(dwIn, x, dh, plan.offsets, plan.rowToken, E, D, F);
+    native.switchGroupedMatmul(dx, dh, wIn, plan.offsets, null, plan.rowToken, null, E, F, D, true, true);
+  }, warmup, repeats);
+  // The steps outside the expert matmuls, one by one, on reused buffers as the layer runs them.
+  const ws = new Workspace(true);
+  const routeCfg = { T, D, E, k: 1 as const, G: T, C, policy: 'all' as const, threshold: 0.2, noTokenLeftBehind: false,
+    jitter: 0, seed: 1, streamBase: 16 };
+  const gate = routing.gate;
+  const steps: Record<string, number> = {
+    route: medianSeconds(() => route(x, layer.params.router, routeCfg, ws), warmup, repeats),
+    plan: medianSeconds(() => planDispatch(routing, false, ws), warmup, repeats),
+    activationForward: medianSeconds(() => native.switchActivationForward(h, null, hPre, plan.rowChoice, R, F, 0, 0, 1, 22), warmup, repeats),
+    combine: medianSeconds(() => combine(out, gate, plan.row, T, 1, D), warmup, repeats),
+    combineBackward: medianSeconds(() => combineBackward(dy, out, gate, plan, T, 1, D, false, ws), warmup, repeats),
+    routerBackward: medianSeconds(() => routerBackward(new Float32Array(T), routing, layer.params.router, D, 0.01, 0, ws, ws), warmup, repeats),
+    activationBackward: medianSeconds(() => native.switchActivationBackward(dh, dh, hPre, null, R, F, 0, 0), warmup, repeats),
+  };
+  const stepsOutsideMatmuls = Object.values(steps).reduce((a, b) => a + b, 0);
+  return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, rows: R, capacity: C, steps, stepsOutsideMatmuls };
+}
+
+export function timeDense(shape: LayerShape, warmup: number, repeats: number): { forward: number; forwardBackward: number } {
+  const { T, D, F } = shape;
+  const layer = new DenseFeedForward({ dModel: D, dFF: F, seed: 1, reuseGradients: true });
+  const x = randomInput(T * D, 7), dy = randomInput(T * D, 8);
+  const forward = medianSeconds(() => layer.forward(x, { training: true }), warmup, repeats);
+  const forwardBackward = medianSeconds(() => {
+    layer.forward(x, { training: true });
+    layer.backward(dy);
+  }, warmup, repeats);
+  return { forward, forwardBackward };
+}
+
+function torchScript(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'bench', 'reference', 'switch_layer_torch.py');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  return null;
+}
+
+/** The PyTorch baseline at the same shape and thread count, or null when torch is not installed. */
+export function timeTorch(shape: LayerShape, threads: number, dense: boolean, warmup: number, repeats: number,
+  log: (m: string) => void): { forward: number; forwardBackward: number } | null {
+  const script = torchScript();
+  if (!script) return null;
+  const args = [script, '--T', `${shape.T}`, '--D', `${shape.D}`, '--F', `${shape.F}`, '--E', `${shape.E}`, '--cf',
+    `${shape.cf}`, '--threads', `${threads}`, '--warmup', `${warmup}`, '--repeats', `${repeats}`];
+  if (dense) args.push('--dense');
+  // Debian's python3-torch lives in /usr/bin/python3, which need not be the first python3 on PATH.
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const run = spawnSync(python, args, {
+    encoding: 'utf8',
+    env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: `${threads}`, MKL_NUM_THREADS: `${threads}` },
+  });
+  if (run.status !== 0) {
+    log(`torch baseline failed: ${(run.stderr || '').trim().split('\n').pop()}`);
+    return null;
+  }
+  return JSON.parse(run.stdout.trim().split('\n').pop()!);
+}
+
+export const layerShapes: LayerShape[] = [
+  { T: 2048, D: 512, F: 2048, E: 8, cf: 1.25 },
+  { T: 4096, D: 768, F: 3072, E: 16, cf: 1.0 },
+  { T: 1024, D: 256, F: 1024, E: 64, cf: 2.0 },
+];
+
+export const quickShapes: LayerShape[] = [
+  { T: 512, D: 128, F: 512, E: 8, cf: 1.25 },
+  { T: 256, D: 64, F: 256, E: 64, cf: 2.0 },
+];
+
+export function shapeName(s: LayerShape): string {
+  return `T=${s.T} D=${s.D} F=${s.F} E=${s.E} cf=${s.cf}`;
+}
+
+/** Expert-matmul flops of one training step: 2 matmuls forward, 4 backward, 2·R·D·F each. */
+export function stepFlops(rows: number, D: number, F: number): number {
+  return 12 * rows * D * F;
+}
+
+export const layerSuite: Suite = {
+  name: 'layer',
+  description: 'Switch layer forward and forward+backward tokens/s, share outside the expert matmuls, dense layer, torch baseline',
+  async run(ctx: BenchContext): Promise<BenchRecord[]> {
+    const records: BenchRecord[] = [];
+    const shapes = ctx.quick ? quickShapes : layerShapes;
+    const warmup = 1, repeats = ctx.quick ? 3 : 5;
+    const peak = await ctx.peak();
+    const withTorch = ctx.compare.includes('torch');
+    for (const threads of ctx.threads) {
+      setNumThreads(threads);
+      const fma = peak.fmaGflops[threads];
+      for (const shape of shapes) {
+        const name = shapeName(shape);
+        ctx.log(`layer: ${name}, ${threads} thread(s)`);
+        const s = timeSwitch(shape, warmup, repeats);
+        const gflops = stepFlops(s.rows, shape.D, shape.F) / s.forwardBackward / 1e9;
+        const outside = Math.max(0, s.forwardBackward - s.matmulsForwardBackward);
+        const base: BenchRecord = { suite: 'layer', name: 'switch forward+backward', shape: name, threads, seconds: s.forwardBackward };
+        records.push({ suite: 'layer', name: 'switch forward', shape: name, threads, seconds: s.forward,
+          tokensPerSecond: shape.T / s.forward,
+          outsideMatmulsShare: Math.max(0, s.forward - s.matmulsForward) / s.forward });
+        const torch = withTorch ? timeTorch(shape, threads, false, warmup, repeats, ctx.log) : null;
+        records.push({
+          ...base, tokensPerSecond: shape.T / s.forwardBackward, gflops,
+          percentOfPeak: fma ? (100 * gflops) / fma : undefined,
+          expertMatmulsSeconds: s.matmulsForwardBackward,
+          outsideMatmulsSeconds: outside,
+          outsideMatmulsShare: outside / s.forwardBackward,
+          rateOfOwnMatmuls: s.matmulsForwardBackward / s.forwardBackward,
+          // Independent of how fast the matmuls are: the steps outside them, timed one by one.
+          stepsOutsideMatmulsSeconds: s.stepsOutsideMatmuls,
+          steps: s.steps,
+          capacity: s.capacity, rows: s.rows,
+          ...(torch ? { torchSeconds: torch.forwardBackward, speedupOverTorch: torch.forwardBackward / s.forwardBackward } : {}),
+        });
+        const dense = timeDense(shape, warmup, repeats);
+        const denseTorch = withTorch ? timeTorch(shape, threads, true, warmup, repeats, ctx.log) : null;
+        records.push({
+          suite: 'layer', name: 'dense forward+backward', shape: `T=${shape.T} D=${shape.D} F=${shape.F}`, threads,
+          seconds: dense.forwardBackward, tokensPerSecond: shape.T / dense.forwardBackward,
+          gflops: stepFlops(shape.T, shape.D, shape.F) / dense.forwardBackward / 1e9,
+          ...(denseTorch ? { torchSeconds: denseTorch.forwardBackward, speedupOverTorch: denseTorch.forwardBackward / dense.forwardBackward } : {}),
+        });
+      }
+    }
+    return records;
+  },
+};
+
+export default layerSuite;

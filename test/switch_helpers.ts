@@ -1,0 +1,46 @@
+// Shared helpers of the Switch layer tests: fresh random inputs and tolerant comparisons.
+import { expect } from 'vitest';
+
+/** A small seeded generator; each test run draws a fresh seed (printed on failure). */
+export function rng(seed = (Math.random() * 2 ** 31) >>> 0): { seed: number; next(): number } {
+  let a = seed >>> 0;
+  return {
+    seed,
+    next() {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    },
+  };
+}
+
+export function randomArray(n: number, r: { next(): number }, lo = -1, hi = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let v = lo + (hi - lo) * r.next();
+    if (v === 0) v = 0.5;
+    out[i] = v;
+  }
+  return out;
+}
+
+/** max |a - b| ≤ atol + rtol · max |b| over the whole array (a scale-aware comparison). */
+export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, rtol: number, atol: number, what: string): void {
+  expect(a.length, `${what}: length`).toBe(b.length);
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]));
+  let worst = 0, at = -1;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= worst)) { worst = d; at = i; }
+  }
+  const limit = atol + rtol * scale;
+  expect(worst <= limit, `${what}: max |diff| ${worst} at ${at} (${a[at]} vs ${b[at]}) > ${limit}`).toBe(true);
+}
+
+export function expectAllFinite(a: ArrayLike<number>, what: string): void {
+  for (let i = 0; i < a.length; i++)
+    if (!Number.isFinite(a[i])) expect.fail(`${what}: element ${i} = ${a[i]} was not written`);
+}
