@@ -62,3 +62,5 @@ export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOp
 export { trainOnMesh } from './train/mesh_training.js';
 export type { MeshTrainingOptions, MeshTrainingResult, MeshStrategy } from './train/mesh_training.js';
 export type { DataParallel } from './train/trainer.js';
+export { matmul, groupedMatmul, groupedMatmulWeightGrad } from './matmul.js';
+export type { MatmulOptions, GroupedMatmulOptions, GroupedMatmulWeightGradOptions } from './matmul.js';

@@ -8,6 +8,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   st::addon::init_model(env, exports);
   st::addon::init_switch(env, exports);
   st::addon::init_mesh(env, exports);
+  st::addon::init_matmul(env, exports);
   return exports;
 }
 

@@ -9,5 +9,6 @@ void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, thre
 void init_model(Napi::Env env, Napi::Object exports);  // model.cc: attention, RMSNorm, embedding, cross-entropy
 void init_switch(Napi::Env env, Napi::Object exports);  // switch.cc: the Switch layer's kernels
 void init_mesh(Napi::Env env, Napi::Object exports);   // mesh.cc: the arena and the collectives
+void init_matmul(Napi::Env env, Napi::Object exports); // matmul.cc: matmul, grouped matmuls, their benchmarks
 
 }  // namespace st::addon

@@ -16,6 +16,7 @@
 
 #include "../kernels/cpu.h"
 #include "../kernels/gemm.h"
+#include "../kernels/gemm_kernels.h"
 #include "../kernels/threadpool.h"
 #include "timing.h"
 
@@ -105,6 +106,22 @@ inline Timing bench_grouped(int M, int K, int N, int E, int threads, GroupedVari
     g.scale = gate.data();
   }
   return time_median([&] { grouped_matmul(g); }, s.warmup, s.repeats, s.min_seconds);
+}
+
+// The micro-kernel alone on panels that stay in L1, on every thread: the arithmetic ceiling of
+// the tile (12 FMA chains per k step), i.e. the FMA peak as the matmul can use it. GFLOP/s.
+inline double bench_kernel_ceiling(int threads, const RunSettings& s = {}) {
+  ThreadsGuard guard(threads);
+  const gemm::MicroKernel kernel = active_isa() == Isa::avx2 ? gemm::micro_kernel_avx2 : gemm::micro_kernel_sse2;
+  constexpr int kc = 256, calls = 2000;
+  const std::vector<float> a = random_floats(gemm::MR * kc, 7), b = random_floats(gemm::NR * kc, 8);
+  std::vector<std::vector<float>> c(threads, std::vector<float>(gemm::MR * gemm::NR));
+  const Timing t = time_median([&] {
+    parallel_for(threads, [&](int64_t task, int) {
+      for (int i = 0; i < calls; ++i) kernel(kc, a.data(), b.data(), c[task].data(), gemm::NR, false);
+    });
+  }, s.warmup, s.repeats, s.min_seconds);
+  return 2.0 * gemm::MR * gemm::NR * kc * calls * threads / t.median_seconds * 1e-9;
 }
 
 // ---- the system BLAS, loaded at run time ----

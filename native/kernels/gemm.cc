@@ -3,7 +3,7 @@
 //
 // Loop nest per task (the classic five loops around the micro-kernel):
 //   jc over columns by NC   — the packed B block (kc × NC) stays in L3
-//   pc over depth by KC     — pack B(pc, jc) once, reuse it for every row block
+//   pc over depth by KC     — B(pc, jc) packed once (by the first row block), reused by the others
 //   ic over rows by MC      — pack A(ic, pc) once (MC × kc stays in L2)
 //   jr over NR, ir over MR  — the micro-kernel; one B panel (kc × NR) stays in L1
 // The gathers of the grouped matmuls are folded into the packing (a row index per stored row), so
@@ -22,6 +22,8 @@
 #include <memory>
 #include <vector>
 
+#include <xmmintrin.h>
+
 #include "cpu.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
@@ -32,9 +34,11 @@ namespace st {
 namespace gemm {
 namespace {
 
-constexpr int KC = 256;    // depth of a packed block: A panel 6 KB and B panel 16 KB in L1
-constexpr int MC = 144;    // rows of a packed A block (144 × 256 × 4 = 144 KB, in L2)
-constexpr int NC = 4096;   // columns of a packed B block (256 × 4096 × 4 = 4 MB, in L3)
+// Measured on Zen 4 (32 KB L1d, 1 MB L2): a deeper block halves the passes over C and still keeps
+// one B panel (kc × 16) in L1 while the A block stays in L2.
+constexpr int KC = 512;    // depth of a packed block: B panel 32 KB, A panel 12 KB
+constexpr int MC = 288;    // rows of a packed A block (288 × 512 × 4 = 576 KB, in L2)
+constexpr int NC = 4096;   // columns of a packed B block (512 × 4096 × 4 = 8 MB, in L3)
 
 // One operand op(X) as the packers read it: logical element (r, c) is stored at row
 // (trans ? c : r) and column (trans ? r : c) of p; `rows`, when set, remaps stored rows (a gather).
@@ -56,6 +60,12 @@ struct Problem {
   const float* scale;
   int M, N, K;
   bool accumulate;
+};
+
+// The micro-kernels of one ISA: the full tile, and (optionally) the 4-row variant.
+struct Kernels {
+  MicroKernel full;
+  MicroKernel four_rows;
 };
 
 // Packing buffers, one set per thread that ever runs a task, grown on demand and kept.
@@ -89,7 +99,25 @@ void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
       const float* src[MR];
       for (int r = 0; r < MR; ++r) src[r] = A.row(i0 + p + std::min(r, mr - 1)) + k0;
       if (mr == MR) {
-        for (int k = 0; k < kc; ++k)
+        // Four depths at a time: a 4 × 4 transpose of rows 0-3 and an interleave of rows 4-5.
+        int k = 0;
+        for (; k + 4 <= kc; k += 4) {
+          __m128 r0 = _mm_loadu_ps(src[0] + k), r1 = _mm_loadu_ps(src[1] + k);
+          __m128 r2 = _mm_loadu_ps(src[2] + k), r3 = _mm_loadu_ps(src[3] + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          const __m128 r4 = _mm_loadu_ps(src[4] + k), r5 = _mm_loadu_ps(src[5] + k);
+          const __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5);
+          float* o = out + k * MR;
+          _mm_storeu_ps(o, r0);
+          _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), lo);
+          _mm_storeu_ps(o + 6, r1);
+          _mm_storeh_pi(reinterpret_cast<__m64*>(o + 10), lo);
+          _mm_storeu_ps(o + 12, r2);
+          _mm_storel_pi(reinterpret_cast<__m64*>(o + 16), hi);
+          _mm_storeu_ps(o + 18, r3);
+          _mm_storeh_pi(reinterpret_cast<__m64*>(o + 22), hi);
+        }
+        for (; k < kc; ++k)
           for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r][k];
       } else {
         for (int k = 0; k < kc; ++k)
@@ -106,24 +134,25 @@ void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
 
 // B block (kc × nc) of op(B) from (k0, j0) into NR-column panels.
 void pack_b(float* out, const Operand& B, int k0, int kc, int j0, int nc) {
+  const int full = nc / NR * NR;
+  if (!B.trans) {
+    // Row by row: each source row is read once, front to back (what the prefetchers follow),
+    // its 16-float pieces going to the panels.
+    for (int k = 0; k < kc; ++k) {
+      const float* src = B.row(k0 + k) + j0;
+      float* dst = out + k * NR;
+      for (int q = 0; q < full; q += NR, dst += static_cast<int64_t>(NR) * kc) std::memcpy(dst, src + q, NR * sizeof(float));
+      if (full < nc)
+        for (int c = 0; c < NR; ++c) dst[c] = full + c < nc ? src[full + c] : 0.0f;
+    }
+    return;
+  }
   for (int q = 0; q < nc; q += NR, out += NR * kc) {
     const int nr = std::min(NR, nc - q);
-    if (!B.trans) {
-      for (int k = 0; k < kc; ++k) {
-        const float* src = B.row(k0 + k) + j0 + q;
-        float* dst = out + k * NR;
-        if (nr == NR) {
-          std::memcpy(dst, src, NR * sizeof(float));
-        } else {
-          for (int c = 0; c < NR; ++c) dst[c] = c < nr ? src[c] : 0.0f;
-        }
-      }
-    } else {
-      const float* src[NR];
-      for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
-      for (int k = 0; k < kc; ++k)
-        for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
-    }
+    const float* src[NR];
+    for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
+    for (int k = 0; k < kc; ++k)
+      for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
   }
 }
 
@@ -135,7 +164,34 @@ struct DepthBlocks {
 
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
 // product (add_first: add on the first depth block, i.e. accumulate).
-void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0, int c1, float* dest,
+// A prefetch into L2 (the next panel must not evict the current one from L1). Written as asm
+// because GCC treats a function made only of __builtin_prefetch as pure and drops its calls.
+inline void prefetch_l2(const float* p) { asm volatile("prefetcht1 %0" : : "m"(*p)); }
+
+// Prefetches part `part` of `parts` of the source of one B panel (depth [k0, k0 + kc), columns
+// [j, j + nr)), so that packing it later finds it in cache.
+void prefetch_b_panel(const Operand& B, int k0, int kc, int j, int nr, int part, int parts) {
+  if (!B.trans) {
+    for (int k = kc * part / parts, end = kc * (part + 1) / parts; k < end; ++k) {
+      const float* p = B.row(k0 + k) + j;
+      prefetch_l2(p);
+      prefetch_l2(p + nr - 1);
+    }
+    return;
+  }
+  const int lines = (kc + 15) / 16, total = nr * lines;  // nr stored rows of kc floats
+  for (int l = total * part / parts, end = total * (part + 1) / parts; l < end; ++l)
+    prefetch_l2(B.row(j + l / lines) + k0 + (l % lines) * 16);
+}
+
+// dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
+// product (add_first: add on the first depth block, i.e. accumulate).
+//
+// B panels are packed lazily, each just before the first row block uses it, while the source of
+// the next panel is prefetched a slice per micro-kernel call: the stream of B from memory (the
+// expert weights of a grouped matmul are read once per call) overlaps the arithmetic instead of
+// stalling a separate packing pass.
+void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int c0, int c1, float* dest,
                    int64_t ldd, bool add_first) {
   if (r1 <= r0 || c1 <= c0) return;
   if (P.K == 0) {
@@ -149,28 +205,38 @@ void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0,
   for (int jc = c0; jc < c1; jc += NC) {
     const int nc = std::min(NC, c1 - jc);
     const int nc_padded = (nc + NR - 1) / NR * NR;
-    float* b_pack = buf.b.get(static_cast<size_t>(nc_padded) * depth.size);
+    const bool single_row_block = r1 - r0 <= MC;
+    float* b_pack = buf.b.get(static_cast<size_t>(single_row_block ? NR : nc_padded) * depth.size);
     for (int blk = 0; blk < depth.count; ++blk) {
       const int pc = blk * depth.size;
       const int kc = std::min(depth.size, P.K - pc);
       if (kc <= 0) break;
       const bool add = add_first || blk > 0;
-      pack_b(b_pack, P.b, pc, kc, jc, nc);
       for (int ic = r0; ic < r1; ic += MC) {
         const int mc = std::min(MC, r1 - ic);
+        const bool first_rows = ic == r0;
+        const int calls = (mc + MR - 1) / MR;
         pack_a(a_pack, P.a, ic, mc, pc, kc);
         for (int jr = 0; jr < nc; jr += NR) {
           const int nr = std::min(NR, nc - jr);
-          const float* b_panel = b_pack + static_cast<int64_t>(jr) * kc;
-          for (int ir = 0; ir < mc; ir += MR) {
+          // With a single row block a panel is used only right after it is packed: one panel slot,
+          // always warm in L1, instead of writing the whole block out to L3 and reading it back.
+          float* b_panel = single_row_block ? b_pack : b_pack + static_cast<int64_t>(jr) * kc;
+          if (first_rows) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
+          const int next_j = jr + NR < nc ? jc + jr + NR : -1;
+          const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
+          for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
+            if (first_rows && next_j >= 0) prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const int mr = std::min(MR, mc - ir);
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
             if (mr == MR && nr == NR) {
-              kernel(kc, a_panel, b_panel, c, ldd, add);
+              kernel.full(kc, a_panel, b_panel, c, ldd, add);
+            } else if (mr == 4 && nr == NR && kernel.four_rows) {
+              kernel.four_rows(kc, a_panel, b_panel, c, ldd, add);
             } else {
               alignas(64) float tile[MR * NR];
-              kernel(kc, a_panel, b_panel, tile, NR, false);
+              kernel.full(kc, a_panel, b_panel, tile, NR, false);
               for (int r = 0; r < mr; ++r)
                 for (int j = 0; j < nr; ++j) {
                   float& out = c[r * ldd + j];
@@ -185,19 +251,23 @@ void compute_block(const Problem& P, MicroKernel kernel, int r0, int r1, int c0,
 }
 
 // Columns [c0, c1) of every row of P, the rows added in order into c[scatter[i]] · scale[i].
-void compute_scattered(const Problem& P, MicroKernel kernel, int c0, int c1) {
-  const int width = c1 - c0;
-  // Rows per round: a scratch of about 256 KB holds the finished product rows before write-back.
-  const int rows = std::max(MR, (65536 / std::max(width, 1)) / MR * MR);
-  float* scratch = thread_buffers().scratch.get(static_cast<size_t>(rows) * width);
-  for (int r0 = 0; r0 < P.M; r0 += rows) {
-    const int r1 = std::min(P.M, r0 + rows);
-    compute_block(P, kernel, r0, r1, c0, c1, scratch, width, false);
-    for (int i = r0; i < r1; ++i) {
-      float* y = P.c + static_cast<int64_t>(P.scatter[i]) * P.ldc + c0;
-      const float* t = scratch + static_cast<int64_t>(i - r0) * width;
-      const float s = P.scale ? P.scale[i] : 1.0f;
-      for (int j = 0; j < width; ++j) y[j] += s * t[j];
+// The finished rows wait in a scratch of up to 1024 rows × 512 columns (2 MB): wide enough that
+// a group's weight block is packed once for up to 1024 of its rows, small enough to stay in cache
+// for the write-back.
+void compute_scattered(const Problem& P, const Kernels& kernel, int c0, int c1) {
+  constexpr int kRows = 1024, kCols = 512;
+  float* scratch = thread_buffers().scratch.get(static_cast<size_t>(kRows) * kCols);
+  for (int cs = c0; cs < c1; cs += kCols) {
+    const int ce = std::min(c1, cs + kCols), width = ce - cs;
+    for (int r0 = 0; r0 < P.M; r0 += kRows) {
+      const int r1 = std::min(P.M, r0 + kRows);
+      compute_block(P, kernel, r0, r1, cs, ce, scratch, width, false);
+      for (int i = r0; i < r1; ++i) {
+        float* y = P.c + static_cast<int64_t>(P.scatter[i]) * P.ldc + cs;
+        const float* t = scratch + static_cast<int64_t>(i - r0) * width;
+        const float s = P.scale ? P.scale[i] : 1.0f;
+        for (int j = 0; j < width; ++j) y[j] += s * t[j];
+      }
     }
   }
 }
@@ -214,7 +284,8 @@ int split_point(int n, int unit, int parts, int index) {
 }
 
 // Splits each problem into a grid of tasks, more pieces for more work, choosing the grid shape
-// that packs the least twice: a row split repacks B, a column split repacks A.
+// that packs the least twice: a row split repacks B, a column split repacks A (a strided gather,
+// the dearer of the two).
 std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
   std::vector<Task> tasks;
   double total = 0;
@@ -233,7 +304,7 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
         if (want % gm) continue;
         const int gn = want / gm;
         if (gm > max_rows || gn > max_cols) continue;
-        const double cost = static_cast<double>(gm) * P.N + static_cast<double>(gn) * P.M;
+        const double cost = static_cast<double>(gm) * P.N + 1.5 * static_cast<double>(gn) * P.M;
         if (best_cost < 0 || cost < best_cost) best_cost = cost, best_gm = gm, best_gn = gn;
       }
       if (best_cost >= 0) break;
@@ -246,13 +317,16 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
   return tasks;
 }
 
-MicroKernel active_kernel() { return active_isa() == Isa::avx2 ? micro_kernel_avx2 : micro_kernel_sse2; }
+Kernels active_kernels() {
+  if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2};
+  return {micro_kernel_sse2, nullptr};
+}
 
 // Runs the problems over the thread pool. Unscattered problems are split into row × column tasks;
 // scattered ones (which may add into the same output rows) into column ranges only, each range
 // running every problem in order.
 void run(const std::vector<Problem>& problems, bool scattered) {
-  const MicroKernel kernel = active_kernel();
+  const Kernels kernel = active_kernels();
   const int threads = num_threads();
   if (!scattered) {
     const std::vector<Task> tasks = plan(problems, threads);

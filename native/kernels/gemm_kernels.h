@@ -21,5 +21,7 @@ using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, i
 
 void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_avx2.cc
 void micro_kernel_sse2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_sse2.cc
+// Rows 0-3 of the tile only (a panels still MR rows wide), for the last rows of a matrix.
+void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
 
 }  // namespace st::gemm

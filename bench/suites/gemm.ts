@@ -1,0 +1,127 @@
+// Suite `gemm`: the float32 matmul at the expert shapes, the grouped expert matmul (E = 8, 64) on
+// the same total work as a plain matmul, gather-then-matmul for comparison, the portable path
+// against the scalar reference, and with `--compare blas` the system BLAS's cblas_sgemm (OpenBLAS,
+// BLIS; loaded at run time when present) on the same shapes in the same run.
+// M × K × N: C (M, N) = A (M, K) · B (K, N). Timing is done in C++ (median of repeats after warm-up).
+import { native } from '../../src/native.js';
+import type { BenchContext, BenchRecord, Suite } from '../suite.js';
+
+interface Timing {
+  seconds: number;
+  minSeconds: number;
+  repeats: number;
+}
+
+/** The expert shapes M × K × N of the issue: token blocks times d_model × d_ff and back. */
+export const expertShapes: Array<[number, number, number]> = [
+  [64, 256, 1024],
+  [256, 512, 2048],
+  [256, 2048, 512],
+  [1024, 768, 3072],
+  [1024, 3072, 768],
+  [4096, 1024, 4096],
+];
+
+/**
+ * Grouped shapes: M routed rows in total, each of E experts with its own (K, N) weight. All E
+ * weights must fit in memory (E = 64 at 4096 × 1024 × 4096 would need 4 GB), so these are the
+ * Switch layer's two expert products at T = 4096 tokens, d_model = 512, d_ff = 2048.
+ */
+export const groupedShapes: Array<[number, number, number]> = [
+  [4096, 512, 2048],
+  [4096, 2048, 512],
+];
+
+const gflops = (m: number, k: number, n: number, seconds: number) => (2 * m * k * n) / seconds / 1e9;
+const shapeName = (m: number, k: number, n: number) => `${m}x${k}x${n}`;
+
+export const gemmSuite: Suite = {
+  name: 'gemm',
+  description:
+    'float32 matmul at the expert shapes, grouped expert matmul (E = 8, 64) vs plain matmul and gather-then-matmul, ' +
+    'portable path vs scalar reference; --compare blas adds OpenBLAS / BLIS cblas_sgemm',
+  async run(ctx: BenchContext): Promise<BenchRecord[]> {
+    const peak = await ctx.peak();
+    const records: BenchRecord[] = [];
+    const settings = ctx.quick ? { warmup: 1, repeats: 3, minSeconds: 0.05 } : { warmup: 2, repeats: 7, minSeconds: 0.3 };
+    const percent = (g: number, threads: number) => {
+      const p = peak.fmaGflops[threads];
+      return p ? (100 * g) / p : undefined;
+    };
+    const blas: Array<{ name: string; library: string }> = ctx.compare.includes('blas') ? native.blasLibraries() : [];
+    if (ctx.compare.includes('blas') && blas.length === 0) ctx.log('gemm: --compare blas: no system BLAS found (libopenblas.so.0, libblis.so.4)');
+
+    const shapes = ctx.quick ? expertShapes.slice(0, 2) : expertShapes;
+    for (const [m, k, n] of shapes) {
+      for (const threads of ctx.threads) {
+        ctx.log(`gemm: matmul ${shapeName(m, k, n)} on ${threads} thread(s)`);
+        const ours: Timing = native.benchMatmul({ m, k, n, threads, ...settings });
+        const g = gflops(m, k, n, ours.seconds);
+        const record: BenchRecord = {
+          suite: 'gemm', name: 'matmul', shape: shapeName(m, k, n), threads, seconds: ours.seconds, gflops: g,
+          percentOfPeak: percent(g, threads),
+        };
+        records.push(record);
+        let bestBlas = 0;
+        for (const lib of blas) {
+          const t: Timing = native.benchBlasSgemm({ library: lib.name, m, k, n, threads, ...settings });
+          const gb = gflops(m, k, n, t.seconds);
+          bestBlas = Math.max(bestBlas, gb);
+          record[`vs_${lib.name}`] = g / gb;
+          records.push({
+            suite: 'gemm', name: `cblas_sgemm (${lib.name})`, shape: shapeName(m, k, n), threads, seconds: t.seconds,
+            gflops: gb, percentOfPeak: percent(gb, threads), library: lib.library,
+          });
+        }
+        // Our rate over the better BLAS's (the target is >= 1).
+        if (bestBlas > 0) record.blasRatio = g / bestBlas;
+      }
+    }
+
+    const gShapes = ctx.quick ? groupedShapes.slice(0, 1) : groupedShapes;
+    for (const [m, k, n] of gShapes) {
+      for (const threads of ctx.threads) {
+        const plain: Timing = native.benchMatmul({ m, k, n, threads, ...settings });
+        const plainG = gflops(m, k, n, plain.seconds);
+        for (const experts of [8, 64]) {
+          for (const variant of ['grouped', 'grouped-scatter', 'gather-then-matmul'] as const) {
+            ctx.log(`gemm: ${variant} E=${experts} ${shapeName(m, k, n)} on ${threads} thread(s)`);
+            const t: Timing = native.benchGroupedMatmul({ m, k, n, threads, experts, variant, ...settings });
+            const g = gflops(m, k, n, t.seconds);
+            records.push({
+              suite: 'gemm', name: `${variant} E=${experts}`, shape: `${shapeName(m, k, n)} E=${experts}`, threads,
+              seconds: t.seconds, gflops: g, percentOfPeak: percent(g, threads),
+              // The grouped rate over the plain matmul's on the same total work, measured in this run.
+              ratioToMatmul: g / plainG,
+            });
+          }
+        }
+      }
+    }
+
+    // The portable (SSE2) path against the scalar definition, one thread.
+    const best = native.cpuInfo().isa;
+    const [pm, pk, pn] = [64, 256, 1024];
+    try {
+      native.setIsa('portable');
+      ctx.log('gemm: portable path vs scalar reference');
+      const portable: Timing = native.benchMatmul({ m: pm, k: pk, n: pn, threads: 1, ...settings });
+      const reference: Timing = native.benchMatmulReference({ m: pm, k: pk, n: pn, threads: 1, ...settings });
+      const g = gflops(pm, pk, pn, portable.seconds);
+      records.push({
+        suite: 'gemm', name: 'matmul (portable)', shape: shapeName(pm, pk, pn), threads: 1, seconds: portable.seconds,
+        gflops: g, percentOfPeak: percent(g, 1), speedupOverReference: reference.seconds / portable.seconds,
+      });
+      records.push({
+        suite: 'gemm', name: 'matmul_reference (scalar)', shape: shapeName(pm, pk, pn), threads: 1,
+        seconds: reference.seconds, gflops: gflops(pm, pk, pn, reference.seconds),
+        percentOfPeak: percent(gflops(pm, pk, pn, reference.seconds), 1),
+      });
+    } finally {
+      native.setIsa(best);
+    }
+    return records;
+  },
+};
+
+export default gemmSuite;
