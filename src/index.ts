@@ -57,7 +57,7 @@ export type { CheckpointContents, TrainingState } from './train/checkpoint.js';
 export { encodeSafetensors, decodeSafetensors, readSafetensors, writeFileAtomic, writeDirectoryAtomic } from './train/safetensors.js';
 export type { Tensor } from './train/safetensors.js';
 // The device mesh: processes as cores over shared memory (SPEC §3).
-export { launchMesh, Device } from './mesh/index.js';
+export { launchMesh, singleDevice, Device } from './mesh/index.js';
 export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';
 export { trainOnMesh } from './train/mesh_training.js';
 export type { MeshTrainingOptions, MeshTrainingResult, MeshStrategy } from './train/mesh_training.js';

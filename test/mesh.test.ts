@@ -1,7 +1,7 @@
 // The device mesh: every collective on 2 and 4 devices, over the whole mesh and each axis of a
 // { data: 2, model: 2 } mesh, on both wires, against a plain TypeScript computation (SPEC §3).
 import { describe, expect, it } from 'vitest';
-import { launchMesh } from 'switch-transformer';
+import { launchMesh, singleDevice } from 'switch-transformer';
 // @ts-expect-error plain JS fixture shared with the device processes
 import { count, inputs } from './fixtures/mesh-data.mjs';
 
@@ -161,5 +161,21 @@ describe('mesh collectives', () => {
     cases.forEach((c, i) => {
       if (c.op.startsWith('allReduce')) for (let r = 0; r < 2; r++) expectSame(again[r].out[i], first[r].out[i], `run 2 vs run 1, rank ${r} case ${i}`);
     });
+  });
+});
+
+describe('singleDevice', () => {
+  it('is a mesh of one inside this process: collectives apply only the wire', () => {
+    const device = singleDevice({ wire: 'bf16', axes: { data: 1, model: 1 } });
+    expect([device.rank, device.size, device.coords, device.groupSize('model')]).toEqual([0, 1, { data: 0, model: 0 }, 1]);
+    const x = inputs(randomInt(1, 2 ** 30), 0, 0, 1000, true) as Float32Array;
+    const rounded = Float32Array.from(x, (v) => bf16(v));
+    expectSame(device.allToAll(x), rounded, 'allToAll bf16');
+    expectSame(device.allReduce(x, { axis: 'model' }), rounded, 'allReduce bf16');
+    expectSame(device.allGather(x, { wire: 'float32' }), x, 'allGather float32');
+    const heap = device.alloc(x.length);
+    heap.set(x);
+    expectSame(device.allToAll(heap, new Float32Array(x.length), { wire: 'float32' }), x, 'allToAll from the heap');
+    expect(() => device.allToAll(x, { axis: 'expert' })).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));
   });
 });

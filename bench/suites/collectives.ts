@@ -5,13 +5,14 @@
 // per peer sent by each device; all-reduce 2 (P − 1) / P × bytes (the bus bandwidth of a
 // reduce-scatter + all-gather). All-to-all rows: `float32` (plain Float32Arrays: staged through the
 // arena, two copies), `float32 heap` (send buffer from `device.alloc`: read in place, one copy),
-// `bf16`. `--compare mpi` times Open MPI's MPI_Alltoall / MPI_Allreduce (bench/baselines, built
+// `bf16`; `pinned` rows bind each device to its own core (where they fit), as Open MPI does for
+// small jobs. `--compare mpi` times Open MPI's MPI_Alltoall / MPI_Allreduce (bench/baselines, built
 // with mpicc, shared-memory transport) in the same rounds, and each mesh row gets `speedupVsMpi`.
 // The machine is shared: every measurement runs once per round, rounds interleave the variants and
 // the baseline, and rows report the median over rounds.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchMesh, type Wire } from '../../src/index.js';
@@ -23,12 +24,15 @@ const KiB = 1024;
 const MiB = 1024 * 1024;
 
 type Op = 'allToAll' | 'allReduce';
-interface Variant { op: Op; wire: Wire; heap: boolean; label: string }
+interface Variant { op: Op; wire: Wire; heap: boolean; label: string; pin?: boolean }
 
 const VARIANTS: Variant[] = [
   { op: 'allToAll', wire: 'float32', heap: false, label: 'allToAll float32' },
   { op: 'allToAll', wire: 'float32', heap: true, label: 'allToAll float32 heap' },
   { op: 'allToAll', wire: 'bf16', heap: false, label: 'allToAll bf16' },
+  // Devices bound to their own cores (pinDevices; only where they fit), as Open MPI binds its ranks.
+  { op: 'allToAll', wire: 'float32', heap: true, pin: true, label: 'allToAll float32 heap pinned' },
+  { op: 'allToAll', wire: 'bf16', heap: false, pin: true, label: 'allToAll bf16 pinned' },
   { op: 'allReduce', wire: 'float32', heap: false, label: 'allReduce float32' },
   { op: 'allReduce', wire: 'bf16', heap: false, label: 'allReduce bf16' },
 ];
@@ -98,7 +102,7 @@ async function runMesh(devices: number, v: Variant, sizes: number[], quick: bool
     budgetSeconds: quick ? 0.05 : 0.25, minRepeats: quick ? 3 : 7, maxRepeats: quick ? 50 : 400,
   };
   const results = await launchMesh<CollectivesBenchResult>(PROGRAM, {
-    devices, wire: v.wire, timeoutMs: 120_000, threadsPerDevice: 1, args,
+    devices, wire: v.wire, timeoutMs: 120_000, threadsPerDevice: 1, args, pinDevices: v.pin ?? false,
     // The program allocates a send buffer per size (never freed): Σ sizes ≤ 4/3 of the largest.
     heapBytes: v.heap ? Math.ceil((2 * largest + MiB) / 4096) * 4096 : 0,
   });
@@ -120,6 +124,7 @@ export const collectivesSuite: Suite = {
     const mpi = ctx.compare.includes('mpi') ? buildMpiBaseline(ctx.log) : undefined;
     const records: BenchRecord[] = [];
     for (const devices of [2, 4]) {
+      const variants = VARIANTS.filter((v) => !v.pin || devices <= availableParallelism());
       // key → bytes → seconds of each round
       const measured = new Map<string, Map<number, number[]>>();
       const keep = (key: string, seconds: Map<number, number>) => {
@@ -128,7 +133,7 @@ export const collectivesSuite: Suite = {
         measured.set(key, byKey);
       };
       for (let round = 0; round < rounds; round++) {
-        for (const v of VARIANTS) {
+        for (const v of variants) {
           ctx.log(`collectives: ${devices} devices, ${v.label}, round ${round + 1}/${rounds}`);
           keep(v.label, await runMesh(devices, v, sizes, ctx.quick));
         }
@@ -144,7 +149,7 @@ export const collectivesSuite: Suite = {
       };
       for (const bytes of sizes) {
         const shape = `P=${devices} ${sizeName(bytes)}${' per peer'}`;
-        for (const v of VARIANTS) {
+        for (const v of variants) {
           const seconds = at(v.label, bytes)!;
           const record: BenchRecord = {
             suite: 'collectives', name: `mesh ${v.label}`, shape: v.op === 'allToAll' ? shape : `P=${devices} ${sizeName(bytes)} buffer`,
@@ -155,7 +160,7 @@ export const collectivesSuite: Suite = {
           if (baseline !== undefined) record.speedupVsMpi = baseline / seconds;
           if (v.op === 'allToAll' && v.wire === 'bf16') {
             record.timeVsFloat32 = seconds / at('allToAll float32', bytes)!;
-            record.timeVsFloat32Heap = seconds / at('allToAll float32 heap', bytes)!;
+            record.timeVsFloat32Heap = seconds / at(v.pin ? 'allToAll float32 heap pinned' : 'allToAll float32 heap', bytes)!;
           }
           if (v.op === 'allReduce' && v.wire === 'bf16') record.timeVsFloat32 = seconds / at('allReduce float32', bytes)!;
           records.push(record);

@@ -146,7 +146,9 @@ void Communicator::wait_reached(Counter* counter, uint32_t target, int peer_rank
   while (now - start < policy_.spin_ns) {
     for (int i = 0; i < 64; ++i) {
       if (reached(load_acquire(&counter->value), target)) goto done;
+#if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
+#endif
     }
     now = now_ns();
   }

@@ -40,6 +40,7 @@ export interface DeviceConfig {
 }
 
 const WIRE_CODE: Record<Wire, number> = { float32: 0, bf16: 1 };
+const NO_OPTIONS: CollectiveOptions = Object.freeze({});
 
 function isFloat32Array(v: unknown): v is Float32Array {
   return v instanceof Float32Array;
@@ -143,6 +144,11 @@ export class Device {
 
   /** send, recv: [P, n]; chunk p of `send` goes to peer p, chunk q of `recv` came from peer q. */
   allToAll(send: Float32Array, recv?: Float32Array | CollectiveOptions, options?: CollectiveOptions): Float32Array {
+    // The common call, (send, recv, options), without allocating: it sets the latency floor.
+    if (recv instanceof Float32Array) {
+      const opts = options ?? NO_OPTIONS;
+      return native.meshAllToAll(this.#handle, this.#kind(opts, 'allToAll'), send, recv, this.#wire(opts, 'allToAll'));
+    }
     const [out, opts] = this.#recvAndOptions(recv, options, () => new Float32Array(lengthOf(send, 'allToAll')));
     return native.meshAllToAll(this.#handle, this.#kind(opts, 'allToAll'), send, out, this.#wire(opts, 'allToAll'));
   }
@@ -234,7 +240,8 @@ export class Device {
   }
 
   #wire(options: CollectiveOptions, fn: string): number {
-    const wire = options.wire ?? this.wire;
+    if (options.wire === undefined) return WIRE_CODE[this.wire];
+    const wire = options.wire;
     const code = WIRE_CODE[wire as Wire];
     if (code === undefined || !Object.hasOwn(WIRE_CODE, wire))
       throw rangeError('ERR_SWITCH_OPTION', `${fn}: option 'wire' must be 'float32' or 'bf16', got ${JSON.stringify(wire)}`);
@@ -243,6 +250,7 @@ export class Device {
 
   #recvAndOptions(recv: Float32Array | CollectiveOptions | undefined, options: CollectiveOptions | undefined,
                   allocate: (o: CollectiveOptions) => Float32Array): [Float32Array, CollectiveOptions] {
+    // (The collectives take a shortcut around this when `recv` is given: see allToAll.)
     if (isFloat32Array(recv)) return [recv, options ?? {}];
     if (recv !== undefined && options !== undefined)
       throw typeError('ERR_SWITCH_ARG_TYPE', "argument 'recv' must be a Float32Array");

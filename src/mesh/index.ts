@@ -1,3 +1,3 @@
 // The device mesh (SPEC §3): launcher and device.
-export { launchMesh, type LaunchOptions, type DeviceProgram } from './launch.js';
+export { launchMesh, singleDevice, type LaunchOptions, type DeviceProgram } from './launch.js';
 export { Device, type Wire, type CollectiveOptions, type BroadcastOptions, type MeshStats } from './device.js';

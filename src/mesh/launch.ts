@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { native } from '../native.js';
 import { codedError, rangeError, typeError, type CodedError } from '../errors.js';
-import type { DeviceConfig, Wire } from './device.js';
+import { Device, type DeviceConfig, type Wire } from './device.js';
 
 export interface LaunchOptions {
   /** Number of device processes (1 ... 64). */
@@ -262,7 +262,9 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
           }
         });
         child.on('error', (e) => fail(rank, Object.assign(codedError('ERR_MESH_LAUNCH', `mesh: device rank ${rank} could not start: ${e.message}`), { rank })));
-        child.on('exit', (code, signal) => {
+        // 'close', not 'exit': it comes after every message of the device has been delivered
+        // (a device sends its result and exits at once; 'exit' can overtake the result).
+        child.on('close', (code, signal) => {
           exited[rank] = true;
           if (!hasResult[rank] && !errors.has(rank)) fail(rank, lostError(rank, code, signal));
           else if (hasResult[rank]) native.meshArenaMarkFinished(arena, rank);
@@ -277,4 +279,19 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
       native.meshArenaCloseFd(arena);   // the devices hold their own copies
     }
   });
+}
+
+/**
+ * A mesh of one device inside this process (no child process): every group has one member, so
+ * collectives only apply the wire (bf16 rounding) to this device's own data. For single-device
+ * runs of code written for a mesh, and tests. The arena is freed when the Device is collected.
+ */
+export function singleDevice(options: { wire?: Wire; axes?: Record<string, number>; timeoutMs?: number } = {}): Device {
+  const checked = checkOptions({ devices: 1, axes: options.axes, wire: options.wire, timeoutMs: options.timeoutMs });
+  const created = native.meshCreateArena(checked.axes.map(([, s]) => s), checked.slotBytes, checked.heapBytes) as { fd: number; arena: unknown };
+  const handle = native.meshAttach(created.fd, 0, checked.axes.map(([name]) => name), checked.timeoutMs, 0);
+  native.meshArenaCloseFd(created.arena);
+  // The device's own mapping keeps the memory; the launcher-side handle can go.
+  native.meshArenaClose(created.arena);
+  return new Device(handle, { rank: 0, axes: checked.axes, wire: checked.wire, timeoutMs: checked.timeoutMs });
 }
