@@ -133,6 +133,12 @@ describe('cross-entropy kernels', () => {
     k.crossEntropyBackward(dh, dwte, dl, probs, h, wte, targets, T, D, V, false);
     expect(relError(dh, gh.dataSync())).toBeLessThan(1e-4);
     expect(relError(dwte, gw.dataSync())).toBeLessThan(1e-4);
+    // the fused training pass gives the same loss and gradients
+    const fl = poisoned(T), fdh = poisoned(T * D), fdw = poisoned(V * D);
+    k.crossEntropyForwardBackward(fl, fdh, fdw, h, wte, targets, dl, T, D, V, false);
+    expect(relError(fl, losses)).toBeLessThan(1e-6);
+    expect(relError(fdh, gh.dataSync())).toBeLessThan(1e-4);
+    expect(relError(fdw, gw.dataSync())).toBeLessThan(1e-4);
   });
 });
 

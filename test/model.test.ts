@@ -80,18 +80,28 @@ describe('SwitchTransformerLM (dense reference feed-forward)', () => {
     const B = 2, S = 4;
     const { tokens, targets } = batch(B, S, tiny.vocabSize!);
     const { grads } = await lossAndGrads(model, tokens, targets, B);
+    const lossAt = async (p: { data: Float32Array }, i: number, value: number) => {
+      const saved = p.data[i];
+      p.data[i] = value;
+      const loss = (await model.forward(tokens, targets, B)).loss;
+      p.data[i] = saved;
+      return loss;
+    };
     for (const [pi, p] of model.parameters.entries()) {
       if (p.name === 'wpe') continue;
-      const i = p.name === 'wte' ? tokens[0] * 8 + 1 : random.int(p.data.length);
-      const saved = p.data[i];
-      const h = 1e-2;
-      p.data[i] = saved + h;
-      const up = (await model.forward(tokens, targets, B)).loss;
-      p.data[i] = saved - h;
-      const down = (await model.forward(tokens, targets, B)).loss;
-      p.data[i] = saved;
-      const fd = (up - down) / (2 * h);
-      expect(Math.abs(fd - grads[pi][i]), `${p.name}[${i}] fd ${fd} vs ${grads[pi][i]}`).toBeLessThan(3e-3 * Math.max(1, Math.abs(fd)) + 2e-4);
+      // A ReLU kink inside [w − h, w + h] makes the central difference meaningless there: such a
+      // probe shows up as disagreeing estimates at h and h/4 and is replaced by another index.
+      let checked = 0;
+      for (let attempt = 0; attempt < 12 && checked < 2; attempt++) {
+        const i = p.name === 'wte' ? tokens[random.int(tokens.length)] * 8 + random.int(8) : random.int(p.data.length);
+        const w = p.data[i];
+        const fd = async (h: number) => ((await lossAt(p, i, w + h)) - (await lossAt(p, i, w - h))) / (2 * h);  // one at a time
+        const [coarse, fine] = [await fd(1e-2), await fd(2.5e-3)];
+        if (Math.abs(coarse - fine) > 1e-3 * Math.max(1, Math.abs(coarse))) continue;
+        expect(Math.abs(coarse - grads[pi][i]), `${p.name}[${i}] fd ${coarse} vs ${grads[pi][i]}`).toBeLessThan(3e-3 * Math.max(1, Math.abs(coarse)) + 2e-4);
+        checked++;
+      }
+      expect(checked, `${p.name}: no smooth probe found`).toBeGreaterThan(0);
     }
   });
 
@@ -147,6 +157,12 @@ describe('SwitchTransformerLM (dense reference feed-forward)', () => {
     await expect(model.forward(new Int32Array(6), new Int32Array(5), 1)).rejects.toMatchObject({ code: 'ERR_SWITCH_SHAPE' });
     await expect(model.forward(Int32Array.of(0, 99), new Int32Array(2), 1)).rejects.toMatchObject({ code: 'ERR_SWITCH_RANGE' });
     await expect(model.backward()).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
+    // one call at a time: the layers keep per-call state
+    const asyncModel = new SwitchTransformerLM(tiny, { feedForward: referenceFactory(true) });
+    const first = asyncModel.forward(Int32Array.of(1, 2), Int32Array.of(2, 3), 1);
+    await expect(asyncModel.forward(Int32Array.of(1, 2), Int32Array.of(2, 3), 1)).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
+    expect(Number.isFinite((await first).loss)).toBe(true);
+    expect(Number.isFinite((await asyncModel.forward(Int32Array.of(1, 2), Int32Array.of(2, 3), 1)).loss)).toBe(true);
   });
 });
 

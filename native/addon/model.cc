@@ -202,6 +202,25 @@ Napi::Value cross_entropy_backward_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// crossEntropyForwardBackward(losses, dh, dwte, h, wte, targets, dlosses, T, D, V, accumulate)
+Napi::Value cross_entropy_forward_backward_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 11, "crossEntropyForwardBackward");
+  const int64_t T = integer(info[7], "T", 0, kMaxSize), D = integer(info[8], "D", 1, kMaxSize);
+  const int64_t V = integer(info[9], "V", 1, kMaxSize);
+  const bool accumulate = boolean(info[10], "accumulate");
+  if (V * 256 > kMaxSize) throw_range_error(info.Env(), "ERR_SWITCH_RANGE", "V exceeds 2^22");
+  auto losses = f32(info, 0, "losses", T, shape({{"T", T}}));
+  auto dh = f32(info, 1, "dh", T * D, shape({{"T", T}, {"D", D}}));
+  auto dwte = f32(info, 2, "dwte", V * D, shape({{"V", V}, {"D", D}}));
+  auto h = f32(info, 3, "h", T * D, shape({{"T", T}, {"D", D}}));
+  auto wte = f32(info, 4, "wte", V * D, shape({{"V", V}, {"D", D}}));
+  auto targets = tokens_arg(info, 5, "targets", T, V);
+  auto dl = f32(info, 6, "dlosses", T, shape({{"T", T}}));
+  cross_entropy_forward_backward(losses.data, dh.data, dwte.data, h.data, wte.data, targets.data, dl.data, int(T), int(D),
+                                 int(V), accumulate);
+  return info.Env().Undefined();
+}
+
 // adamwUpdate(w, m, v, g, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2)
 Napi::Value adamw_update_js(const Napi::CallbackInfo& info) {
   expect_args(info, 11, "adamwUpdate");
@@ -250,6 +269,8 @@ void init_model(Napi::Env env, Napi::Object exports) {
   exports.Set("embeddingBackward", Napi::Function::New(env, embedding_backward_js, "embeddingBackward"));
   exports.Set("crossEntropyForward", Napi::Function::New(env, cross_entropy_forward_js, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, cross_entropy_backward_js, "crossEntropyBackward"));
+  exports.Set("crossEntropyForwardBackward",
+              Napi::Function::New(env, cross_entropy_forward_backward_js, "crossEntropyForwardBackward"));
   exports.Set("adamwUpdate", Napi::Function::New(env, adamw_update_js, "adamwUpdate"));
   exports.Set("sumSquares", Napi::Function::New(env, sum_squares_js, "sumSquares"));
   exports.Set("scaleInPlace", Napi::Function::New(env, scale_in_place_js, "scaleInPlace"));

@@ -14,6 +14,8 @@ namespace st {
 namespace {
 constexpr int kRowsPerTask = 8;
 constexpr int kLanes = 8;
+// Tokens per block of the fused training pass: a (block, V) logits buffer of a few MB.
+constexpr int kTokensPerBlock = 256;
 
 // exp(x) for x <= 0 in plain float arithmetic that the compiler vectorizes (std::exp does not):
 // x = n·ln2 + f·ln2 with n integer and |f| <= 1/2, 2^f by its degree-6 Taylor polynomial
@@ -37,36 +39,70 @@ inline float exp_nonpositive(float x) {
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+
+
+// Normalises one row of logits into probabilities in place; returns loss = logsumexp − logit[target].
+float softmax_row(float* row, int target, int V) {
+  // Reductions in kLanes fixed partial sums (vectorizable, and the same order on every run).
+  float lane_max[kLanes], lane_sum[kLanes];
+  for (int l = 0; l < kLanes; ++l) lane_max[l] = -INFINITY, lane_sum[l] = 0.0f;
+  const int V8 = V - V % kLanes;
+  for (int v = 0; v < V8; v += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane_max[l] = std::max(lane_max[l], row[v + l]);
+  float max = -INFINITY;
+  for (int l = 0; l < kLanes; ++l) max = std::max(max, lane_max[l]);
+  for (int v = V8; v < V; ++v) max = std::max(max, row[v]);
+  const float target_logit = row[target];
+  for (int v = 0; v < V; ++v) row[v] = exp_nonpositive(row[v] - max);
+  for (int v = 0; v < V8; v += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane_sum[l] += row[v + l];
+  float sum = 0.0f;
+  for (int l = 0; l < kLanes; ++l) sum += lane_sum[l];
+  for (int v = V8; v < V; ++v) sum += row[v];
+  const float inv = 1.0f / sum;
+  for (int v = 0; v < V; ++v) row[v] *= inv;
+  return std::log(sum) + max - target_logit;
 }
+
+// dlogits = dloss · (p − onehot(target)), in place of p.
+void dlogits_row(float* row, int target, float dloss, int V) {
+  const float p_target = row[target];
+  for (int v = 0; v < V; ++v) row[v] *= dloss;
+  row[target] = dloss * p_target - dloss;
+}
+
+}  // namespace
 
 void cross_entropy_forward(float* losses, float* probs, const float* h, const float* wte, const int32_t* targets,
                            int T, int D, int V) {
   matmul(probs, h, wte, T, V, D, D, D, V, false, true, false);  // the logits, normalised in place below
   parallel_for((T + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
     const int t1 = std::min<int64_t>(T, (task + 1) * kRowsPerTask);
-    for (int t = static_cast<int>(task * kRowsPerTask); t < t1; ++t) {
-      float* row = probs + static_cast<int64_t>(t) * V;
-      // Reductions in kLanes fixed partial sums (vectorizable, and the same order on every run).
-      float lane_max[kLanes], lane_sum[kLanes];
-      for (int l = 0; l < kLanes; ++l) lane_max[l] = -INFINITY, lane_sum[l] = 0.0f;
-      const int V8 = V - V % kLanes;
-      for (int v = 0; v < V8; v += kLanes)
-        for (int l = 0; l < kLanes; ++l) lane_max[l] = std::max(lane_max[l], row[v + l]);
-      float max = -INFINITY;
-      for (int l = 0; l < kLanes; ++l) max = std::max(max, lane_max[l]);
-      for (int v = V8; v < V; ++v) max = std::max(max, row[v]);
-      const float target_logit = row[targets[t]];
-      for (int v = 0; v < V; ++v) row[v] = exp_nonpositive(row[v] - max);
-      for (int v = 0; v < V8; v += kLanes)
-        for (int l = 0; l < kLanes; ++l) lane_sum[l] += row[v + l];
-      float sum = 0.0f;
-      for (int l = 0; l < kLanes; ++l) sum += lane_sum[l];
-      for (int v = V8; v < V; ++v) sum += row[v];
-      const float inv = 1.0f / sum;
-      for (int v = 0; v < V; ++v) row[v] *= inv;
-      losses[t] = std::log(sum) + max - target_logit;
-    }
+    for (int t = static_cast<int>(task * kRowsPerTask); t < t1; ++t)
+      losses[t] = softmax_row(probs + static_cast<int64_t>(t) * V, targets[t], V);
   });
+}
+
+void cross_entropy_forward_backward(float* losses, float* dh, float* dwte, const float* h, const float* wte,
+                                    const int32_t* targets, const float* dlosses, int T, int D, int V, bool accumulate) {
+  const int block = std::min(T, kTokensPerBlock);
+  std::vector<float> logits(static_cast<size_t>(block) * V);
+  if (!accumulate && T == 0) std::memset(dwte, 0, sizeof(float) * static_cast<size_t>(V) * D);
+  for (int t0 = 0; t0 < T; t0 += block) {
+    const int rows = std::min(block, T - t0);
+    const float* hb = h + static_cast<int64_t>(t0) * D;
+    matmul(logits.data(), hb, wte, rows, V, D, D, D, V, false, true, false);
+    parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
+      const int r1 = std::min<int64_t>(rows, (task + 1) * kRowsPerTask);
+      for (int r = static_cast<int>(task * kRowsPerTask); r < r1; ++r) {
+        float* row = logits.data() + static_cast<int64_t>(r) * V;
+        losses[t0 + r] = softmax_row(row, targets[t0 + r], V);
+        dlogits_row(row, targets[t0 + r], dlosses[t0 + r], V);
+      }
+    });
+    matmul(dh + static_cast<int64_t>(t0) * D, logits.data(), wte, rows, D, V, V, D, D, false, false, false);
+    matmul(dwte, logits.data(), hb, V, D, rows, V, D, D, true, false, accumulate || t0 > 0);
+  }
 }
 
 void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float* probs, const float* h,
@@ -75,13 +111,8 @@ void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float*
   float* dlogits = probs;
   parallel_for((T + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
     const int t1 = std::min<int64_t>(T, (task + 1) * kRowsPerTask);
-    for (int t = static_cast<int>(task * kRowsPerTask); t < t1; ++t) {
-      float* d = dlogits + static_cast<int64_t>(t) * V;
-      const float g = dlosses[t];
-      const float p_target = d[targets[t]];
-      for (int v = 0; v < V; ++v) d[v] *= g;
-      d[targets[t]] = g * p_target - g;
-    }
+    for (int t = static_cast<int>(task * kRowsPerTask); t < t1; ++t)
+      dlogits_row(dlogits + static_cast<int64_t>(t) * V, targets[t], dlosses[t], V);
   });
   matmul(dh, dlogits, wte, T, D, V, V, D, D, false, false, false);            // dlogits · wte
   matmul(dwte, dlogits, h, V, D, T, V, D, D, true, false, accumulate);        // dlogitsᵀ · h

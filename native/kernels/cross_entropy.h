@@ -16,6 +16,13 @@ void cross_entropy_forward(float* losses, float* probs, const float* h, const fl
 void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float* probs, const float* h,
                             const float* wte, const int32_t* targets, int T, int D, int V, bool accumulate);
 
+// Training path: the loss and its gradient in one pass over blocks of tokens, so a block's logits
+// stay in cache and no (T, V) buffer is ever allocated. dwte sums the blocks in order.
+// losses: (T)  dh: (T, D) written  dwte: (V, D) written, or added to when accumulate
+// h: (T, D)  wte: (V, D)  targets: (T)  dlosses: (T) the gradient of each loss_t, known before the pass
+void cross_entropy_forward_backward(float* losses, float* dh, float* dwte, const float* h, const float* wte,
+                                    const int32_t* targets, const float* dlosses, int T, int D, int V, bool accumulate);
+
 void cross_entropy_forward_reference(float* losses, float* probs, const float* h, const float* wte,
                                      const int32_t* targets, int T, int D, int V);
 void cross_entropy_backward_reference(float* dh, float* dwte, const float* dlosses, const float* probs,

@@ -168,6 +168,22 @@ void test_cross_entropy(int T, int D, int V) {
   st::cross_entropy_backward_reference(dhr.data(), dwr.data(), dl.data(), probsr.data(), h.data(), wte.data(), targets.data(), T, D, V, false);
   ST_CHECK(max_rel_diff(dh, dhr) < 2e-3f, "cross-entropy dh: %g", max_rel_diff(dh, dhr));
   ST_CHECK(max_rel_diff(dw, dwr) < 2e-3f, "cross-entropy dwte: %g", max_rel_diff(dw, dwr));
+  // The fused training pass (blocks of tokens) against the same references, at 1 and 3 threads.
+  std::vector<float> first;
+  for (int threads : {1, 3}) {
+    st::set_num_threads(threads);
+    auto fl = poisoned(T), fdh = poisoned(h.size()), fdw = poisoned(wte.size());
+    st::cross_entropy_forward_backward(fl.data(), fdh.data(), fdw.data(), h.data(), wte.data(), targets.data(), dl.data(), T, D, V, false);
+    ST_CHECK(max_rel_diff(fl, lossr) < 1e-4f, "fused cross-entropy loss T=%d: %g", T, max_rel_diff(fl, lossr));
+    ST_CHECK(max_rel_diff(fdh, dhr) < 2e-3f, "fused cross-entropy dh: %g", max_rel_diff(fdh, dhr));
+    ST_CHECK(max_rel_diff(fdw, dwr) < 2e-3f, "fused cross-entropy dwte: %g", max_rel_diff(fdw, dwr));
+    std::vector<float> all = fl;
+    all.insert(all.end(), fdh.begin(), fdh.end());
+    all.insert(all.end(), fdw.begin(), fdw.end());
+    if (first.empty()) first = all;
+    else ST_CHECK(same_bits(all, first), "fused cross-entropy differs at %d threads", threads);
+  }
+  st::set_num_threads(st::hardware_threads());
   auto objective = [&] {
     auto l = poisoned(T), p = poisoned(probs.size());
     st::cross_entropy_forward_reference(l.data(), p.data(), h.data(), wte.data(), targets.data(), T, D, V);
@@ -217,5 +233,6 @@ int main() {
   test_cross_entropy(3, 4, 5);
   test_cross_entropy(17, 8, 33);
   if (!quick) test_cross_entropy(64, 32, 300);
+  test_cross_entropy(600, 4, 9);  // more than one block of the fused pass
   return st::test::summary("test_model_kernels");
 }

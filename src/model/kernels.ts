@@ -52,3 +52,12 @@ export function crossEntropyBackward(dh: Float32Array, dwte: Float32Array, dloss
   accumulate: boolean): void {
   native.crossEntropyBackward(dh, dwte, dlosses, probs, h, wte, targets, T, D, V, accumulate);
 }
+
+/**
+ * The training path of the loss: losses (T), dh (T, D) and dwte (V, D, written or added to) in one
+ * pass over blocks of tokens, given dlosses (T) in advance; no (T, V) buffer.
+ */
+export function crossEntropyForwardBackward(losses: Float32Array, dh: Float32Array, dwte: Float32Array, h: Float32Array,
+  wte: Float32Array, targets: Int32Array, dlosses: Float32Array, T: number, D: number, V: number, accumulate: boolean): void {
+  native.crossEntropyForwardBackward(losses, dh, dwte, h, wte, targets, dlosses, T, D, V, accumulate);
+}

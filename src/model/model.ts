@@ -92,9 +92,9 @@ interface Saved {
   targets: Int32Array;
   blocks: BlockSaved[];
   final: Float32Array;      // (T, D) before the final norm
-  finalNorm: Float32Array;  // (T, D)
   rstdFinal: Float32Array;
-  probs: Float32Array;      // (T, V)
+  dFinalNorm: Float32Array; // (T, D) gradient of the loss at the final norm's output
+  dwteOutput: Float32Array; // (V, D) the output projection's part of the tied embedding's gradient
 }
 
 interface Block {
@@ -131,7 +131,8 @@ export class SwitchTransformerLM {
   /** Dropout masks; its state is part of a checkpoint. */
   readonly random: Random;
   private saved?: Saved;
-  private probsBuffer?: Float32Array;
+  private dwteBuffer?: Float32Array;
+  private busy = false;
 
   constructor(options: Partial<ModelConfig> = {}, modelOptions: ModelOptions = {}) {
     const c = resolveModelConfig(options);
@@ -223,6 +224,25 @@ export class SwitchTransformerLM {
   /** Runs the blocks and the final norm; returns the normalised final hidden states (T, D). */
   private async trunk(tokens: Int32Array, B: number, S: number, training: boolean,
     blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[]): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
+    this.enter();
+    try {
+      return await this.runTrunk(tokens, B, S, training, blocksOut, stats);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * The layers keep per-call state (their saved activations, their random streams), so one call at
+   * a time: a second forward or backward while one is awaiting its layers is refused.
+   */
+  private enter(): void {
+    if (this.busy) throw codedError('ERR_SWITCH_STATE', 'the model is already running a forward or backward: await it first');
+    this.busy = true;
+  }
+
+  private async runTrunk(tokens: Int32Array, B: number, S: number, training: boolean,
+    blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[]): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
     const c = this.config;
     const D = c.dModel, H = c.numHeads, T = B * S;
     let x = new Float32Array(T * D);
@@ -273,16 +293,18 @@ export class SwitchTransformerLM {
     const blocks: BlockSaved[] = [];
     const stats: SwitchLayerStats[] = [];
     const { final, finalNorm, rstd } = await this.trunk(tokens, B, S, training, training ? blocks : null, stats);
-    // The (T, V) softmax is the largest buffer of a step: training forwards reuse one (backward consumes it).
-    let probs: Float32Array;
-    if (training) {
-      if (this.probsBuffer?.length !== T * V) this.probsBuffer = new Float32Array(T * V);
-      probs = this.probsBuffer;
-    } else {
-      probs = new Float32Array(T * V);
-    }
     const losses = new Float32Array(T);
-    k.crossEntropyForward(losses, probs, finalNorm, this.wte, targets, T, D, V);
+    let dFinalNorm: Float32Array | undefined, dwteOutput: Float32Array | undefined;
+    if (training) {
+      // The loss is a mean over the T tokens, so its gradient is known now: the fused pass computes
+      // both and never materialises the (T, V) logits.
+      dFinalNorm = new Float32Array(T * D);
+      if (this.dwteBuffer?.length !== V * D) this.dwteBuffer = new Float32Array(V * D);
+      dwteOutput = this.dwteBuffer;
+      k.crossEntropyForwardBackward(losses, dFinalNorm, dwteOutput, finalNorm, this.wte, targets, new Float32Array(T).fill(1 / T), T, D, V, false);
+    } else {
+      k.crossEntropyForward(losses, new Float32Array(T * V), finalNorm, this.wte, targets, T, D, V);
+    }
     let sum = 0;
     for (let t = 0; t < T; t++) sum += losses[t];
     const crossEntropy = sum / T;
@@ -294,7 +316,7 @@ export class SwitchTransformerLM {
         switchCount++;
       }
     }
-    this.saved = training ? { B, S, tokens, targets, blocks, final, finalNorm, rstdFinal: rstd, probs } : undefined;
+    this.saved = training ? { B, S, tokens, targets, blocks, final, rstdFinal: rstd, dFinalNorm: dFinalNorm!, dwteOutput: dwteOutput! } : undefined;
     return {
       loss: crossEntropy + auxLoss, crossEntropy, auxLoss, droppedFraction: switchCount ? dropped / switchCount : 0,
       switchLayers: stats, tokens: T,
@@ -305,17 +327,24 @@ export class SwitchTransformerLM {
   async backward(): Promise<void> {
     const s = this.saved;
     if (!s) throw codedError('ERR_SWITCH_STATE', 'backward() needs a forward(..., { training: true }) first');
+    this.enter();
+    try {
+      await this.runBackward(s);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async runBackward(s: Saved): Promise<void> {
     this.saved = undefined;
     const c = this.config;
     const { B, S } = s;
     const T = B * S, D = c.dModel, H = c.numHeads, V = c.vocabSize;
     const grads = new Map(this.parameterList.map((p) => [p.name, p.grad]));
     const g = (name: string) => grads.get(name)!;
-    const dlosses = new Float32Array(T).fill(1 / T);
-    const dFinalNorm = new Float32Array(T * D);
-    k.crossEntropyBackward(dFinalNorm, g('wte'), dlosses, s.probs, s.finalNorm, this.wte, s.targets, T, D, V, false);
+    g('wte').set(s.dwteOutput);
     let dx = new Float32Array(T * D);
-    k.rmsnormBackward(dx, g('normFinal'), dFinalNorm, s.final, this.normFinal, s.rstdFinal, T, D, false);
+    k.rmsnormBackward(dx, g('normFinal'), s.dFinalNorm, s.final, this.normFinal, s.rstdFinal, T, D, false);
     for (let i = this.blocks.length - 1; i >= 0; i--) {
       const b = this.blocks[i];
       const sb = s.blocks[i];
