@@ -15,6 +15,8 @@ interface Case {
   x?: Float32Array;
   dy?: Float32Array;
   routerScale?: number;
+  /** (D, E) router weights to set on every device and on the single layer. */
+  router?: Float32Array;
   steps?: number;
 }
 interface Step {
@@ -70,10 +72,11 @@ function checkSwitch(reports: Report[], i: number, c: Case, meshWire: 'float32' 
     loadBalanceCoef: ((o.loadBalanceCoef as number | undefined) ?? 0.01) * n, zLossCoef: ((o.zLossCoef as number | undefined) ?? 0) * n,
   });
   if (c.routerScale) for (let j = 0; j < single.params.router.length; j++) single.params.router[j] *= c.routerScale;
+  if (c.router) single.params.router.set(c.router);
   const byData = reports.filter((r) => (r.coords.model ?? 0) === 0).sort((a, b) => (a.coords.data ?? 0) - (b.coords.data ?? 0));
   expect(byData.length).toBe(n);
   // Same seed, same weights: each device holds slices of the single layer's.
-  for (const rep of reports) expect(Array.from(rep.out[i].params.router)).toEqual(Array.from(single.params.router));
+  if (!c.router) for (const rep of reports) expect(Array.from(rep.out[i].params.router)).toEqual(Array.from(single.params.router));
   expect(Array.from(assemble(reports, i, (d) => d.params.wIn, E, D, F, true))).toEqual(Array.from(single.params.wIn));
   expect(Array.from(assemble(reports, i, (d) => d.params.wOut, E, F, D, false))).toEqual(Array.from(single.params.wOut));
   const tol = bf16 ? 2e-5 : 1e-5;
@@ -90,6 +93,8 @@ function checkSwitch(reports: Report[], i: number, c: Case, meshWire: 'float32' 
     }
     expect(concat(steps.map((p) => p.expertIndex)), `${at}: expertIndex`).toEqual(Array.from(ref.expertIndex));
     expect(concat(steps.map((p) => p.kept)), `${at}: kept`).toEqual(Array.from(ref.kept));
+    // Router weights scaled ×20 crowd the tokens onto few experts: capacity must drop some.
+    if ((c.routerScale ?? 0) >= 20) expect(Array.from(ref.kept).includes(0), `${at}: some choices dropped`).toBe(true);
     expectClose(Float32Array.from(concat(steps.map((p) => p.gate))), ref.gate, 1e-6, 0, `${at}: gate`);
     expectClose(Float32Array.from(concat(steps.map((p) => p.y))), ref.y, tol, 0, `${at}: y`);
     const mean = (f: (p: Step) => number) => steps.reduce((acc, p) => acc + f(p), 0) / n;
@@ -146,6 +151,13 @@ async function run(devices: number, axes: Record<string, number>, wire: 'float32
   return (await launchMesh(PROGRAM, { devices, axes, wire, timeoutMs: 60000, threadsPerDevice: 1, args: { cases } })) as Report[];
 }
 
+/** Router weights (D, E) that send every positive token to expert 0. */
+function allOnExpertZero(D: number, E: number): Float32Array {
+  const w = new Float32Array(D * E).fill(-1);
+  for (let d = 0; d < D; d++) w[d * E] = 1;
+  return w;
+}
+
 function checkErrors(reports: Report[], i: number, modelAxis: boolean): void {
   for (const rep of reports) {
     const e = rep.out[i] as unknown as Record<string, unknown>;
@@ -169,8 +181,13 @@ describe('mesh Switch layer equals the single-device layer on the global batch',
       switchCase(r, 2, 12, { ...base, precision: 'bf16-wire', capacityFactor: 1.0, minCapacity: 1 }, { routerScale: 20 }),
       switchCase(r, 2, 8, { ...base, topK: 2, precision: 'bf16-wire', secondExpertPolicy: 'random', minCapacity: 2,
         expertDropout: 0.1 }, { routerScale: 5 }),
+      // Every token on expert 0: the other device's experts receive nothing, most tokens are dropped.
+      { ...switchCase(r, 2, 8, { ...base, minCapacity: 2, capacityFactor: 1.0 }), router: allOnExpertZero(6, 4) },
+      // One token per device.
+      switchCase(r, 2, 1, { ...base, topK: 2, minCapacity: 1 }),
       { kind: 'errors' },
     ];
+    cases[4].x = cases[4].x!.map(Math.abs);
     const reports = await run(2, { data: 2 }, 'float32', cases);
     cases.forEach((c, i) => (c.kind === 'errors' ? checkErrors(reports, i, false) : checkSwitch(reports, i, c, 'float32')));
   }, 60000);

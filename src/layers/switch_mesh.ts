@@ -1,6 +1,7 @@
 // The Switch feed-forward layer on a device mesh (SPEC §3: expert + data, expert + model + data).
-// Every device routes its own tokens with the replicated router, sends each expert's padded
-// (T/G, C) slots to the device that owns the expert (all-to-all along `data`), runs its own experts
+// Every device routes its own tokens with the replicated router, sends each expert's kept choices
+// (the compact expert-major dispatch rows) to the device that owns the expert (an all-to-all with
+// per-peer sizes along `data`; the row counts go first), runs its own experts
 // (their d_ff split over the `model` axis, partial outputs summed by an all-reduce along `model`),
 // and sends the outputs back (all-to-all) to be combined on the token's own device. Backward mirrors
 // it. With float32 on the wire this is the single-device layer on the global batch with
@@ -9,7 +10,8 @@
 // (a device's chunk to itself is rounded by the mesh like every other).
 // T = tokens of this device, D = d_model, F = d_ff, E = experts, El = E/n experts of this device,
 // Fm = F/m hidden units of this device, k = choices per token, G = group size, C = capacity,
-// n = devices along `data`, m = devices along `model`, B = (T/G)·C slot rows of one expert from one device.
+// n = devices along `data`, m = devices along `model`, R = kept choices of this device's tokens,
+// Rl = rows this device's experts receive.
 import { codedError, rangeError } from '../errors.js';
 import { native } from '../native.js';
 import type { Device, Wire } from '../mesh/device.js';
@@ -58,11 +60,24 @@ const KNOWN_OPTIONS = [
   'secondExpertThreshold', 'precision', 'seed', 'initScale', 'noTokenLeftBehind', 'reuseGradients', 'mesh',
 ] as const;
 
+/** Who sends how many rows to whom: the layout of both all-to-alls of a call. */
+interface Exchange {
+  /** (n, El) rows peer p sends for local expert el. */
+  recvRows: Int32Array;
+  /** (n, El) rows this device sends to peer p for its expert el (its counts, peer-major). */
+  sendRows: Int32Array;
+  /** (n) elements to / from each peer. */
+  sendCounts: Int32Array;
+  recvCounts: Int32Array;
+  Rl: number;
+}
+
 interface SavedForward {
   T: number;
   routing: Routing;
   plan: DispatchPlan;
-  /** (El·n·B, D) the received expert inputs, expert-major. */
+  exchange: Exchange;
+  /** (Rl, D) the received expert inputs, expert-major. */
   xLocal: Float32Array;
   offsets: Int32Array;
   acts: ExpertActivations;
@@ -107,17 +122,33 @@ class SendBuffers {
 }
 
 /**
- * Reorders (P, Q, B, D) blocks into (Q, P, B, D) (or back with P and Q swapped): the received
- * peer-major buffer to the experts' expert-major order. dst and src must not overlap.
+ * Reorders blocks of rows between peer-major (p, el) order, as an all-to-all delivers them, and the
+ * experts' expert-major (el, p) order; rows (n, El) gives each block's row count, width the
+ * elements of a row. dst and src must not overlap.
  */
-function transposeBlocks(dst: Float32Array, src: Float32Array, P: number, Q: number, block: number): void {
-  if (P === 1 || Q === 1) {
-    dst.set(src.subarray(0, P * Q * block));
+function permuteBlocks(dst: Float32Array, src: Float32Array, rows: Int32Array, n: number, El: number, width: number,
+  toExpertMajor: boolean): void {
+  if (n === 1 || El === 1) {
+    let total = 0;
+    for (let i = 0; i < rows.length; i++) total += rows[i];
+    dst.set(src.subarray(0, total * width));
     return;
   }
-  for (let p = 0; p < P; p++)
-    for (let q = 0; q < Q; q++)
-      dst.set(src.subarray((p * Q + q) * block, (p * Q + q + 1) * block), (q * P + p) * block);
+  const peerMajorAt = new Int32Array(n * El);
+  let at = 0;
+  for (let i = 0; i < n * El; i++) {
+    peerMajorAt[i] = at;
+    at += rows[i] * width;
+  }
+  at = 0;
+  for (let el = 0; el < El; el++)
+    for (let p = 0; p < n; p++) {
+      const i = p * El + el;
+      const len = rows[i] * width;
+      if (toExpertMajor) dst.set(src.subarray(peerMajorAt[i], peerMajorAt[i] + len), at);
+      else dst.set(src.subarray(at, at + len), peerMajorAt[i]);
+      at += len;
+    }
 }
 
 export class MeshSwitchFeedForward {
@@ -262,31 +293,35 @@ export class MeshSwitchFeedForward {
       threshold: this.secondExpertThreshold, noTokenLeftBehind: this.noTokenLeftBehind,
       jitter: training ? this.jitter : 0, seed: this.seed, streamBase, tokenOffset,
     }, ws);
-    const plan = planDispatch(routing, true, ws);
-    const B = (T / G) * C;        // slot rows of one expert from one device
-    const R = E * B;              // rows this device sends (and receives: n peers × El experts × B)
-    // Dispatch: the (E, T/G, C) buffer, chunk p = the rows of peer p's El experts (wire point 1).
+    const plan = planDispatch(routing, false, ws);
+    const R = plan.R;
+    const ex = this.planExchange(plan.offsets, D);
+    // Dispatch: the kept choices, expert-major, so peer p's rows are one run (wire point 1).
     const sendX = this.send.get('a', R * D);
     native.switchDispatchForward(sendX, x, plan.rowToken, T, D, false);
-    const recvX = ws.f32('recvX', R * D);
-    this.exchange(sendX, recvX);
-    const xLocal = ws.f32('xLocal', R * D);
-    transposeBlocks(xLocal, recvX, n, El, B * D);
+    const recvX = ws.f32('recvX', ex.Rl * D);
+    this.exchange(sendX, ex.sendCounts, recvX, ex.recvCounts);
+    const xLocal = ws.f32('xLocal', ex.Rl * D);
+    permuteBlocks(xLocal, recvX, ex.recvRows, n, El, D, true);
     const dropoutRate = training ? this.expertDropout : 0;
     let rowChoice: Int32Array | null = null;
     if (dropoutRate > 0) {
       // The dropout mask is keyed by the global choice index t·k + j: send it along (exact in float32).
       const sendChoice = this.send.get('choice', R);
-      for (let r = 0; r < R; r++) sendChoice[r] = plan.rowChoice[r] < 0 ? -1 : plan.rowChoice[r] + tokenOffset * k;
-      const recvChoice = ws.f32('recvChoice', R);
-      this.exchange(sendChoice, recvChoice, 'float32');
-      const local = ws.f32('choiceLocal', R);
-      transposeBlocks(local, recvChoice, n, El, B);
-      rowChoice = ws.i32('rowChoiceLocal', R);
-      for (let r = 0; r < R; r++) rowChoice[r] = local[r];
+      for (let r = 0; r < R; r++) sendChoice[r] = plan.rowChoice[r] + tokenOffset * k;
+      const recvChoice = ws.f32('recvChoice', ex.Rl);
+      this.exchange(sendChoice, ex.sendCounts.map((c) => c / D), recvChoice, ex.recvCounts.map((c) => c / D), 'float32');
+      const local = ws.f32('choiceLocal', ex.Rl);
+      permuteBlocks(local, recvChoice, ex.recvRows, n, El, 1, true);
+      rowChoice = ws.i32('rowChoiceLocal', ex.Rl);
+      for (let r = 0; r < ex.Rl; r++) rowChoice[r] = local[r];
     }
     const offsets = new Int32Array(El + 1);
-    for (let e = 0; e <= El; e++) offsets[e] = e * n * B;
+    for (let e = 0; e < El; e++) {
+      let rows = 0;
+      for (let p = 0; p < n; p++) rows += ex.recvRows[p * El + e];
+      offsets[e + 1] = offsets[e] + rows;
+    }
     const expertCfg: ExpertConfig = {
       E: El, D, F: Fm, activation: this.activation, dropoutRate, seed: this.seed, stream: streamBase + STREAM.dropout,
     };
@@ -295,16 +330,16 @@ export class MeshSwitchFeedForward {
     // expert's output (float32: the sum is inside the expert; only its result crosses the wire).
     if (this.modelSize > 1) this.mesh.allReduce(acts.expertOut, acts.expertOut, { axis: 'model', wire: 'float32' });
     // Back to the tokens' devices (wire point 2), peer-major again.
-    const sendOut = this.send.get('b', R * D);
-    transposeBlocks(sendOut, acts.expertOut, El, n, B * D);
+    const sendOut = this.send.get('b', ex.Rl * D);
+    permuteBlocks(sendOut, acts.expertOut, ex.recvRows, n, El, D, false);
     const expertOut = ws.f32('expertOutBack', R * D);
-    this.exchange(sendOut, expertOut);
+    this.exchange(sendOut, ex.recvCounts, expertOut, ex.sendCounts);
     const y = combine(expertOut, routing.gate, plan.row, T, k, D);
     const kept = new Uint8Array(T * k);
     for (let c = 0; c < T * k; c++) kept[c] = plan.row[c] >= 0 ? 1 : 0;
     const stats = routingStats(routing, kept, T, k, E);
     this.stats = stats;
-    if (retain) this.saved = { T, routing, plan, xLocal, offsets, acts, expertCfg, expertOut, wRouter, wIn, wOut };
+    if (retain) this.saved = { T, routing, plan, exchange: ex, xLocal, offsets, acts, expertCfg, expertOut, wRouter, wIn, wOut };
     const auxLoss = this.loadBalanceCoef * routing.loadBalanceLoss + this.zLossCoef * routing.zLoss;
     return {
       y, auxLoss, loadBalanceLoss: routing.loadBalanceLoss, zLoss: routing.zLoss,
@@ -325,38 +360,60 @@ export class MeshSwitchFeedForward {
     if (T !== s.T) throw shapeError(`argument 'dy' must have ${s.T * D} elements (shape (${s.T}, ${D})), got ${dy.length}`);
     const wsB = this.wsBackward;
     const R = s.plan.R;
-    const B = R / this.numExperts;
-    // gate · dy per slot row, written straight into the send buffer (wire point 3).
+    const ex = s.exchange;
+    // gate · dy per kept choice, written straight into the send buffer (wire point 3).
     const dgate = wsB.f32('dgate', T * k);
     const sendD = this.send.get('a', R * D);
     native.switchCombineBackward(dgate, sendD, dy, s.expertOut, s.routing.gate, s.plan.rowChoice, T, k, D, false);
     const { dx, dwRouter } = routerBackward(dgate, s.routing, s.wRouter, D, this.loadBalanceCoef * auxScale,
       this.zLossCoef * auxScale, wsB, this.wsGrads);
-    const recvD = wsB.f32('recvD', R * D);
-    this.exchange(sendD, recvD);
-    const dOutLocal = wsB.f32('dOutLocal', R * D);
-    transposeBlocks(dOutLocal, recvD, n, El, B * D);
-    const dxRows = wsB.f32('dxRows', R * D);
+    const recvD = wsB.f32('recvD', ex.Rl * D);
+    this.exchange(sendD, ex.sendCounts, recvD, ex.recvCounts);
+    const dOutLocal = wsB.f32('dOutLocal', ex.Rl * D);
+    permuteBlocks(dOutLocal, recvD, ex.recvRows, n, El, D, true);
+    const dxRows = wsB.f32('dxRows', ex.Rl * D);
     const { dwIn, dwOut } = expertsBackward(dxRows, dOutLocal, s.acts, s.xLocal, null, s.offsets, s.wIn, s.wOut,
       s.expertCfg, false, wsB, this.wsGrads);
     if (this.modelSize > 1) this.mesh.allReduce(dxRows, dxRows, { axis: 'model', wire: 'float32' });
     // The gradient of each dispatched row goes back to its token's device (wire point 4).
-    const sendBack = this.send.get('b', R * D);
-    transposeBlocks(sendBack, dxRows, El, n, B * D);
+    const sendBack = this.send.get('b', ex.Rl * D);
+    permuteBlocks(sendBack, dxRows, ex.recvRows, n, El, D, false);
     const dBack = wsB.f32('dBack', R * D);
-    this.exchange(sendBack, dBack);
+    this.exchange(sendBack, ex.recvCounts, dBack, ex.sendCounts);
     dispatchBackward(dx, dBack, s.plan, T, k, D, false, true);
     return { dx, grads: { router: dwRouter, wIn: dwIn, wOut: dwOut } };
   }
 
-  /** All-to-all along `data` on the layer's wire; on a mesh without a `data` axis, the wire of a chunk to itself. */
-  private exchange(send: Float32Array, recv: Float32Array, wire: Wire = this.wire): void {
+  /** Rows per (peer, expert) both ways, from the compact plan's expert offsets (one small all-to-all). */
+  private planExchange(offsets: Int32Array, D: number): Exchange {
+    const { dataSize: n, localExperts: El } = this;
+    const sendRows = new Int32Array(n * El);
+    const rowsOut = new Float32Array(n * El);
+    for (let e = 0; e < n * El; e++) rowsOut[e] = sendRows[e] = offsets[e + 1] - offsets[e];
+    const recvRows = this.hasDataAxis
+      ? Int32Array.from(this.mesh.allToAll(rowsOut, new Float32Array(n * El), { axis: 'data', wire: 'float32' }))
+      : sendRows.slice();
+    const sendCounts = new Int32Array(n);
+    const recvCounts = new Int32Array(n);
+    let Rl = 0;
+    for (let p = 0; p < n; p++)
+      for (let e = 0; e < El; e++) {
+        sendCounts[p] += sendRows[p * El + e] * D;
+        recvCounts[p] += recvRows[p * El + e] * D;
+        Rl += recvRows[p * El + e];
+      }
+    return { recvRows, sendRows, sendCounts, recvCounts, Rl };
+  }
+
+  /** All-to-all along `data` (per-peer sizes) on the layer's wire; without a `data` axis, the wire of a chunk to itself. */
+  private exchange(send: Float32Array, sendCounts: Int32Array, recv: Float32Array, recvCounts: Int32Array,
+    wire: Wire = this.wire): void {
     if (this.hasDataAxis) {
-      this.mesh.allToAll(send, recv, { axis: 'data', wire });
+      this.mesh.allToAllv(send, sendCounts, recv, recvCounts, { axis: 'data', wire });
     } else if (wire === 'bf16') {
-      native.switchWireRound(recv, send);
+      native.switchWireRound(recv, send.subarray(0, recv.length));
     } else {
-      recv.set(send);
+      recv.set(send.subarray(0, recv.length));
     }
   }
 }
