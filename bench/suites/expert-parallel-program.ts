@@ -14,6 +14,8 @@ export interface ExpertParallelArgs {
   wire: Wire;
   warmup: number;
   repeats: number;
+  /** The single-device layer (no mesh), the baseline. */
+  plain?: boolean;
 }
 
 export interface ExpertParallelResult {
@@ -38,8 +40,8 @@ function randomInput(n: number, seed: number): Float32Array {
 
 export default async function expertParallelProgram(device: Device, args: ExpertParallelArgs): Promise<ExpertParallelResult> {
   const { T, D, F, E } = args;
-  const layer = new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, seed: 1, mesh: device, reuseGradients: true,
-    precision: args.wire === 'bf16' ? 'bf16-wire' : 'float32' });
+  const layer = new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, seed: 1, reuseGradients: true,
+    precision: args.wire === 'bf16' ? 'bf16-wire' : 'float32', ...(args.plain ? {} : { mesh: device }) });
   const x = randomInput(T * D, 1 + device.rank);
   const dy = randomInput(T * D, 1000 + device.rank);
   const result: ExpertParallelResult = { rank: device.rank, step: [], comm: [], wait: [], bytesSent: [], droppedFraction: 0 };

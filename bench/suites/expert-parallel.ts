@@ -5,7 +5,8 @@
 // communication (seconds inside collectives, device.stats(); `waitSeconds` of those spent waiting
 // for a peer, i.e. load imbalance rather than copying), tokens/s over the mesh and the ratio to one
 // device. The machine is shared: configurations run interleaved in rounds and rows report the
-// median over all rounds' repeats. Target (issue #4): 2 devices ≥ 1.7× the tokens/s of one.
+// median over all rounds' repeats. speedupVsOneDevice is against the single-device layer without a
+// mesh (same process setup, one thread). Target (issue #4): 2 devices ≥ 1.7× the tokens/s of one.
 // T = tokens per device, D = d_model, F = d_ff, E = experts.
 import { availableParallelism } from 'node:os';
 import { launchMesh, type Wire } from '../../src/index.js';
@@ -19,7 +20,7 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-interface Config { devices: number; wire: Wire }
+interface Config { devices: number; wire: Wire; plain?: boolean }
 
 export const expertParallelSuite: Suite = {
   name: 'expert-parallel',
@@ -29,14 +30,14 @@ export const expertParallelSuite: Suite = {
     const rounds = ctx.quick ? 1 : 3;
     const repeats = ctx.quick ? 2 : 3;
     const configs: Config[] = [
-      { devices: 1, wire: 'float32' }, { devices: 2, wire: 'bf16' }, { devices: 2, wire: 'float32' },
+      { devices: 1, wire: 'float32', plain: true }, { devices: 1, wire: 'float32' }, { devices: 2, wire: 'bf16' }, { devices: 2, wire: 'float32' },
       { devices: 4, wire: 'bf16' }, { devices: 4, wire: 'float32' },
     ];
     const samples = new Map<Config, ExpertParallelResult[][]>(configs.map((c) => [c, []]));
     for (let round = 0; round < rounds; round++) {
       for (const c of configs) {
-        ctx.log(`expert-parallel: round ${round + 1}/${rounds}, ${c.devices} device(s), ${c.wire} wire`);
-        const args: ExpertParallelArgs = { ...shape, wire: c.wire, warmup: 1, repeats };
+        ctx.log(`expert-parallel: round ${round + 1}/${rounds}, ${c.plain ? 'single-device layer' : `${c.devices} device(s), ${c.wire} wire`}`);
+        const args: ExpertParallelArgs = { ...shape, wire: c.wire, warmup: 1, repeats, plain: c.plain };
         const results = await launchMesh<ExpertParallelResult>(PROGRAM, {
           devices: c.devices, axes: { data: c.devices }, wire: c.wire, timeoutMs: 600_000, threadsPerDevice: 1, args,
           heapBytes: 256 * 1024 * 1024,
@@ -63,10 +64,10 @@ export const expertParallelSuite: Suite = {
       const seconds = median(step);
       const commSeconds = median(comm);
       const tokensPerSecond = (c.devices * shape.T) / seconds;
-      if (c.devices === 1) oneDevice = tokensPerSecond;
+      if (c.plain) oneDevice = tokensPerSecond;
       records.push({
         suite: 'expert-parallel',
-        name: `${c.devices} device${c.devices > 1 ? 's' : ''} ${c.wire} wire`,
+        name: c.plain ? 'single-device layer (baseline)' : `${c.devices} device${c.devices > 1 ? 's' : ''} ${c.wire} wire`,
         shape: `T=${shape.T}/device D=${shape.D} F=${shape.F} E=${shape.E}`,
         threads: 1,
         seconds,
