@@ -22,6 +22,8 @@ export interface ExpertParallelResult {
   rank: number;
   /** Per repeat: seconds of the step, of it inside collectives, and of that waiting for peers. */
   step: number[];
+  /** Per repeat: CPU seconds this process used in the step (user + system, all its threads). */
+  cpu: number[];
   comm: number[];
   wait: number[];
   bytesSent: number[];
@@ -44,17 +46,20 @@ export default async function expertParallelProgram(device: Device, args: Expert
     precision: args.wire === 'bf16' ? 'bf16-wire' : 'float32', ...(args.plain ? {} : { mesh: device }) });
   const x = randomInput(T * D, 1 + device.rank);
   const dy = randomInput(T * D, 1000 + device.rank);
-  const result: ExpertParallelResult = { rank: device.rank, step: [], comm: [], wait: [], bytesSent: [], droppedFraction: 0 };
+  const result: ExpertParallelResult = { rank: device.rank, step: [], cpu: [], comm: [], wait: [], bytesSent: [], droppedFraction: 0 };
   for (let it = 0; it < args.warmup + args.repeats; it++) {
     device.barrier();
     device.resetStats();
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     const out = await layer.forward(x, { training: true });
     await layer.backward(dy);
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(c0);
     const stats = device.stats();
     if (it < args.warmup) continue;
     result.step.push(seconds);
+    result.cpu.push((cpu.user + cpu.system) / 1e6);
     result.comm.push(stats.seconds);
     result.wait.push(stats.waitSeconds);
     result.bytesSent.push(stats.bytesSent);

@@ -4,8 +4,10 @@
 // per device. Each row: the step's median seconds (the slowest device), its split into compute and
 // communication (seconds inside collectives, device.stats(); `waitSeconds` of those spent waiting
 // for a peer, i.e. load imbalance rather than copying), tokens/s over the mesh and the ratio to one
-// device. The machine is shared: configurations run interleaved in rounds and rows report the
-// median over all rounds' repeats. speedupVsOneDevice is against the single-device layer without a
+// device, and the CPU seconds of the step (the slowest device): on a machine whose cores are busy
+// with other work, wall-clock scaling measures the scheduler, CPU seconds the layer. The machine
+// is shared: configurations run interleaved in rounds and rows report the median over all rounds'
+// repeats. speedupVsOneDevice is against the single-device layer without a
 // mesh (same process setup, one thread). Target (issue #4): 2 devices ≥ 1.7× the tokens/s of one.
 // T = tokens per device, D = d_model, F = d_ff, E = experts.
 import { availableParallelism } from 'node:os';
@@ -46,15 +48,16 @@ export const expertParallelSuite: Suite = {
       }
     }
     const records: BenchRecord[] = [];
-    let oneDevice = 0;
+    let oneDevice = 0, oneDeviceCpu = 0;
     for (const c of configs) {
       // Per repeat, the step takes as long as its slowest device; compute and communication of that device.
-      const step: number[] = [], comm: number[] = [], wait: number[] = [];
+      const step: number[] = [], comm: number[] = [], wait: number[] = [], cpu: number[] = [];
       let bytes = 0, dropped = 0;
       for (const results of samples.get(c)!) {
         for (let i = 0; i < results[0].step.length; i++) {
           const slowest = results.reduce((a, b) => (b.step[i] > a.step[i] ? b : a));
           step.push(slowest.step[i]);
+          cpu.push(Math.max(...results.map((r) => r.cpu[i])));
           comm.push(slowest.comm[i]);
           wait.push(slowest.wait[i]);
           bytes = slowest.bytesSent[i];
@@ -64,7 +67,11 @@ export const expertParallelSuite: Suite = {
       const seconds = median(step);
       const commSeconds = median(comm);
       const tokensPerSecond = (c.devices * shape.T) / seconds;
-      if (c.plain) oneDevice = tokensPerSecond;
+      const cpuSeconds = median(cpu);
+      if (c.plain) {
+        oneDevice = tokensPerSecond;
+        oneDeviceCpu = cpuSeconds;
+      }
       records.push({
         suite: 'expert-parallel',
         name: c.plain ? 'single-device layer (baseline)' : `${c.devices} device${c.devices > 1 ? 's' : ''} ${c.wire} wire`,
@@ -79,6 +86,10 @@ export const expertParallelSuite: Suite = {
         bytesSentPerDevice: bytes,
         tokensPerSecond,
         speedupVsOneDevice: oneDevice > 0 ? tokensPerSecond / oneDevice : undefined,
+        cpuSeconds,
+        // The speedup with a free core per device, if the step took its CPU seconds: n × the
+        // baseline's CPU seconds over this step's (polling peers costs CPU too, so it is not flattered).
+        cpuBoundSpeedup: oneDeviceCpu > 0 ? (c.devices * oneDeviceCpu) / cpuSeconds : undefined,
         cores: availableParallelism(),
         droppedFraction: dropped,
         samples: step.length,
