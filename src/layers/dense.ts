@@ -11,6 +11,8 @@ import {
   type Activation, type ExpertActivations, type ExpertConfig,
 } from './switch_steps.js';
 import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions } from './types.js';
+import type { Device } from '../mesh/device.js';
+import { MeshDenseFeedForward, type DenseMeshStrategy, type MeshDenseOptions } from './dense_mesh.js';
 
 export interface DenseFeedForwardOptions {
   dModel: number;
@@ -23,9 +25,14 @@ export interface DenseFeedForwardOptions {
   initScale?: number;
   /** Reuse the arrays of dx and grads from one backward to the next (default false; see SwitchFeedForward). */
   reuseGradients?: boolean;
+  /** Model parallelism on this mesh device (dense_mesh.ts): params then hold this device's d_ff slice. */
+  mesh?: Device;
+  /** With mesh: 'model', 'model+data' (d_ff split over the 'model' axis) or 'data' (replicated). */
+  strategy?: DenseMeshStrategy;
 }
 
-const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale', 'reuseGradients'] as const;
+const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale', 'reuseGradients', 'mesh',
+  'strategy'] as const;
 
 export interface DenseGrads extends Record<string, Float32Array> {
   wIn: Float32Array;
@@ -61,6 +68,9 @@ export class DenseFeedForward implements FeedForwardLayer {
       wIn: truncatedNormal(D * F, D, initScale, this.seed, STREAM.wIn),
       wOut: truncatedNormal(F * D, F, initScale, this.seed, STREAM.wOut),
     };
+    // On a mesh: the model-parallel layer, initialised with this device's slices of these weights.
+    if (options.mesh !== undefined)
+      return new MeshDenseFeedForward(options as MeshDenseOptions, this.params) as unknown as DenseFeedForward;
   }
 
   evaluate(x: Float32Array): FeedForwardOutput {
@@ -107,3 +117,6 @@ export class DenseFeedForward implements FeedForwardLayer {
     return { dx, grads: { wIn: dwIn, wOut: dwOut } };
   }
 }
+
+// The mesh layer answers `instanceof DenseFeedForward` (it defines every method itself).
+Object.setPrototypeOf(MeshDenseFeedForward.prototype, DenseFeedForward.prototype);

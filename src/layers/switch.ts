@@ -11,6 +11,8 @@ import {
   type Activation, type DispatchPlan, type ExpertActivations, type ExpertConfig, type Routing, type SecondExpertPolicy,
 } from './switch_steps.js';
 import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions, RoutingStats } from './types.js';
+import type { Device } from '../mesh/device.js';
+import { MeshSwitchFeedForward, type MeshSwitchOptions } from './switch_mesh.js';
 
 export type { Activation, SecondExpertPolicy } from './switch_steps.js';
 export type Precision = 'float32' | 'bf16-wire';
@@ -55,12 +57,14 @@ export interface SwitchFeedForwardOptions {
    * a backward returns are then only valid until the next backward.
    */
   reuseGradients?: boolean;
+  /** Expert parallelism on this mesh device (switch_mesh.ts): params then hold this device's experts. */
+  mesh?: Device;
 }
 
 const KNOWN_OPTIONS = [
   'dModel', 'dFF', 'numExperts', 'topK', 'capacityFactor', 'evalCapacityFactor', 'minCapacity', 'groupSize',
   'activation', 'loadBalanceCoef', 'zLossCoef', 'jitter', 'expertDropout', 'secondExpertPolicy',
-  'secondExpertThreshold', 'precision', 'seed', 'initScale', 'noTokenLeftBehind', 'reuseGradients',
+  'secondExpertThreshold', 'precision', 'seed', 'initScale', 'noTokenLeftBehind', 'reuseGradients', 'mesh',
 ] as const;
 
 export interface SwitchFeedForwardOutput extends FeedForwardOutput {
@@ -158,6 +162,9 @@ export class SwitchFeedForward implements FeedForwardLayer {
       wIn: truncatedNormal(E * D * F, D, initScale, this.seed, STREAM.wIn),
       wOut: truncatedNormal(E * F * D, F, initScale, this.seed, STREAM.wOut),
     };
+    // On a mesh: the expert-parallel layer, initialised with this device's slices of these weights.
+    if (options.mesh !== undefined)
+      return new MeshSwitchFeedForward(options as MeshSwitchOptions, this.params) as unknown as SwitchFeedForward;
   }
 
   /** Capacity C for a call of T tokens. */
@@ -263,6 +270,9 @@ export class SwitchFeedForward implements FeedForwardLayer {
     return { dx, grads: { router: dwRouter, wIn: dwIn, wOut: dwOut } };
   }
 }
+
+// The mesh layer answers `instanceof SwitchFeedForward` (it defines every method itself).
+Object.setPrototypeOf(MeshSwitchFeedForward.prototype, SwitchFeedForward.prototype);
 
 function codedShapeError(message: string): Error {
   return Object.assign(new RangeError(message), { code: 'ERR_SWITCH_SHAPE' as const });

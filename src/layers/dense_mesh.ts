@@ -1,0 +1,141 @@
+// The dense feed-forward layer on a device mesh (SPEC §3): strategies 'model' and 'model+data'
+// split d_ff over the `model` axis (W_in by columns, W_out by rows); each device computes a partial
+// y = act(x · W_in[:, slice]) · W_out[slice, :] and an all-reduce along `model` sums them, and in
+// backward the same for dx. The devices of a model group see the same tokens; with 'model+data'
+// each model group (a coordinate on `data`) has its own. Strategy 'data' keeps whole, replicated
+// weights and needs no communication in the layer (the trainer all-reduces the gradients).
+// T = tokens, D = d_model, F = d_ff, m = devices along `model`, Fm = F/m hidden units of this device.
+import { codedError, rangeError } from '../errors.js';
+import type { Device, Wire } from '../mesh/device.js';
+import {
+  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption,
+} from './options.js';
+import { meshAxes } from './switch_mesh.js';
+import {
+  expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
+  type Activation, type ExpertActivations, type ExpertConfig,
+} from './switch_steps.js';
+
+export type DenseMeshStrategy = 'data' | 'model' | 'model+data';
+
+export interface MeshDenseOptions {
+  dModel: number;
+  dFF: number;
+  activation?: Activation;
+  dropout?: number;
+  seed?: number;
+  initScale?: number;
+  reuseGradients?: boolean;
+  mesh: Device;
+  /** Default: 'model+data' on a mesh with both axes, 'model' with a `model` axis alone, else 'data'. */
+  strategy?: DenseMeshStrategy;
+}
+
+const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale', 'reuseGradients', 'mesh', 'strategy'] as const;
+
+export class MeshDenseFeedForward {
+  readonly dModel: number;
+  readonly dFF: number;
+  readonly activation: Activation;
+  readonly dropout: number;
+  readonly seed: number;
+  readonly mesh: Device;
+  readonly strategy: DenseMeshStrategy;
+  /** Devices d_ff is split over (1 for 'data'). */
+  readonly modelSize: number;
+  /** This device's hidden units: firstHidden … firstHidden + localFF − 1. */
+  readonly firstHidden: number;
+  readonly localFF: number;
+  /** wIn (D, Fm), wOut (Fm, D): this device's slices. */
+  readonly params: { wIn: Float32Array; wOut: Float32Array };
+
+  private calls = 0;
+  private readonly wire: Wire;
+  private readonly wsTrain = new Workspace(true);
+  private readonly wsBackward = new Workspace(true);
+  private readonly wsGrads: Workspace;
+  private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
+
+  /** full: the single-device layer's weights for this seed (drawn again when not given). */
+  constructor(options: MeshDenseOptions, full?: { wIn: Float32Array; wOut: Float32Array }) {
+    checkKnownOptions(options, KNOWN_OPTIONS, 'DenseFeedForward');
+    const { device, n, m } = meshAxes(options.mesh, 'DenseFeedForward');
+    this.mesh = device;
+    const hasModel = 'model' in device.axes;
+    const fallback: DenseMeshStrategy = hasModel ? (n > 1 ? 'model+data' : 'model') : 'data';
+    this.strategy = oneOf('strategy', options.strategy, fallback, ['data', 'model', 'model+data'] as const);
+    if (this.strategy !== 'data' && !hasModel)
+      throw rangeError('ERR_SWITCH_OPTION', `DenseFeedForward: strategy '${this.strategy}' needs a mesh with a 'model' axis`);
+    if (this.strategy === 'model' && n > 1)
+      throw rangeError('ERR_SWITCH_OPTION',
+        `DenseFeedForward: strategy 'model' splits d_ff over the whole mesh, but the mesh also has a 'data' axis of ${n}: use 'model+data'`);
+    this.wire = device.wire;
+    this.modelSize = this.strategy === 'data' ? 1 : m;
+    this.dModel = positiveInteger('dModel', options.dModel);
+    this.dFF = positiveInteger('dFF', options.dFF);
+    this.activation = oneOf('activation', options.activation, 'relu', ['relu', 'gelu'] as const);
+    this.dropout = finiteInRange('dropout', options.dropout, 0, 0, 1, false, true);
+    this.seed = seedOption(options.seed);
+    const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
+    this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
+    const { dModel: D, dFF: F } = this;
+    if (F % this.modelSize !== 0)
+      throw rangeError('ERR_SWITCH_OPTION',
+        `DenseFeedForward: option 'dFF' (${F}) must be a multiple of the mesh's 'model' axis (${this.modelSize} devices)`);
+    if (this.modelSize > 1 && this.dropout > 0)
+      throw codedError('ERR_SWITCH_UNSUPPORTED',
+        "DenseFeedForward: option 'dropout' is not supported with d_ff split over 'model' (the mask is keyed by the unsplit hidden unit)");
+    const Fm = F / this.modelSize;
+    this.localFF = Fm;
+    this.firstHidden = this.modelSize > 1 ? (device.coords.model ?? 0) * Fm : 0;
+    const wIn = full?.wIn ?? truncatedNormal(D * F, D, initScale, this.seed, STREAM.wIn);
+    const wOut = full?.wOut ?? truncatedNormal(F * D, F, initScale, this.seed, STREAM.wOut);
+    const wInLocal = new Float32Array(D * Fm);
+    for (let d = 0; d < D; d++) wInLocal.set(wIn.subarray(d * F + this.firstHidden, d * F + this.firstHidden + Fm), d * Fm);
+    this.params = { wIn: wInLocal, wOut: wOut.slice(this.firstHidden * D, (this.firstHidden + Fm) * D) };
+  }
+
+  evaluate(x: Float32Array) {
+    return this.forward(x, { training: false });
+  }
+
+  forward(x: Float32Array, options: { training?: boolean; retainForBackward?: boolean } = {}) {
+    const training = options?.training ?? false;
+    if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
+    const retain = options?.retainForBackward ?? training;
+    const { dModel: D, localFF: Fm } = this;
+    const T = checkTokens('x', x, D);
+    const wIn = checkParam('wIn', this.params.wIn, D * Fm, `(${D}, ${Fm})`);
+    const wOut = checkParam('wOut', this.params.wOut, Fm * D, `(${Fm}, ${D})`);
+    const call = training ? ++this.calls : 0;
+    const cfg: ExpertConfig = {
+      E: 1, D, F: Fm, activation: this.activation, dropoutRate: training ? this.dropout : 0, seed: this.seed,
+      stream: call * 16 + STREAM.dropout,
+    };
+    const offsets = Int32Array.of(0, T);
+    let xSaved = x;
+    if (retain) {
+      xSaved = this.wsTrain.f32('x', T * D);
+      xSaved.set(x);
+    }
+    const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg, retain ? this.wsTrain : FRESH);
+    const y = Float32Array.from(acts.expertOut);
+    if (this.modelSize > 1) this.mesh.allReduce(y, y, { axis: 'model', wire: this.wire });
+    if (retain) this.saved = { T, x: xSaved, offsets, acts, cfg };
+    return { y, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
+  }
+
+  backward(dy: Float32Array) {
+    const s = this.saved;
+    if (!s) throw codedError('ERR_SWITCH_STATE', 'DenseFeedForward.backward needs a forward with { training: true } first');
+    const T = checkTokens('dy', dy, this.dModel);
+    if (T !== s.T)
+      throw Object.assign(new RangeError(`argument 'dy' must have ${s.T * this.dModel} elements (shape (${s.T}, ${this.dModel})), got ${dy.length}`),
+        { code: 'ERR_SWITCH_SHAPE' as const });
+    const dx = this.wsGrads.f32('dx', T * this.dModel);
+    const { dwIn, dwOut } = expertsBackward(dx, dy, s.acts, s.x, null, s.offsets, this.params.wIn, this.params.wOut, s.cfg,
+      false, this.wsBackward, this.wsGrads);
+    if (this.modelSize > 1) this.mesh.allReduce(dx, dx, { axis: 'model', wire: this.wire });
+    return { dx, grads: { wIn: dwIn, wOut: dwOut } };
+  }
+}
