@@ -65,5 +65,3 @@ export type { Tensor } from './train/safetensors.js';
 export { trainOnMesh } from './train/mesh_training.js';
 export type { MeshTrainingOptions, MeshTrainingResult, MeshStrategy } from './train/mesh_training.js';
 export type { DataParallel } from './train/trainer.js';
-export { matmul, groupedMatmul, groupedMatmulWeightGrad } from './matmul.js';
-export type { MatmulOptions, GroupedMatmulOptions, GroupedMatmulWeightGradOptions } from './matmul.js';
