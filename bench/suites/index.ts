@@ -4,11 +4,15 @@ import type { Suite } from '../suite.js';
 import { peakSuite } from './peak.js';
 import { bf16Suite } from './bf16.js';
 import { expertParallelSuite } from './expert-parallel.js';
+import layerSuite from './layer.js';
+import expertsSuite from './experts.js';
 // import { gemmSuite } from './gemm.js';   // matmul and grouped matmul (added with the gemm kernels)
 
 export const suites: Suite[] = [
   peakSuite,
   bf16Suite,
   expertParallelSuite,
+  layerSuite,
+  expertsSuite,
   // gemmSuite,
 ];
