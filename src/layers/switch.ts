@@ -255,18 +255,14 @@ export class SwitchFeedForward implements FeedForwardLayer {
     const { dgate, dExpertOut } = combineBackward(dy, s.acts.expertOut, s.routing.gate, s.plan, T, k, D, wire, wsB);
     const { dx, dwRouter } = routerBackward(dgate, s.routing, s.wRouter, D, this.loadBalanceCoef * auxScale,
       this.zLossCoef * auxScale, wsB, this.wsGrads);
-    let dwIn: Float32Array;
-    let dwOut: Float32Array;
-    if (wire) {
-      // §1.12 point 4: the gradient of the expert input is rounded on its way back, per choice.
-      const dxRows = wsB.f32('dxRows', s.plan.R * D);
-      ({ dwIn, dwOut } = expertsBackward(dxRows, dExpertOut, s.acts, s.xExpert, s.plan.rowToken, s.plan.offsets, s.wIn,
-        s.wOut, s.expertCfg, false, wsB, this.wsGrads));
-      dispatchBackward(dx, dxRows, s.plan, T, k, D, true, true);
-    } else {
-      ({ dwIn, dwOut } = expertsBackward(dx, dExpertOut, s.acts, s.xExpert, s.plan.rowToken, s.plan.offsets, s.wIn,
-        s.wOut, s.expertCfg, true, wsB, this.wsGrads));
-    }
+    // The experts write dx per row (R, D) with the row × column tiling of the matmul, then one
+    // gather per token adds its rows onto the router's dx: faster than scattering inside the
+    // matmul (which can only split columns, since rows of one token may collide), and the same
+    // chain as a mesh. §1.12 point 4 (bf16 wire): each row is rounded on its way back.
+    const dxRows = wsB.f32('dxRows', s.plan.R * D);
+    const { dwIn, dwOut } = expertsBackward(dxRows, dExpertOut, s.acts, s.xExpert, s.plan.rowToken, s.plan.offsets, s.wIn,
+      s.wOut, s.expertCfg, false, wsB, this.wsGrads);
+    dispatchBackward(dx, dxRows, s.plan, T, k, D, wire, true);
     return { dx, grads: { router: dwRouter, wIn: dwIn, wOut: dwOut } };
   }
 }
