@@ -12,7 +12,7 @@ import type { BenchContext, BenchRecord, Suite } from '../suite.js';
 import { DenseFeedForward, SwitchFeedForward, setNumThreads } from '../../src/index.js';
 import { native } from '../../src/native.js';
 import {
-  combine, combineBackward, expertCapacity, planDispatch, route, routerBackward, Workspace,
+  combine, combineBackward, dispatchBackward, expertCapacity, planDispatch, route, routerBackward, Workspace,
 } from '../../src/layers/switch_steps.js';
 
 export interface LayerShape {
@@ -79,6 +79,7 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
   const R = plan.R;
   const hPre = new Float32Array(R * F), h = randomInput(R * F, 9), out = new Float32Array(R * D);
   const dOut = randomInput(R * D, 10), dh = randomInput(R * F, 11), dx = new Float32Array(T * D);
+  const dxRows = randomInput(R * D, 12);
   const dwIn = new Float32Array(E * D * F), dwOut = new Float32Array(E * F * D);
   const { wIn, wOut } = layer.params;
   const up = () => native.switchGroupedMatmul(hPre, x, wIn, plan.offsets, plan.rowToken, null, null, E, D, F, false, false);
@@ -90,7 +91,8 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
     native.switchGroupedMatmul(dh, dOut, wOut, plan.offsets, null, null, null, E, D, F, true, false);
     native.switchGroupedMatmulWeightGrad(dwOut, h, dOut, plan.offsets, null, E, F, D);
     native.switchGroupedMatmulWeightGrad(dwIn, x, dh, plan.offsets, plan.rowToken, E, D, F);
-    native.switchGroupedMatmul(dx, dh, wIn, plan.offsets, null, plan.rowToken, null, E, F, D, true, true);
+    // dx per row, as the layer computes it (then dispatchBackward, a step outside the matmuls).
+    native.switchGroupedMatmul(dxRows, dh, wIn, plan.offsets, null, null, null, E, F, D, true, false);
   }, warmup, repeats);
   // The steps outside the expert matmuls, one by one, on reused buffers as the layer runs them.
   const ws = new Workspace(true);
@@ -105,6 +107,7 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
     combineBackward: medianSeconds(() => combineBackward(dy, out, gate, plan, T, 1, D, false, ws), warmup, repeats),
     routerBackward: medianSeconds(() => routerBackward(new Float32Array(T), routing, layer.params.router, D, 0.01, 0, ws, ws), warmup, repeats),
     activationBackward: medianSeconds(() => native.switchActivationBackward(dh, dh, hPre, null, R, F, 0, 0), warmup, repeats),
+    dispatchBackward: medianSeconds(() => dispatchBackward(dx, dxRows, plan, T, 1, D, false, true), warmup, repeats),
   };
   const stepsOutsideMatmuls = Object.values(steps).reduce((a, b) => a + b, 0);
   return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, rows: R, capacity: C, steps, stepsOutsideMatmuls };
