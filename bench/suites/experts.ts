@@ -1,9 +1,39 @@
 // Suite `experts`: training step time of the Switch layer at fixed T, D, F and capacity factor as
 // the number of experts grows (E = 1 ... 128). The paper's claim (§2, Figure 4) is that more
 // experts cost almost nothing per token: the target is E = 64 within 1.25× of E = 1.
+import { performance } from 'node:perf_hooks';
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
-import { setNumThreads } from '../../src/index.js';
+import { SwitchFeedForward, setNumThreads } from '../../src/index.js';
 import { shapeName, stepFlops, timeSwitch, timeTorch, type LayerShape } from './layer.js';
+
+/**
+ * The step time of each E relative to the first, measured interleaved: one layer per E, stepped in
+ * turn for `rounds` rounds, the median of the per-round ratios. On a shared machine whose speed
+ * changes from second to second this is the ratio to trust; the per-E medians timed one after the
+ * other carry the load changes between them.
+ */
+export function interleavedRatios(fixed: Omit<LayerShape, 'E'>, counts: number[], rounds: number): number[] {
+  const { T, D, F, cf } = fixed;
+  const x = new Float32Array(T * D), dy = new Float32Array(T * D);
+  for (let i = 0; i < T * D; i++) {
+    x[i] = Math.sin(i * 0.7);
+    dy[i] = Math.cos(i * 1.3);
+  }
+  const layers = counts.map((E) => new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, capacityFactor: cf, seed: 1, reuseGradients: true }));
+  const step = (layer: SwitchFeedForward): number => {
+    const t0 = performance.now();
+    layer.forward(x, { training: true });
+    layer.backward(dy);
+    return performance.now() - t0;
+  };
+  layers.forEach(step);
+  const ratios: number[][] = counts.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    const times = layers.map(step);
+    times.forEach((t, i) => ratios[i].push(t / times[0]));
+  }
+  return ratios.map((rs) => rs.sort((a, b) => a - b)[Math.floor(rs.length / 2)]);
+}
 
 export const expertsSuite: Suite = {
   name: 'experts',
@@ -16,6 +46,8 @@ export const expertsSuite: Suite = {
     const withTorch = ctx.compare.includes('torch');
     for (const threads of ctx.threads) {
       setNumThreads(threads);
+      ctx.log(`experts: interleaved steps, ${threads} thread(s)`);
+      const interleaved = interleavedRatios(fixed, counts, ctx.quick ? 3 : 11);
       let first = 0;
       for (const E of counts) {
         const shape: LayerShape = { ...fixed, E };
@@ -27,6 +59,7 @@ export const expertsSuite: Suite = {
         records.push({
           suite: 'experts', name: `switch step E=${E}`, shape: shapeName(shape), threads, seconds: s.forwardBackward,
           ratioToOneExpert: s.forwardBackward / first,
+          interleavedRatioToOneExpert: interleaved[counts.indexOf(E)],
           tokensPerSecond: shape.T / s.forwardBackward,
           gflops: stepFlops(s.rows, shape.D, shape.F) / s.forwardBackward / 1e9,
           expertMatmulsSeconds: s.matmulsForwardBackward,
