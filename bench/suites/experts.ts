@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
 import { SwitchFeedForward, setNumThreads } from '../../src/index.js';
-import { shapeName, stepFlops, timeSwitch, timeTorch, type LayerShape } from './layer.js';
+import { randomInput, shapeName, stepFlops, timeSwitch, timeTorch, type LayerShape } from './layer.js';
 
 /**
  * The step time of each E relative to the first, measured interleaved: one layer per E, stepped in
@@ -14,11 +14,8 @@ import { shapeName, stepFlops, timeSwitch, timeTorch, type LayerShape } from './
  */
 export function interleavedRatios(fixed: Omit<LayerShape, 'E'>, counts: number[], rounds: number): number[] {
   const { T, D, F, cf } = fixed;
-  const x = new Float32Array(T * D), dy = new Float32Array(T * D);
-  for (let i = 0; i < T * D; i++) {
-    x[i] = Math.sin(i * 0.7);
-    dy[i] = Math.cos(i * 1.3);
-  }
+  // The inputs timeSwitch uses: the same routing, so the same kept rows, as the per-E timings.
+  const x = randomInput(T * D, 7), dy = randomInput(T * D, 8);
   const layers = counts.map((E) => new SwitchFeedForward({ dModel: D, dFF: F, numExperts: E, capacityFactor: cf, seed: 1, reuseGradients: true }));
   const step = (layer: SwitchFeedForward): number => {
     const t0 = performance.now();

@@ -36,7 +36,7 @@ export function medianSeconds(fn: () => void, warmup: number, repeats: number): 
   return times[Math.floor(times.length / 2)];
 }
 
-function randomInput(n: number, seed: number): Float32Array {
+export function randomInput(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
