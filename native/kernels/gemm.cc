@@ -286,6 +286,11 @@ void compute_scattered(const Problem& P, const Kernels& kernel, int c0, int c1) 
       const int r1 = std::min(P.M, r0 + kRows);
       compute_block(P, kernel, r0, r1, cs, ce, scratch, width, false);
       for (int i = r0; i < r1; ++i) {
+        // The scattered rows are far apart (token order): fetch the next one while adding this one.
+        if (i + 1 < r1) {
+          const float* next = P.c + static_cast<int64_t>(P.scatter[i + 1]) * P.ldc + cs;
+          for (int j = 0; j < width; j += 16) prefetch_l2(next + j);
+        }
         float* y = P.c + static_cast<int64_t>(P.scatter[i]) * P.ldc + cs;
         const float* t = scratch + static_cast<int64_t>(i - r0) * width;
         const float s = P.scale ? P.scale[i] : 1.0f;
