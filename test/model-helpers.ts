@@ -17,7 +17,7 @@ export class ReferenceDenseLayer implements FeedForwardLayer {
     };
   }
 
-  forward(x: Float32Array): FeedForwardOutput | Promise<FeedForwardOutput> {
+  forward(x: Float32Array, options: { training?: boolean } = {}): FeedForwardOutput | Promise<FeedForwardOutput> {
     const { D, F } = this;
     const T = x.length / D;
     const { wIn, wOut } = this.params;
@@ -35,8 +35,11 @@ export class ReferenceDenseLayer implements FeedForwardLayer {
         y[t * D + d] = s;
       }
     }
-    this.x = x;
-    this.hidden = hidden;
+    if (options.training) {
+      // backward() belongs to the last training forward
+      this.x = x;
+      this.hidden = hidden;
+    }
     const out = { y, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
     return this.asynchronous ? Promise.resolve(out) : out;
   }

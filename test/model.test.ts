@@ -122,6 +122,19 @@ describe('SwitchTransformerLM (dense reference feed-forward)', () => {
     }
   });
 
+  it('an evaluation forward between a training forward and its backward changes nothing', async () => {
+    const B = 2, S = 5;
+    const { tokens, targets } = batch(B, S, tiny.vocabSize!);
+    const a = new SwitchTransformerLM({ ...tiny, seed: 8 }, { feedForward: referenceFactory() });
+    const b = new SwitchTransformerLM({ ...tiny, seed: 8 }, { feedForward: referenceFactory() });
+    const plain = await lossAndGrads(a, tokens, targets, B);
+    await b.forward(tokens, targets, B, { training: true });
+    const other = batch(1, 3, tiny.vocabSize!);
+    await b.forward(other.tokens, other.targets, 1);
+    await b.backward();
+    b.parameters.forEach((p, i) => expect(sameBits(p.grad, plain.grads[i]), p.name).toBe(true));
+  });
+
   it('dropout is off in evaluation and seeded in training', async () => {
     const B = 1, S = 6;
     const { tokens, targets } = batch(B, S, tiny.vocabSize!);

@@ -316,7 +316,8 @@ export class SwitchTransformerLM {
         switchCount++;
       }
     }
-    this.saved = training ? { B, S, tokens, targets, blocks, final, rstdFinal: rstd, dFinalNorm: dFinalNorm!, dwteOutput: dwteOutput! } : undefined;
+    // An evaluation forward in between keeps the last training forward's state (as the layers do).
+    if (training) this.saved = { B, S, tokens, targets, blocks, final, rstdFinal: rstd, dFinalNorm: dFinalNorm!, dwteOutput: dwteOutput! };
     return {
       loss: crossEntropy + auxLoss, crossEntropy, auxLoss, droppedFraction: switchCount ? dropped / switchCount : 0,
       switchLayers: stats, tokens: T,
