@@ -71,12 +71,13 @@ describe('trainOnMesh', () => {
           precision: wire === 'bf16' ? 'bf16-wire' : 'float32' });
         const single = new Trainer(singleModel, { ...trainer, train: ds.train });
         const { history } = await single.fit({ steps });
-        expectSameSteps(mesh.history, history, B * S, 1e-5);
+        // Measured: ~6e-8 relative (float32 rounding of the per-device sums), on either wire.
+        expectSameSteps(mesh.history, history, B * S, 1e-6);
         expect(mesh.params).toBe(singleModel.parameterCount);
         // The experts come back gathered: the single-device layout.
         for (const p of singleModel.parameters) {
           expect(mesh.parameters![p.name], p.name).toHaveLength(p.data.length);
-          expect(relError(mesh.parameters![p.name], p.data), `${wire}: ${p.name}`).toBeLessThan(1e-4);
+          expect(relError(mesh.parameters![p.name], p.data), `${wire}: ${p.name}`).toBeLessThan(1e-5);
         }
         if (wire !== 'float32') continue;
         // The checkpoint: whole expert tensors with the single-device shapes, and a resume on one
@@ -89,10 +90,10 @@ describe('trainOnMesh', () => {
         const { trainer: resumed } = Trainer.resume(ckpt, { train: ds.train });
         const after = (await resumed.fit({ steps: 2 })).history;
         const continued = (await single.fit({ steps: 2 })).history;
-        expectSameSteps(after, continued, B * S, 1e-5);
+        expectSameSteps(after, continued, B * S, 1e-6);
         for (const p of singleModel.parameters) {
           const q = resumed.model.parameters.find((r) => r.name === p.name)!;
-          expect(relError(q.data, p.data), `resumed: ${p.name}`).toBeLessThan(1e-4);
+          expect(relError(q.data, p.data), `resumed: ${p.name}`).toBeLessThan(1e-5);
         }
       }
       await expect(trainOnMesh({ devices: 2, strategy: 'expert-data', model: { ...model, numExperts: 3 }, data, trainer, steps }))
