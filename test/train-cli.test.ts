@@ -65,6 +65,9 @@ describe('switch-train', () => {
         '--no-checkpoint', '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);
       expect(resumedExperts.steps).toBe(3);
       expect(resumedExperts.config).toMatchObject({ numExperts: 4, precision: 'bf16-wire' });
+      const resumedOnMesh = JSON.parse((await run(process.execPath, [cli, '--devices', '2', '--strategy', 'expert-data', '--resume', ckptExperts,
+        '--steps', '1', '--corpus', data, '--no-checkpoint', '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);
+      expect(resumedOnMesh).toMatchObject({ steps: 3, strategy: 'expert-data', params: summary.params });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 // Training on the mesh: 2 devices with the float32 wire match one device on the same global batch,
 // step by step (the Switch layers' groups set to one device's tokens), for strategy 'data' and
 // 'expert-data'; expert-data with the bf16 wire matches one device in precision 'bf16-wire', and its
-// checkpoint (experts gathered) resumes on one device as if one device had trained all along.
+// checkpoint (experts gathered) resumes on one device or on the mesh as if one device had trained all along.
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,9 +91,15 @@ describe('trainOnMesh', () => {
         const after = (await resumed.fit({ steps: 2 })).history;
         const continued = (await single.fit({ steps: 2 })).history;
         expectSameSteps(after, continued, B * S, 1e-6);
+        // ... and so does a resume onto the mesh (each device takes its experts' slice back).
+        const onMesh = await trainOnMesh({ devices: 2, strategy: 'expert-data', resume: ckpt, model: {}, data, trainer, steps: 2,
+          returnParameters: true, threadsPerDevice: 1 });
+        expect(onMesh.step).toBe(steps + 2);
+        expectSameSteps(onMesh.history, continued, B * S, 1e-6);
         for (const p of singleModel.parameters) {
           const q = resumed.model.parameters.find((r) => r.name === p.name)!;
           expect(relError(q.data, p.data), `resumed: ${p.name}`).toBeLessThan(1e-5);
+          expect(relError(onMesh.parameters![p.name], p.data), `resumed on the mesh: ${p.name}`).toBeLessThan(1e-5);
         }
       }
       await expect(trainOnMesh({ devices: 2, strategy: 'expert-data', model: { ...model, numExperts: 3 }, data, trainer, steps }))

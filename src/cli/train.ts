@@ -11,7 +11,7 @@ import { SwitchTransformerLM } from '../model/model.js';
 import { resolveModelConfig, type ModelConfig } from '../model/config.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { Trainer, type StepReport } from '../train/trainer.js';
-import { trainOnMesh } from '../train/mesh_training.js';
+import { trainOnMesh, type MeshTrainingOptions } from '../train/mesh_training.js';
 import { htmlPage, lineChart, escapeHtml } from './report.js';
 
 const HELP = `Usage: switch-train [options]
@@ -262,8 +262,7 @@ async function main(argv: string[]): Promise<number> {
   if (values.wire !== undefined && values.strategy !== 'expert-data') throw new UsageError('--wire applies to --strategy expert-data only');
   const onMesh = devices > 1 || values.strategy === 'expert-data';
   if (onMesh && values.steps === undefined) throw new UsageError('--devices needs --steps (a mesh run has no time budget)');
-  if (onMesh && (values.resume || values['compare-dense']))
-    throw new UsageError('--resume and --compare-dense run on one device only');
+  if (onMesh && values['compare-dense']) throw new UsageError('--compare-dense runs on one device only');
   if (values.threads !== undefined) setNumThreads(num(values, 'threads', 1, true));
   const seed = num(values, 'seed', 0, true);
   const log = (s: string) => { if (!values.quiet) process.stderr.write(`${s}\n`); };
@@ -360,22 +359,20 @@ async function trainDataParallel(values: Record<string, unknown>, devices: numbe
   const expertData = strategy === 'expert-data';
   const result = await trainOnMesh({
     devices, strategy, steps,
-    // expert-data: the wire decides the Switch layers' precision (bf16 by default).
-    model: expertData ? { ...config, precision: undefined } : config,
-    wire: expertData ? ((values.wire as 'float32' | 'bf16' | undefined) ?? 'bf16') : undefined, evaluate: true, evalBatches: num(values, 'eval-batches', 8, true), checkpoint: dir,
+    // expert-data: the wire decides the Switch layers' precision: --wire, else a resumed
+    // checkpoint's precision, else bf16.
+    model: expertData ? { ...config, precision: values.wire ? (values.wire === 'bf16' ? 'bf16-wire' : 'float32') : values.resume ? config.precision : undefined } : config,
+    resume: values.resume as string | undefined, evaluate: true, evalBatches: num(values, 'eval-batches', 8, true), checkpoint: dir,
     progress: !values.quiet,
     data: { corpus: (values.corpus as string | undefined) ?? 'brown', tokenizer: (values.tokenizer as 'word' | 'byte' | undefined) ?? 'word',
       vocabWords: num(values, 'vocab', 8192, true), validationFraction: num(values, 'validation', 0.1), seed: num(values, 'seed', 0, true) },
-    trainer: { batchSize: num(values, 'batch', 16, true), seqLen: num(values, 'seq', 128, true),
-      optimizer: (values.optimizer as 'adamw' | 'adafactor' | undefined) ?? 'adamw', lr: num(values, 'lr', 2e-3),
-      schedule: (values.schedule as 'constant' | 'inverse-sqrt' | undefined) ?? 'constant', warmupSteps: num(values, 'warmup', 50, true),
-      clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true) },
+    trainer: meshTrainerOptions(values),
   });
   const seconds = (performance.now() - start) / 1000;
   const tail = result.history.slice(-10);
   const tokens = result.history.reduce((n, r) => n + r.tokens, 0);
   const summary = {
-    steps: result.history.length, devices, strategy,
+    steps: result.step, devices, strategy,
     trainLoss: tail.reduce((a, r) => a + r.crossEntropy, 0) / tail.length, valLoss: result.evaluation?.loss ?? NaN,
     valPerplexity: result.evaluation?.perplexity ?? NaN, tokensPerSecond: tokens / seconds, params: result.params,
     droppedFraction: result.history.reduce((a, r) => a + r.droppedFraction, 0) / Math.max(1, result.history.length),
@@ -386,6 +383,17 @@ async function trainDataParallel(values: Record<string, unknown>, devices: numbe
     `validation loss ${summary.valLoss.toFixed(4)}, ${Math.round(summary.tokensPerSecond)} tokens/s, ${summary.params.toLocaleString('en-US')} parameters` +
     `${dir ? `\ncheckpoint: ${dir}` : ''}\n`);
   return 0;
+}
+
+/** The trainer flags of a mesh run; resuming, only the flags given (the checkpoint's options fill the rest). */
+function meshTrainerOptions(values: Record<string, unknown>): MeshTrainingOptions['trainer'] {
+  const all = { batchSize: num(values, 'batch', 16, true), seqLen: num(values, 'seq', 128, true),
+    optimizer: (values.optimizer as 'adamw' | 'adafactor' | undefined) ?? 'adamw', lr: num(values, 'lr', 2e-3),
+    schedule: (values.schedule as 'constant' | 'inverse-sqrt' | undefined) ?? 'constant', warmupSteps: num(values, 'warmup', 50, true),
+    clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true) };
+  if (!values.resume) return all;
+  const flags = { batchSize: 'batch', seqLen: 'seq', optimizer: 'optimizer', lr: 'lr', schedule: 'schedule', warmupSteps: 'warmup', clipNorm: 'clip', seed: 'seed' } as const;
+  return Object.fromEntries(Object.entries(all).filter(([key]) => values[flags[key as keyof typeof flags]] !== undefined)) as unknown as MeshTrainingOptions['trainer'];
 }
 
 function readCheckpointStep(dir: string): number {

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { codedError, rangeError } from '../errors.js';
 import { launchMesh } from '../mesh/launch.js';
 import type { ModelConfig } from '../model/config.js';
+import { readCheckpoint } from './checkpoint.js';
 import type { DatasetOptions } from '../data/dataset.js';
 import type { StepReport, EvaluationReport, TrainerOptions } from './trainer.js';
 
@@ -34,6 +35,12 @@ export interface MeshTrainingOptions {
   /** Evaluate on the validation split at the end (rank 0). */
   evaluate?: boolean;
   evalBatches?: number;
+  /**
+   * Continue from this checkpoint (a single-device one or one a mesh run wrote: the same layout).
+   * Its model configuration is the base of `model` (options given there override it); its
+   * tokenizer, optimizer state, data position and random streams are restored on every device.
+   */
+  resume?: string;
   /** Rank 0 writes a checkpoint here at the end. */
   checkpoint?: string;
   /** Rank 0 prints a progress line per step on stderr. */
@@ -44,6 +51,8 @@ export interface MeshTrainingOptions {
 
 export interface MeshTrainingResult {
   history: StepReport[];
+  /** Steps taken in all (a resumed run counts the checkpoint's). */
+  step: number;
   evaluation?: EvaluationReport;
   params: number;
   /** Final parameters by name (expert-data: the experts gathered from every device, single-device layout). */
@@ -57,15 +66,16 @@ export async function trainOnMesh(options: MeshTrainingOptions & { returnParamet
   if (!Number.isInteger(options.devices) || options.devices < 1)
     throw rangeError('ERR_SWITCH_OPTION', `option 'devices' must be an integer >= 1, got ${options.devices}`);
   let args: MeshTrainingOptions = options;
+  if (options.resume) args = { ...args, model: { ...readCheckpoint(options.resume).config, ...definedOnly(options.model) } };
   if (strategy === 'expert-data') {
-    const wire = expertDataWire(options);
-    const experts = options.model.numExperts ?? 8;
+    const wire = expertDataWire(args);
+    const experts = args.model.numExperts ?? 8;
     if (experts % options.devices !== 0)
       throw rangeError('ERR_SWITCH_OPTION', `strategy 'expert-data' needs numExperts (${experts}) to be a multiple of the devices (${options.devices})`);
     if ((options.trainer.optimizer ?? 'adamw') !== 'adamw')
       throw codedError('ERR_SWITCH_UNSUPPORTED',
         "strategy 'expert-data' supports optimizer 'adamw' only (Adafactor's parameter and update RMS span a whole expert tensor, which no device holds)");
-    args = { ...options, wire, model: { ...options.model, precision: wire === 'bf16' ? 'bf16-wire' : 'float32' } };
+    args = { ...args, wire, model: { ...args.model, precision: wire === 'bf16' ? 'bf16-wire' : 'float32' } };
   } else if (options.wire !== undefined) {
     throw rangeError('ERR_SWITCH_OPTION', "option 'wire' applies to strategy 'expert-data' only (data parallelism all-reduces in float32)");
   }
@@ -76,6 +86,10 @@ export async function trainOnMesh(options: MeshTrainingOptions & { returnParamet
     heapBytes: 16 * 1024 * 1024,
   });
   return results[0];
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** The wire of an expert-data run: the option, else the model's precision if given, else bf16 (SPEC §3). */
