@@ -60,8 +60,10 @@ describe('trainOnMesh', () => {
     try {
       const data = { corpus: corpus(dir), validationFraction: 0.2 };
       const ds = prepareDataset(data);
-      // Every layer a Switch layer (block 0 included), with a z-loss, so every aux gradient path is checked.
-      const model: Partial<ModelConfig> = { ...base, switchLayers: 'all', zLossCoef: 0.01 };
+      // Every layer a Switch layer (block 0 included), with a z-loss, so every aux gradient path is
+      // checked; jitter and expert dropout (keyed by the global token and the layer's trainingCalls)
+      // so that the random streams must line up across devices and across a resume.
+      const model: Partial<ModelConfig> = { ...base, switchLayers: 'all', zLossCoef: 0.01, jitter: 0.1, expertDropout: 0.2 };
       const steps = 3;
       const ckpt = join(dir, 'ckpt');
       for (const wire of ['float32', 'bf16'] as const) {
@@ -71,13 +73,16 @@ describe('trainOnMesh', () => {
           precision: wire === 'bf16' ? 'bf16-wire' : 'float32' });
         const single = new Trainer(singleModel, { ...trainer, train: ds.train });
         const { history } = await single.fit({ steps });
-        // Measured: ~6e-8 relative (float32 rounding of the per-device sums), on either wire.
-        expectSameSteps(mesh.history, history, B * S, 1e-6);
+        // Measured: ~6e-8 relative (float32 rounding of the per-device sums), on either wire. With
+        // bf16 a value within float32 rounding of a bf16 rounding boundary may round the other way
+        // (a 2^-8 step), so bf16 gets 10× the margin: still 20× below float32-vs-bf16 (~2e-4).
+        const tolerance = wire === 'float32' ? 1e-6 : 1e-5;
+        expectSameSteps(mesh.history, history, B * S, tolerance);
         expect(mesh.params).toBe(singleModel.parameterCount);
         // The experts come back gathered: the single-device layout.
         for (const p of singleModel.parameters) {
           expect(mesh.parameters![p.name], p.name).toHaveLength(p.data.length);
-          expect(relError(mesh.parameters![p.name], p.data), `${wire}: ${p.name}`).toBeLessThan(1e-5);
+          expect(relError(mesh.parameters![p.name], p.data), `${wire}: ${p.name}`).toBeLessThan(10 * tolerance);
         }
         if (wire !== 'float32') continue;
         // The checkpoint: whole expert tensors with the single-device shapes, and a resume on one
