@@ -52,7 +52,7 @@ Training:
   --eval-every N         validation every N steps (50)    --eval-batches N (8)
 Output:
   --checkpoint DIR       where to write the checkpoint (switch-checkpoint); --no-checkpoint to skip
-  --resume DIR           continue training from a checkpoint
+  --resume DIR           continue training from a checkpoint (on one device or, with --devices, on the mesh)
   --compare-dense        also train the dense model of equal FLOPs per token on the same data
   --report FILE.html     write a self-contained HTML report with charts
   --prompt TEXT          start of the generated sample ("the")   --sample-tokens N (30)
