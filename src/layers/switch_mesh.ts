@@ -17,8 +17,7 @@ import { native } from '../native.js';
 import type { Device, Wire } from '../mesh/device.js';
 import {
   booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, nonNegativeInteger, oneOf, optionError,
-  positiveInteger, seedOption,
-} from './options.js';
+  positiveInteger, seedOption, trainingCallsValue } from './options.js';
 import {
   combine, dispatchBackward, expertCapacity, expertsBackward, expertsForward, planDispatch, route, routerBackward, STREAM,
   truncatedNormal, Workspace, FRESH,
@@ -166,6 +165,20 @@ export class MeshSwitchFeedForward {
   stats: RoutingStats | null = null;
 
   private calls = 0;
+
+  /**
+   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
+   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
+   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
+   * the (n+1)-th call of a fresh layer draws.
+   */
+  get trainingCalls(): number {
+    return this.calls;
+  }
+
+  set trainingCalls(value: number) {
+    this.calls = trainingCallsValue(value);
+  }
   private saved: SavedForward | null = null;
   private readonly wire: Wire;
   private readonly hasDataAxis: boolean;
