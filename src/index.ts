@@ -53,6 +53,7 @@ export type {
 } from './layers/switch.js';
 export { DenseFeedForward } from './layers/dense.js';
 export type { DenseFeedForwardOptions, DenseGrads } from './layers/dense.js';
+export type { DenseMeshStrategy } from './layers/dense_mesh.js';
 export type {
   FeedForwardLayer, FeedForwardOutput, FeedForwardBackward, ForwardOptions, RoutingStats,
 } from './layers/types.js';

@@ -94,5 +94,18 @@ describe('DenseFeedForward', () => {
     expect(() => layer.backward(new Float32Array(2))).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_STATE' }));
     layer.forward(Float32Array.of(1, 2), { training: true });
     expect(() => layer.backward(new Float32Array(4))).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_SHAPE' }));
+    expect(() => { layer.trainingCalls = -1; }).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));
+  });
+
+  it('trainingCalls keys the dropout mask: setting it replays a call', () => {
+    const key = randomKey(11, 5);
+    const x = Float32Array.from({ length: 8 * 6 }, (_, i) => 2 * randomUniform(key, i) - 1);
+    const a = new DenseFeedForward({ dModel: 6, dFF: 10, dropout: 0.5, seed: 4 }), b = new DenseFeedForward({ dModel: 6, dFF: 10, dropout: 0.5, seed: 4 });
+    a.forward(x, { training: true });
+    const second = a.forward(x, { training: true }).y;
+    expect(a.trainingCalls).toBe(2);
+    expect(Buffer.from(b.forward(x, { training: true }).y.buffer).equals(Buffer.from(second.buffer))).toBe(false);
+    b.trainingCalls = 1;
+    expect(Buffer.from(b.forward(x, { training: true }).y.buffer).equals(Buffer.from(second.buffer))).toBe(true);
   });
 });

@@ -12,11 +12,18 @@ const PROGRAM = new URL('./fixtures/mesh-faults.mjs', import.meta.url);
 const LAUNCHER = new URL('./fixtures/mesh-launcher.mjs', import.meta.url);
 
 let dir = '';
+// The arena is an unlinked memfd named 'switch-transformer-mesh' (native/mesh/arena.cc): nothing
+// of it should ever appear in /dev/shm. Other processes on the machine (other test runs, other
+// programs) create and remove /dev/shm entries at any time, so only names the mesh would use count.
+const MESH_NAME = /switch-transformer/i;
+const meshShm = () => readdirSync('/dev/shm').filter((name) => MESH_NAME.test(name)).sort();
 let shmBefore: string[] = [];
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'mesh-faults-'));
-  shmBefore = readdirSync('/dev/shm').sort();
+  shmBefore = meshShm();
 });
+/** /dev/shm entries with a mesh name that appeared since the test began (none may). */
+const newMeshShm = () => meshShm().filter((name) => !shmBefore.includes(name));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -41,7 +48,7 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
 /** Nothing of the mesh remains: the device processes, /dev/shm entries, the arena in this process. */
 function expectCleanedUp(devicePids: number[]): void {
   for (const pid of devicePids) expect(alive(pid), `device process ${pid} still alive`).toBe(false);
-  expect(readdirSync('/dev/shm').sort()).toEqual(shmBefore);
+  expect(newMeshShm()).toEqual([]);
   expect(readFileSync('/proc/self/maps', 'utf8')).not.toContain('switch-transformer-mesh');
   for (const fd of readdirSync('/proc/self/fd')) {
     let target = '';
@@ -115,10 +122,13 @@ describe('mesh faults', () => {
       await waitFor(() => [0, 1, 2].every((r) => existsSync(join(dir, `pid-${r}`))), 20000);
       await sleep(100);
       const devicePids = pids(3);
+      // While it runs, the arena is the memfd the name pattern looks for, mapped by every device, and not a /dev/shm file.
+      for (const pid of devicePids) expect(readFileSync(`/proc/${pid}/maps`, 'utf8')).toMatch(/memfd:switch-transformer-mesh/);
+      expect(newMeshShm()).toEqual([]);
       launcher.kill(signal);
       expect((await exited).signal).toBe(signal);
       await waitFor(() => devicePids.every((p) => !alive(p)), 2000);
-      expect(readdirSync('/dev/shm').sort()).toEqual(shmBefore);
+      expect(newMeshShm()).toEqual([]);
     });
   }
 });

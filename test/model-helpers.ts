@@ -8,6 +8,12 @@ export class ReferenceDenseLayer implements FeedForwardLayer {
   readonly params: { wIn: Float32Array; wOut: Float32Array };
   private x?: Float32Array;
   private hidden?: Float32Array;
+  /**
+   * (T, F) which relu inputs of the last forward (training or not) were > 0. The loss is smooth
+   * in the weights only while this pattern stays the same, so a finite-difference probe is valid
+   * only where the pattern at w ± h equals the one at w.
+   */
+  activePattern = new Uint8Array(0);
 
   constructor(readonly D: number, readonly F: number, seed: number, readonly asynchronous = false) {
     const random = new Random(seed);
@@ -17,17 +23,20 @@ export class ReferenceDenseLayer implements FeedForwardLayer {
     };
   }
 
-  forward(x: Float32Array): FeedForwardOutput | Promise<FeedForwardOutput> {
+  forward(x: Float32Array, options: { training?: boolean } = {}): FeedForwardOutput | Promise<FeedForwardOutput> {
     const { D, F } = this;
     const T = x.length / D;
     const { wIn, wOut } = this.params;
     const hidden = new Float32Array(T * F);
     const y = new Float32Array(T * D);
+    const active = new Uint8Array(T * F);
+    this.activePattern = active;
     for (let t = 0; t < T; t++) {
       for (let f = 0; f < F; f++) {
         let s = 0;
         for (let d = 0; d < D; d++) s += x[t * D + d] * wIn[d * F + f];
         hidden[t * F + f] = Math.max(0, s);
+        active[t * F + f] = s > 0 ? 1 : 0;
       }
       for (let d = 0; d < D; d++) {
         let s = 0;
@@ -35,8 +44,11 @@ export class ReferenceDenseLayer implements FeedForwardLayer {
         y[t * D + d] = s;
       }
     }
-    this.x = x;
-    this.hidden = hidden;
+    if (options.training) {
+      // backward() belongs to the last training forward
+      this.x = x;
+      this.hidden = hidden;
+    }
     const out = { y, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
     return this.asynchronous ? Promise.resolve(out) : out;
   }

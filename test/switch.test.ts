@@ -251,6 +251,24 @@ describe('SwitchFeedForward behaviour', () => {
     const g2 = layer.backward(x);
     expect(Buffer.from(g1.dx.buffer).equals(Buffer.from(g2.dx.buffer))).toBe(true);
   });
+
+  it('trainingCalls is the state of the random streams: setting it replays the same jitter and dropout', () => {
+    const options = { ...base, jitter: 0.3, expertDropout: 0.4, capacityFactor: 4 };
+    const x = randomArray(8 * 6, rng());
+    const a = new SwitchFeedForward(options), b = new SwitchFeedForward(options);
+    expect(a.trainingCalls).toBe(0);
+    a.forward(x, { training: true });
+    a.forward(x);                                  // evaluation calls do not count
+    expect(a.trainingCalls).toBe(1);
+    const second = a.forward(x, { training: true }).y;
+    expect(a.trainingCalls).toBe(2);
+    const fresh = b.forward(x, { training: true }).y;
+    expect(Buffer.from(fresh.buffer).equals(Buffer.from(second.buffer))).toBe(false);  // the draws differ per call
+    b.trainingCalls = 1;
+    expect(Buffer.from(b.forward(x, { training: true }).y.buffer).equals(Buffer.from(second.buffer))).toBe(true);
+    for (const bad of [-1, 1.5, NaN, 2 ** 31])
+      expect(() => { b.trainingCalls = bad; }).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));
+  });
 });
 
 describe('SwitchFeedForward rejects bad options and inputs with coded errors', () => {

@@ -55,6 +55,19 @@ describe('switch-train', () => {
         '--no-checkpoint', '--json', '--quiet'], { cwd: dir })).stdout);
       expect(parallel).toMatchObject({ steps: 2, devices: 2, strategy: 'data' });
       expect(Number.isFinite(parallel.valLoss)).toBe(true);
+      // Expert parallelism (bf16 wire by default); its checkpoint has the single-device layout and resumes on one device.
+      const ckptExperts = join(dir, 'ckpt-experts');
+      const experts = JSON.parse((await run(process.execPath, [cli, ...tinyFlags, '--devices', '2', '--strategy', 'expert-data', '--steps', '2',
+        '--corpus', data, '--checkpoint', ckptExperts, '--json', '--quiet'], { cwd: dir })).stdout);
+      expect(experts).toMatchObject({ steps: 2, devices: 2, strategy: 'expert-data', params: summary.params });
+      expect(Number.isFinite(experts.valLoss)).toBe(true);
+      const resumedExperts = JSON.parse((await run(process.execPath, [cli, '--resume', ckptExperts, '--steps', '1', '--corpus', data,
+        '--no-checkpoint', '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);
+      expect(resumedExperts.steps).toBe(3);
+      expect(resumedExperts.config).toMatchObject({ numExperts: 4, precision: 'bf16-wire' });
+      const resumedOnMesh = JSON.parse((await run(process.execPath, [cli, '--devices', '2', '--strategy', 'expert-data', '--resume', ckptExperts,
+        '--steps', '1', '--corpus', data, '--no-checkpoint', '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);
+      expect(resumedOnMesh).toMatchObject({ steps: 3, strategy: 'expert-data', params: summary.params });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -64,7 +77,9 @@ describe('switch-train', () => {
     await expect(run(process.execPath, [cli, '--bogus'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('Usage: switch-train') });
     await expect(run(process.execPath, [cli, '--steps', 'x', '--corpus', '/nonexistent'])).rejects.toMatchObject({ code: 2 });
     await expect(run(process.execPath, [cli, '--devices', '2'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--steps') });
-    await expect(run(process.execPath, [cli, '--strategy', 'expert-data'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('mesh Switch layer') });
+    await expect(run(process.execPath, [cli, '--strategy', 'expert-data'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--steps') });
+    await expect(run(process.execPath, [cli, '--wire', 'bf16', '--steps', '1'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('expert-data only') });
+    await expect(run(process.execPath, [cli, '--strategy', 'expert-data', '--wire', 'f16', '--steps', '1'])).rejects.toMatchObject({ code: 2 });
     const help = await run(process.execPath, [cli, '--help']);
     expect(help.stdout).toContain('--compare-dense');
   });

@@ -3,16 +3,20 @@
 import type { Suite } from '../suite.js';
 import { peakSuite } from './peak.js';
 import { bf16Suite } from './bf16.js';
+import { gemmSuite } from './gemm.js';
+import { layerSuite } from './layer.js';
+import { expertsSuite } from './experts.js';
+import { collectivesSuite } from './collectives.js';
 import { expertParallelSuite } from './expert-parallel.js';
-import layerSuite from './layer.js';
-import expertsSuite from './experts.js';
-// import { gemmSuite } from './gemm.js';   // matmul and grouped matmul (added with the gemm kernels)
+import { trainSuite } from './train.js';
 
 export const suites: Suite[] = [
   peakSuite,
   bf16Suite,
-  expertParallelSuite,
+  gemmSuite,
   layerSuite,
   expertsSuite,
-  // gemmSuite,
+  collectivesSuite,
+  expertParallelSuite,
+  trainSuite,
 ];

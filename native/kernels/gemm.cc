@@ -286,6 +286,11 @@ void compute_scattered(const Problem& P, const Kernels& kernel, int c0, int c1) 
       const int r1 = std::min(P.M, r0 + kRows);
       compute_block(P, kernel, r0, r1, cs, ce, scratch, width, false);
       for (int i = r0; i < r1; ++i) {
+        // The scattered rows are far apart (token order): fetch the next one while adding this one.
+        if (i + 1 < r1) {
+          const float* next = P.c + static_cast<int64_t>(P.scatter[i + 1]) * P.ldc + cs;
+          for (int j = 0; j < width; j += 16) prefetch_l2(next + j);
+        }
         float* y = P.c + static_cast<int64_t>(P.scatter[i]) * P.ldc + cs;
         const float* t = scratch + static_cast<int64_t>(i - r0) * width;
         const float s = P.scale ? P.scale[i] : 1.0f;
@@ -317,24 +322,29 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
     const Problem& P = problems[p];
     if (P.M == 0 || P.N == 0) continue;
     const double work = static_cast<double>(P.M) * P.N * std::max(P.K, 1);
-    // Four pieces per thread (each at least ~1 MFLOP): on a shared machine a thread that is
-    // descheduled for a while leaves its remaining pieces to the others instead of holding up the
-    // whole call; the extra packing this costs is a few percent at most.
-    int pieces = threads == 1 || total == 0 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
-    pieces = std::min<double>(pieces, std::max(1.0, 2.0 * work / 1e6));
+    // Up to four pieces per thread: on a shared machine a thread that is descheduled for a while
+    // then leaves its remaining pieces to the others instead of holding up the whole call. Each
+    // piece packs its own operands, so more pieces are taken only while the repacking stays
+    // cheap: about 15 · ((gn - 1) / N + (gm - 1) / M) of the time (a packed element costs some
+    // 30 flops; a grid gm × gn packs A gn times and B gm times).
     const int max_rows = (P.M + MR - 1) / MR, max_cols = (P.N + NR - 1) / NR;
-    pieces = std::max(1, std::min(pieces, max_rows * max_cols));
+    const int fewest = threads == 1 ? 1 : static_cast<int>(std::ceil(threads * work / total - 1e-9));
+    const int most = threads == 1 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
     int best_gm = 1, best_gn = 1;
-    for (int want = pieces; want >= 1; --want) {
+    for (int pieces = std::max(1, std::min(most, max_rows * max_cols)); pieces >= 1; --pieces) {
+      int gm_found = 0, gn_found = 0;
       double best_cost = -1;
-      for (int gm = 1; gm <= want; ++gm) {
-        if (want % gm) continue;
-        const int gn = want / gm;
+      for (int gm = 1; gm <= pieces; ++gm) {
+        if (pieces % gm) continue;
+        const int gn = pieces / gm;
         if (gm > max_rows || gn > max_cols) continue;
         const double cost = static_cast<double>(gm) * P.N + 1.5 * static_cast<double>(gn) * P.M;
-        if (best_cost < 0 || cost < best_cost) best_cost = cost, best_gm = gm, best_gn = gn;
+        if (best_cost < 0 || cost < best_cost) best_cost = cost, gm_found = gm, gn_found = gn;
       }
-      if (best_cost >= 0) break;
+      if (best_cost < 0) continue;
+      best_gm = gm_found, best_gn = gn_found;
+      const double repacking = 15.0 * ((gn_found - 1.0) / P.N + (gm_found - 1.0) / P.M);
+      if (pieces <= fewest || repacking <= 0.05) break;
     }
     for (int i = 0; i < best_gm; ++i)
       for (int j = 0; j < best_gn; ++j)

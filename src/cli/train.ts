@@ -11,7 +11,7 @@ import { SwitchTransformerLM } from '../model/model.js';
 import { resolveModelConfig, type ModelConfig } from '../model/config.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { Trainer, type StepReport } from '../train/trainer.js';
-import { trainOnMesh } from '../train/mesh_training.js';
+import { trainOnMesh, type MeshTrainingOptions } from '../train/mesh_training.js';
 import { htmlPage, lineChart, escapeHtml } from './report.js';
 
 const HELP = `Usage: switch-train [options]
@@ -45,12 +45,14 @@ Training:
   --clip X               global gradient-norm limit, 0 = off (1.0)
   --seed N               seeds initialisation, data order and dropout (0)
   --threads N            native threads (all cores)
-  --devices N            data-parallel training on N mesh devices (needs --steps)
-  --strategy data        (expert-data needs the mesh Switch layer: not in this build)
+  --devices N            train on N mesh devices (needs --steps)
+  --strategy data|expert-data  data: replicated model (default); expert-data: each device holds
+                         E/N experts of every Switch layer, tokens reach them by all-to-all
+  --wire bf16|float32    expert-data: precision of the all-to-alls (bf16)
   --eval-every N         validation every N steps (50)    --eval-batches N (8)
 Output:
   --checkpoint DIR       where to write the checkpoint (switch-checkpoint); --no-checkpoint to skip
-  --resume DIR           continue training from a checkpoint
+  --resume DIR           continue training from a checkpoint (on one device or, with --devices, on the mesh)
   --compare-dense        also train the dense model of equal FLOPs per token on the same data
   --report FILE.html     write a self-contained HTML report with charts
   --prompt TEXT          start of the generated sample ("the")   --sample-tokens N (30)
@@ -69,7 +71,7 @@ const options = {
   validation: { type: 'string' }, steps: { type: 'string' }, minutes: { type: 'string' }, batch: { type: 'string' },
   seq: { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' }, schedule: { type: 'string' },
   warmup: { type: 'string' }, clip: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' },
-  devices: { type: 'string' }, strategy: { type: 'string' }, 'eval-every': { type: 'string' },
+  devices: { type: 'string' }, strategy: { type: 'string' }, wire: { type: 'string' }, 'eval-every': { type: 'string' },
   'eval-batches': { type: 'string' }, checkpoint: { type: 'string' }, 'no-checkpoint': { type: 'boolean' },
   resume: { type: 'string' }, 'compare-dense': { type: 'boolean' }, report: { type: 'string' }, prompt: { type: 'string' },
   'sample-tokens': { type: 'string' }, temperature: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' },
@@ -247,21 +249,20 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const textFlags = new Set(['corpus', 'tokenizer', 'switch-layers', 'optimizer', 'schedule', 'strategy', 'checkpoint', 'resume', 'report', 'prompt']);
+  const textFlags = new Set(['corpus', 'tokenizer', 'switch-layers', 'optimizer', 'schedule', 'strategy', 'wire', 'checkpoint', 'resume', 'report', 'prompt']);
   for (const [name, value] of Object.entries(values))
     if (typeof value === 'string' && !textFlags.has(name) && !Number.isFinite(Number(value)))
       throw new UsageError(`--${name} expects a number, got '${value}'`);
   for (const [name, allowed] of [['tokenizer', ['word', 'byte']], ['optimizer', ['adamw', 'adafactor']], ['schedule', ['constant', 'inverse-sqrt']],
-    ['switch-layers', ['odd', 'all']], ['strategy', ['data', 'expert-data']]] as const)
+    ['switch-layers', ['odd', 'all']], ['strategy', ['data', 'expert-data']], ['wire', ['float32', 'bf16']]] as const)
     if (values[name] !== undefined && !(allowed as readonly string[]).includes(values[name] as string))
       throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(values[name])}'`);
   const devices = num(values, 'devices', 1, true);
   if (devices < 1) throw new UsageError(`--devices must be >= 1, got ${devices}`);
-  if (values.strategy === 'expert-data')
-    throw new UsageError("--strategy expert-data needs the mesh Switch layer, which this build does not have yet; use --strategy data");
-  if (devices > 1 && values.steps === undefined) throw new UsageError('--devices needs --steps (a mesh run has no time budget)');
-  if (devices > 1 && (values.resume || values['compare-dense']))
-    throw new UsageError('--resume and --compare-dense run on one device only');
+  if (values.wire !== undefined && values.strategy !== 'expert-data') throw new UsageError('--wire applies to --strategy expert-data only');
+  const onMesh = devices > 1 || values.strategy === 'expert-data';
+  if (onMesh && values.steps === undefined) throw new UsageError('--devices needs --steps (a mesh run has no time budget)');
+  if (onMesh && values['compare-dense']) throw new UsageError('--compare-dense runs on one device only');
   if (values.threads !== undefined) setNumThreads(num(values, 'threads', 1, true));
   const seed = num(values, 'seed', 0, true);
   const log = (s: string) => { if (!values.quiet) process.stderr.write(`${s}\n`); };
@@ -296,7 +297,7 @@ async function main(argv: string[]): Promise<number> {
   const info = cpuInfo();
   log(`model: ${config.numLayers} blocks, d_model ${config.dModel}, d_ff ${config.dFF}, ${config.numExperts} experts ` +
     `(${config.switchLayers} blocks), ${info.threads} threads (${info.isa})`);
-  if (devices > 1) return trainDataParallel(values, devices, config, dataset, budget.steps!);
+  if (onMesh) return trainDataParallel(values, devices, config, dataset, budget.steps!);
   const { summary, trainer } = await trainOne(config.numExperts ? 'switch' : 'dense', config, dataset, values, budget, values.resume as string | undefined);
 
   const prompt = (values.prompt as string | undefined) ?? 'the';
@@ -349,36 +350,50 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** --devices N: data-parallel training on the mesh; rank 0 reports progress and writes the checkpoint. */
+/** --devices N: data- or expert-parallel training on the mesh; rank 0 reports progress and writes the checkpoint. */
 async function trainDataParallel(values: Record<string, unknown>, devices: number, config: Partial<ModelConfig>, dataset: Dataset,
   steps: number): Promise<number> {
   const dir = values['no-checkpoint'] ? undefined : ((values.checkpoint as string | undefined) ?? 'switch-checkpoint');
   const start = performance.now();
+  const strategy = (values.strategy as 'data' | 'expert-data' | undefined) ?? 'data';
+  const expertData = strategy === 'expert-data';
   const result = await trainOnMesh({
-    devices, strategy: 'data', model: config, steps, evaluate: true, evalBatches: num(values, 'eval-batches', 8, true), checkpoint: dir,
+    devices, strategy, steps,
+    // expert-data: the wire decides the Switch layers' precision: --wire, else a resumed
+    // checkpoint's precision, else bf16.
+    model: expertData ? { ...config, precision: values.wire ? (values.wire === 'bf16' ? 'bf16-wire' : 'float32') : values.resume ? config.precision : undefined } : config,
+    resume: values.resume as string | undefined, evaluate: true, evalBatches: num(values, 'eval-batches', 8, true), checkpoint: dir,
     progress: !values.quiet,
     data: { corpus: (values.corpus as string | undefined) ?? 'brown', tokenizer: (values.tokenizer as 'word' | 'byte' | undefined) ?? 'word',
       vocabWords: num(values, 'vocab', 8192, true), validationFraction: num(values, 'validation', 0.1), seed: num(values, 'seed', 0, true) },
-    trainer: { batchSize: num(values, 'batch', 16, true), seqLen: num(values, 'seq', 128, true),
-      optimizer: (values.optimizer as 'adamw' | 'adafactor' | undefined) ?? 'adamw', lr: num(values, 'lr', 2e-3),
-      schedule: (values.schedule as 'constant' | 'inverse-sqrt' | undefined) ?? 'constant', warmupSteps: num(values, 'warmup', 50, true),
-      clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true) },
+    trainer: meshTrainerOptions(values),
   });
   const seconds = (performance.now() - start) / 1000;
   const tail = result.history.slice(-10);
   const tokens = result.history.reduce((n, r) => n + r.tokens, 0);
   const summary = {
-    steps: result.history.length, devices, strategy: 'data',
+    steps: result.step, devices, strategy,
     trainLoss: tail.reduce((a, r) => a + r.crossEntropy, 0) / tail.length, valLoss: result.evaluation?.loss ?? NaN,
     valPerplexity: result.evaluation?.perplexity ?? NaN, tokensPerSecond: tokens / seconds, params: result.params,
     droppedFraction: result.history.reduce((a, r) => a + r.droppedFraction, 0) / Math.max(1, result.history.length),
     lossCurve: result.history.map((r) => r.crossEntropy), checkpoint: dir,
   };
   if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-  else process.stdout.write(`data-parallel on ${devices} devices: ${summary.steps} steps, train loss ${summary.trainLoss.toFixed(4)}, ` +
+  else process.stdout.write(`${strategy}-parallel on ${devices} devices: ${summary.steps} steps, train loss ${summary.trainLoss.toFixed(4)}, ` +
     `validation loss ${summary.valLoss.toFixed(4)}, ${Math.round(summary.tokensPerSecond)} tokens/s, ${summary.params.toLocaleString('en-US')} parameters` +
     `${dir ? `\ncheckpoint: ${dir}` : ''}\n`);
   return 0;
+}
+
+/** The trainer flags of a mesh run; resuming, only the flags given (the checkpoint's options fill the rest). */
+function meshTrainerOptions(values: Record<string, unknown>): MeshTrainingOptions['trainer'] {
+  const all = { batchSize: num(values, 'batch', 16, true), seqLen: num(values, 'seq', 128, true),
+    optimizer: (values.optimizer as 'adamw' | 'adafactor' | undefined) ?? 'adamw', lr: num(values, 'lr', 2e-3),
+    schedule: (values.schedule as 'constant' | 'inverse-sqrt' | undefined) ?? 'constant', warmupSteps: num(values, 'warmup', 50, true),
+    clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true) };
+  if (!values.resume) return all;
+  const flags = { batchSize: 'batch', seqLen: 'seq', optimizer: 'optimizer', lr: 'lr', schedule: 'schedule', warmupSteps: 'warmup', clipNorm: 'clip', seed: 'seed' } as const;
+  return Object.fromEntries(Object.entries(all).filter(([key]) => values[flags[key as keyof typeof flags]] !== undefined)) as unknown as MeshTrainingOptions['trainer'];
 }
 
 function readCheckpointStep(dir: string): number {

@@ -4,8 +4,7 @@
 // T = tokens, D = d_model, F = d_ff.
 import { codedError } from '../errors.js';
 import {
-  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption,
-} from './options.js';
+  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption, trainingCallsValue } from './options.js';
 import {
   expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
   type Activation, type ExpertActivations, type ExpertConfig,
@@ -49,6 +48,20 @@ export class DenseFeedForward implements FeedForwardLayer {
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
   private calls = 0;
+
+  /**
+   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
+   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
+   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
+   * the (n+1)-th call of a fresh layer draws.
+   */
+  get trainingCalls(): number {
+    return this.calls;
+  }
+
+  set trainingCalls(value: number) {
+    this.calls = trainingCallsValue(value);
+  }
   private readonly wsTrain = new Workspace(true);
   private readonly wsBackward = new Workspace(true);
   private readonly wsGrads: Workspace;

@@ -8,8 +8,7 @@
 import { codedError, rangeError } from '../errors.js';
 import type { Device, Wire } from '../mesh/device.js';
 import {
-  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption,
-} from './options.js';
+  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption, trainingCallsValue } from './options.js';
 import { meshAxes } from './switch_mesh.js';
 import {
   expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
@@ -50,6 +49,20 @@ export class MeshDenseFeedForward {
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
   private calls = 0;
+
+  /**
+   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
+   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
+   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
+   * the (n+1)-th call of a fresh layer draws.
+   */
+  get trainingCalls(): number {
+    return this.calls;
+  }
+
+  set trainingCalls(value: number) {
+    this.calls = trainingCallsValue(value);
+  }
   private readonly wire: Wire;
   private readonly wsTrain = new Workspace(true);
   private readonly wsBackward = new Workspace(true);

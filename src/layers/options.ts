@@ -71,3 +71,10 @@ export function checkParam(name: string, value: unknown, length: number, shape: 
     throw rangeError('ERR_SWITCH_SHAPE', `parameter '${name}' must have ${length} elements (shape ${shape}), got ${value.length}`);
   return value;
 }
+
+/** Checks a value assigned to a layer's `trainingCalls` (a count of training calls, the state of its random streams). */
+export function trainingCallsValue(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 30)
+    throw rangeError('ERR_SWITCH_OPTION', `'trainingCalls' must be an integer in [0, 2^30], got ${String(value)}`);
+  return value;
+}

@@ -3,8 +3,7 @@
 import { codedError } from '../errors.js';
 import {
   checkKnownOptions, checkParam, checkTokens, finiteInRange, nonNegativeInteger, oneOf, optionError, positiveInteger,
-  seedOption, booleanOption,
-} from './options.js';
+  seedOption, booleanOption, trainingCallsValue } from './options.js';
 import {
   combine, combineBackward, dispatchBackward, expertCapacity, expertsBackward, expertsForward, planDispatch, route,
   routerBackward, STREAM, truncatedNormal, wireRound, Workspace, FRESH,
@@ -123,6 +122,20 @@ export class SwitchFeedForward implements FeedForwardLayer {
   stats: RoutingStats | null = null;
 
   private calls = 0;
+
+  /**
+   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
+   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
+   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
+   * the (n+1)-th call of a fresh layer draws.
+   */
+  get trainingCalls(): number {
+    return this.calls;
+  }
+
+  set trainingCalls(value: number) {
+    this.calls = trainingCallsValue(value);
+  }
   private saved: SavedForward | null = null;
   // Scratch and saved arrays by role: a retained forward, an evaluation forward, the backward, the gradients.
   private readonly wsTrain = new Workspace(true);

@@ -17,8 +17,7 @@ import { native } from '../native.js';
 import type { Device, Wire } from '../mesh/device.js';
 import {
   booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, nonNegativeInteger, oneOf, optionError,
-  positiveInteger, seedOption,
-} from './options.js';
+  positiveInteger, seedOption, trainingCallsValue } from './options.js';
 import {
   combine, dispatchBackward, expertCapacity, expertsBackward, expertsForward, planDispatch, route, routerBackward, STREAM,
   truncatedNormal, Workspace, FRESH,
@@ -102,25 +101,6 @@ export function meshAxes(mesh: unknown, layer: string): { device: Device; n: num
   return { device, n: axes.data ?? 1, m: axes.model ?? 1 };
 }
 
-/** A shared-heap buffer when it fits (a float32 all-to-all reads it in place), else a plain array. */
-class SendBuffers {
-  private readonly buffers = new Map<string, Float32Array>();
-  constructor(private readonly device: Device) {}
-  get(name: string, n: number): Float32Array {
-    let b = this.buffers.get(name);
-    if (!b || b.length < n) {
-      const size = Math.max(n, Math.ceil((b?.length ?? 0) * 1.25));
-      try {
-        b = this.device.alloc(size);
-      } catch {
-        b = new Float32Array(size);   // heap exhausted: staged through the arena instead (one more copy)
-      }
-      this.buffers.set(name, b);
-    }
-    return b.subarray(0, n);
-  }
-}
-
 /**
  * Reorders blocks of rows between peer-major (p, el) order, as an all-to-all delivers them, and the
  * experts' expert-major (el, p) order; rows (n, El) gives each block's row count, width the
@@ -185,10 +165,26 @@ export class MeshSwitchFeedForward {
   stats: RoutingStats | null = null;
 
   private calls = 0;
+
+  /**
+   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
+   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
+   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
+   * the (n+1)-th call of a fresh layer draws.
+   */
+  get trainingCalls(): number {
+    return this.calls;
+  }
+
+  set trainingCalls(value: number) {
+    this.calls = trainingCallsValue(value);
+  }
   private saved: SavedForward | null = null;
   private readonly wire: Wire;
   private readonly hasDataAxis: boolean;
-  private readonly send: SendBuffers;
+  // Send buffers: plain memory (allToAllv stages through the arena; only an equal-size float32
+  // allToAll reads a shared-heap buffer in place, and the heap is never freed).
+  private readonly send = new Workspace(true);
   private readonly wsTrain = new Workspace(true);
   private readonly wsEval = new Workspace(true);
   private readonly wsBackward = new Workspace(true);
@@ -257,7 +253,6 @@ export class MeshSwitchFeedForward {
       wOutLocal.set(wOut.subarray(from, from + Fm * D), e * Fm * D);
     }
     this.params = { router: full?.router ?? truncatedNormal(D * E, D, initScale, this.seed, STREAM.router), wIn: wInLocal, wOut: wOutLocal };
-    this.send = new SendBuffers(device);
   }
 
   /** Capacity C for a call of T tokens (per device: groups never span devices). */
@@ -297,7 +292,7 @@ export class MeshSwitchFeedForward {
     const R = plan.R;
     const ex = this.planExchange(plan.offsets, D);
     // Dispatch: the kept choices, expert-major, so peer p's rows are one run (wire point 1).
-    const sendX = this.send.get('a', R * D);
+    const sendX = this.send.f32('a', R * D);
     native.switchDispatchForward(sendX, x, plan.rowToken, T, D, false);
     const recvX = ws.f32('recvX', ex.Rl * D);
     this.exchange(sendX, ex.sendCounts, recvX, ex.recvCounts);
@@ -307,7 +302,7 @@ export class MeshSwitchFeedForward {
     let rowChoice: Int32Array | null = null;
     if (dropoutRate > 0) {
       // The dropout mask is keyed by the global choice index t·k + j: send it along (exact in float32).
-      const sendChoice = this.send.get('choice', R);
+      const sendChoice = this.send.f32('choice', R);
       for (let r = 0; r < R; r++) sendChoice[r] = plan.rowChoice[r] + tokenOffset * k;
       const recvChoice = ws.f32('recvChoice', ex.Rl);
       this.exchange(sendChoice, ex.sendCounts.map((c) => c / D), recvChoice, ex.recvCounts.map((c) => c / D), 'float32');
@@ -330,7 +325,7 @@ export class MeshSwitchFeedForward {
     // expert's output (float32: the sum is inside the expert; only its result crosses the wire).
     if (this.modelSize > 1) this.mesh.allReduce(acts.expertOut, acts.expertOut, { axis: 'model', wire: 'float32' });
     // Back to the tokens' devices (wire point 2), peer-major again.
-    const sendOut = this.send.get('b', ex.Rl * D);
+    const sendOut = this.send.f32('b', ex.Rl * D);
     permuteBlocks(sendOut, acts.expertOut, ex.recvRows, n, El, D, false);
     const expertOut = ws.f32('expertOutBack', R * D);
     this.exchange(sendOut, ex.recvCounts, expertOut, ex.sendCounts);
@@ -363,7 +358,7 @@ export class MeshSwitchFeedForward {
     const ex = s.exchange;
     // gate · dy per kept choice, written straight into the send buffer (wire point 3).
     const dgate = wsB.f32('dgate', T * k);
-    const sendD = this.send.get('a', R * D);
+    const sendD = this.send.f32('a', R * D);
     native.switchCombineBackward(dgate, sendD, dy, s.expertOut, s.routing.gate, s.plan.rowChoice, T, k, D, false);
     const { dx, dwRouter } = routerBackward(dgate, s.routing, s.wRouter, D, this.loadBalanceCoef * auxScale,
       this.zLossCoef * auxScale, wsB, this.wsGrads);
@@ -376,7 +371,7 @@ export class MeshSwitchFeedForward {
       s.expertCfg, false, wsB, this.wsGrads);
     if (this.modelSize > 1) this.mesh.allReduce(dxRows, dxRows, { axis: 'model', wire: 'float32' });
     // The gradient of each dispatched row goes back to its token's device (wire point 4).
-    const sendBack = this.send.get('b', ex.Rl * D);
+    const sendBack = this.send.f32('b', ex.Rl * D);
     permuteBlocks(sendBack, dxRows, ex.recvRows, n, El, D, false);
     const dBack = wsB.f32('dBack', R * D);
     this.exchange(sendBack, ex.recvCounts, dBack, ex.sendCounts);

@@ -50,4 +50,9 @@ export interface FeedForwardLayer {
   evaluate?(x: Float32Array): FeedForwardOutput | Promise<FeedForwardOutput>;
   /** Routing statistics of the last forward (MoE layers only). */
   readonly stats?: RoutingStats | null;
+  /**
+   * Training calls so far, where a layer's random draws (jitter, dropout, ...) are keyed by the call
+   * number: the state of its random streams, saved in checkpoints and set on resume (optional).
+   */
+  trainingCalls?: number;
 }

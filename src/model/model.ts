@@ -181,7 +181,7 @@ export class SwitchTransformerLM {
       add(`blocks.${i}.attention.wO`, [D, D], b.wO);
       add(`blocks.${i}.norm2`, [D], b.norm2);
       for (const name of Object.keys(b.feedForward.params).sort())
-        add(`blocks.${i}.ffn.${name}`, feedForwardShape(name, b.feedForward.params[name].length, D, c.dFF),
+        add(`blocks.${i}.ffn.${name}`, feedForwardShape(name, b.feedForward.params[name].length, D, c.dFF, b.isSwitch),
           b.feedForward.params[name]);
     });
     add('normFinal', [D], this.normFinal);
@@ -316,7 +316,8 @@ export class SwitchTransformerLM {
         switchCount++;
       }
     }
-    this.saved = training ? { B, S, tokens, targets, blocks, final, rstdFinal: rstd, dFinalNorm: dFinalNorm!, dwteOutput: dwteOutput! } : undefined;
+    // An evaluation forward in between keeps the last training forward's state (as the layers do).
+    if (training) this.saved = { B, S, tokens, targets, blocks, final, rstdFinal: rstd, dFinalNorm: dFinalNorm!, dwteOutput: dwteOutput! };
     return {
       loss: crossEntropy + auxLoss, crossEntropy, auxLoss, droppedFraction: switchCount ? dropped / switchCount : 0,
       switchLayers: stats, tokens: T,
@@ -456,10 +457,12 @@ function sample(logits: Float32Array, temperature: number, topK: number, random:
 }
 
 /** Shapes of a feed-forward layer's parameters as SPEC §1 names them. */
-function feedForwardShape(name: string, size: number, D: number, F: number): number[] {
+function feedForwardShape(name: string, size: number, D: number, F: number, experts: boolean): number[] {
+  // A Switch layer's weights are per expert (E, ·, ·) even when a mesh device holds one expert.
+  const dense = !experts && size === D * F;
   if (name === 'router' && size % D === 0) return [D, size / D];
-  if (name === 'wIn' && size % (D * F) === 0) return size === D * F ? [D, F] : [size / (D * F), D, F];
-  if (name === 'wOut' && size % (D * F) === 0) return size === D * F ? [F, D] : [size / (D * F), F, D];
+  if (name === 'wIn' && size % (D * F) === 0) return dense ? [D, F] : [size / (D * F), D, F];
+  if (name === 'wOut' && size % (D * F) === 0) return dense ? [F, D] : [size / (D * F), F, D];
   return [size];
 }
 

@@ -33,19 +33,21 @@ export interface CheckpointContents {
   state: TrainingState;
 }
 
-/** The layers keep their random streams as a count of training calls; read it where a layer exposes one. */
+/** The layers keep their random streams as a count of training calls (FeedForwardLayer.trainingCalls). */
 function layerCalls(model: SwitchTransformerLM): (number | null)[] {
-  return Array.from({ length: model.config.numLayers }, (_, i) => {
-    const calls = (model.feedForward(i) as unknown as { calls?: unknown }).calls;
-    return typeof calls === 'number' ? calls : null;
-  });
+  return Array.from({ length: model.config.numLayers }, (_, i) => model.feedForward(i).trainingCalls ?? null);
 }
 
 export function saveCheckpoint(dir: string, model: SwitchTransformerLM, options: {
   optimizer?: OptimizerState; tokenizer?: TokenizerJSON; step?: number; loader?: LoaderState; extra?: Record<string, unknown>;
+  /** Replaces parameters' data by name (whole tensors: shapes as a single-device model of this config). */
+  parameters?: Record<string, Float32Array>;
 } = {}): void {
   const weights: Record<string, Tensor> = {};
-  for (const p of model.parameters) weights[p.name] = { shape: p.shape, data: p.data };
+  for (const p of model.parameters) {
+    const data = options.parameters?.[p.name] ?? p.data;
+    weights[p.name] = { shape: data === p.data ? p.shape : wholeShape(p.shape, data.length), data };
+  }
   const state: TrainingState = {
     step: options.step ?? 0, loader: options.loader, modelRandom: model.random.state, layerCalls: layerCalls(model),
     extra: options.extra,
@@ -63,6 +65,14 @@ export function saveCheckpoint(dir: string, model: SwitchTransformerLM, options:
     }
     writeFileAtomic(join(tmp, 'state.json'), JSON.stringify(state));
   });
+}
+
+/** A sliced parameter's whole shape: the first dimension grows (experts are sliced along it). */
+function wholeShape(shape: number[], size: number): number[] {
+  const rest = shape.slice(1).reduce((a, b) => a * b, 1);
+  if (shape.length < 2 || size % rest !== 0)
+    throw codedError('ERR_CHECKPOINT', `a replacement of ${size} values does not fit a parameter of shape [${shape}]`);
+  return [size / rest, ...shape.slice(1)];
 }
 
 function readJSON(path: string): any {  // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -99,8 +109,8 @@ export function loadCheckpoint(dir: string, modelOptions: ModelOptions = {}): Ch
   }
   model.random.state = contents.state.modelRandom;
   contents.state.layerCalls?.forEach((calls, i) => {
-    const layer = model.feedForward(i) as unknown as { calls?: unknown };
-    if (typeof calls === 'number' && typeof layer.calls === 'number') layer.calls = calls;
+    const layer = model.feedForward(i);
+    if (typeof calls === 'number' && typeof layer.trainingCalls === 'number') layer.trainingCalls = calls;
   });
   return { ...contents, model };
 }

@@ -5,9 +5,10 @@ import { rangeError } from '../errors.js';
 import { BatchLoader, sequentialBatches } from '../data/loader.js';
 import type { TokenizerJSON } from '../data/tokenizer.js';
 import type { SwitchTransformerLM, ModelOptions } from '../model/model.js';
+import { native } from '../native.js';
 import { clipGradientNorm } from './clip.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { createOptimizer, type AdafactorOptions, type AdamWOptions, type Optimizer, type OptimizerName } from './optimizers.js';
+import { createOptimizer, type AdafactorOptions, type AdamWOptions, type Optimizer, type OptimizerName, type OptimizerState } from './optimizers.js';
 import { createSchedule, type Schedule, type ScheduleName } from './schedules.js';
 
 export interface TrainerOptions {
@@ -41,6 +42,13 @@ export interface DataParallel {
   rank: number;
   size: number;
   allReduce(buffer: Float32Array): Float32Array | Promise<Float32Array>;
+  /**
+   * Expert parallelism (SPEC §3 'expert-data'): names of the parameters each device holds only a
+   * slice of (its experts). Their gradients come out of the mesh layer's backward already summed
+   * over the devices, so they are scaled by 1/size and not all-reduced; the global gradient norm
+   * for clipping adds the devices' sums of squares of these slices (one more all-reduce).
+   */
+  sharded?: ReadonlySet<string>;
 }
 
 export interface StepReport {
@@ -129,7 +137,9 @@ export class Trainer {
     await this.model.backward();
     const params = this.model.parameters;
     if (dp) await this.reduceAcrossDevices(dp, out);
-    const gradNorm = clipGradientNorm(params.map((p) => p.grad), this.options.clipNorm);
+    const gradNorm = dp?.sharded?.size
+      ? await this.clipShardedNorm(dp)
+      : clipGradientNorm(params.map((p) => p.grad), this.options.clipNorm);
     const lr = this.schedule(this.step);
     this.optimizer.step(params, lr);
     this.step++;
@@ -146,7 +156,11 @@ export class Trainer {
    * one all-reduce of every gradient (and of the step's statistics), then a scale by 1/size.
    */
   private async reduceAcrossDevices(dp: DataParallel, out: { loss: number; crossEntropy: number; auxLoss: number; droppedFraction: number; tokens: number; switchLayers: { tokensPerExpert: Int32Array }[] }): Promise<void> {
-    const params = this.model.parameters;
+    const all = this.model.parameters;
+    const sharded = dp.sharded;
+    const params = sharded ? all.filter((p) => !sharded.has(p.name)) : all;
+    const inv = 1 / dp.size;
+    if (sharded) for (const p of all) if (sharded.has(p.name)) native.scaleInPlace(p.grad, inv);
     const experts = out.switchLayers.reduce((n, s) => n + s.tokensPerExpert.length, 0);
     const total = params.reduce((n, p) => n + p.grad.length, 0) + 4 + experts;
     const flat = new Float32Array(total);
@@ -156,7 +170,6 @@ export class Trainer {
     at += 4;
     for (const s of out.switchLayers) { flat.set(s.tokensPerExpert, at); at += s.tokensPerExpert.length; }
     const sum = await dp.allReduce(flat);
-    const inv = 1 / dp.size;
     at = 0;
     for (const p of params) {
       const g = p.grad;
@@ -170,6 +183,26 @@ export class Trainer {
       at += s.tokensPerExpert.length;
     }
     out.tokens *= dp.size;
+  }
+
+  /**
+   * Global-norm clipping when some gradients are slices: the replicated gradients' sum of squares
+   * (the same on every device) plus the all-reduced sum of the slices' sums of squares.
+   */
+  private async clipShardedNorm(dp: DataParallel): Promise<number> {
+    let replicated = 0, local = 0;
+    for (const p of this.model.parameters) {
+      const sq = native.sumSquares(p.grad) as number;
+      if (dp.sharded!.has(p.name)) local += sq;
+      else replicated += sq;
+    }
+    // float32 on the wire, summed in a fixed order: every device gets the same norm.
+    const shardSum = (await dp.allReduce(Float32Array.of(local)))[0];
+    const norm = Math.sqrt(replicated + shardSum);
+    const maxNorm = this.options.clipNorm;
+    const scale = maxNorm / (norm + 1e-6);
+    if (maxNorm > 0 && scale < 1) for (const p of this.model.parameters) native.scaleInPlace(p.grad, scale);
+    return norm;
   }
 
   /** Trains `steps` more steps, yielding to the event loop between steps. */
@@ -199,10 +232,15 @@ export class Trainer {
     return evaluateModel(this.model, stream, this.options.batchSize, this.options.seqLen, maxBatches);
   }
 
-  save(dir: string, extra?: Record<string, unknown>): void {
+  /**
+   * Writes a checkpoint. `gathered` replaces the model's parameters and the optimizer's state by
+   * name (a mesh run passes its experts gathered from every device: the single-device layout).
+   */
+  save(dir: string, extra?: Record<string, unknown>,
+    gathered?: { parameters?: Record<string, Float32Array>; optimizer?: OptimizerState }): void {
     saveCheckpoint(dir, this.model, {
-      optimizer: this.optimizer.state(), tokenizer: this.options.tokenizer, step: this.step, loader: this.loader.state,
-      extra: { trainer: trainerOptionsJSON(this.options), ...extra },
+      optimizer: gathered?.optimizer ?? this.optimizer.state(), tokenizer: this.options.tokenizer, step: this.step,
+      loader: this.loader.state, extra: { trainer: trainerOptionsJSON(this.options), ...extra }, parameters: gathered?.parameters,
     });
   }
 
