@@ -1,8 +1,9 @@
 // Shared helpers of the Switch layer tests: fresh random inputs and tolerant comparisons.
 import { expect } from 'vitest';
 
-/** A small seeded generator; each test run draws a fresh seed (printed on failure). */
-export function rng(seed = (Math.random() * 2 ** 31) >>> 0): { seed: number; next(): number } {
+/** A small seeded generator; each test run draws a fresh seed (printed on failure;
+ * SWITCH_TEST_SEED=n replays one). */
+export function rng(seed = freshSeed()): { seed: number; next(): number } {
   let a = seed >>> 0;
   return {
     seed,
@@ -14,6 +15,11 @@ export function rng(seed = (Math.random() * 2 ** 31) >>> 0): { seed: number; nex
       return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
     },
   };
+}
+
+function freshSeed(): number {
+  const replay = process.env.SWITCH_TEST_SEED;
+  return replay !== undefined ? Number(replay) >>> 0 : (Math.random() * 2 ** 31) >>> 0;
 }
 
 export function randomArray(n: number, r: { next(): number }, lo = -1, hi = 1): Float32Array {
