@@ -85,7 +85,12 @@ function formatExtra(value: unknown): string {
 
 export function formatTable(records: BenchRecord[]): string {
   const extras: string[] = [];
-  for (const r of records) for (const k of Object.keys(r)) if (!FIXED.has(k) && r[k] !== undefined && !extras.includes(k)) extras.push(k);
+  // Scalar extras become columns; structured ones (per-step breakdowns) are in --json only.
+  for (const r of records) {
+    for (const k of Object.keys(r)) {
+      if (!FIXED.has(k) && r[k] !== undefined && (typeof r[k] !== 'object' || r[k] === null) && !extras.includes(k)) extras.push(k);
+    }
+  }
   const header = ['suite', 'name', 'shape', 'threads', 'median', 'rate', '% of peak', ...extras];
   const rows = records.map((r) => [
     r.suite, r.name, r.shape, String(r.threads), formatSeconds(r.seconds),

@@ -24,34 +24,13 @@ import {
   type Activation, type DispatchPlan, type ExpertActivations, type ExpertConfig, type Routing, type SecondExpertPolicy,
 } from './switch_steps.js';
 import type { RoutingStats } from './types.js';
+import type { SwitchFeedForwardOptions } from './switch.js';
 
 type Precision = 'float32' | 'bf16-wire';
 
-/** The options of SwitchFeedForward plus the mesh (types only: switch.ts owns the public interface). */
-export interface MeshSwitchOptions {
-  dModel: number;
-  dFF: number;
-  numExperts: number;
-  topK?: 1 | 2;
-  capacityFactor?: number;
-  evalCapacityFactor?: number;
-  minCapacity?: number;
-  groupSize?: number;
-  activation?: Activation;
-  loadBalanceCoef?: number;
-  zLossCoef?: number;
-  jitter?: number;
-  expertDropout?: number;
-  secondExpertPolicy?: SecondExpertPolicy;
-  secondExpertThreshold?: number;
-  /** Default: the mesh's wire ('bf16' → 'bf16-wire'); given explicitly, it overrides the mesh's wire. */
-  precision?: Precision;
-  seed?: number;
-  initScale?: number;
-  noTokenLeftBehind?: boolean;
-  reuseGradients?: boolean;
-  mesh: Device;
-}
+/** The options of SwitchFeedForward with the mesh required; `precision` defaults to the mesh's wire
+ * ('bf16' → 'bf16-wire'), and given explicitly it overrides the mesh's wire. */
+export type MeshSwitchOptions = SwitchFeedForwardOptions & { mesh: Device };
 
 const KNOWN_OPTIONS = [
   'dModel', 'dFF', 'numExperts', 'topK', 'capacityFactor', 'evalCapacityFactor', 'minCapacity', 'groupSize',
