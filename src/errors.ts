@@ -12,6 +12,7 @@ export type SwitchErrorCode =
   | 'ERR_MESH_TIMEOUT'
   | 'ERR_MESH_LAUNCH'
   | 'ERR_MESH_MISMATCH'
+  | 'ERR_MESH_MPI'
   | 'ERR_CHECKPOINT';
 
 export interface CodedError extends Error {

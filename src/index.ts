@@ -24,7 +24,7 @@ export type { MatmulOptions, GroupedMatmulOptions, GroupedMatmulWeightGradOption
 export { toBfloat16, fromBfloat16, roundBfloat16 } from './bf16.js';
 // The device mesh: processes as cores over shared memory (SPEC §3).
 export { launchMesh, singleDevice, Device } from './mesh/index.js';
-export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats } from './mesh/index.js';
+export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOptions, MeshStats, MpiLaunchOptions } from './mesh/index.js';
 // The language model, its training and data (issue 5).
 export * as modelKernels from './model/kernels.js';
 export { SwitchTransformerLM, setDefaultFeedForwardFactory } from './model/model.js';

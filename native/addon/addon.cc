@@ -9,6 +9,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   st::addon::init_bf16(env, exports);
   st::addon::init_bench(env, exports);
   st::addon::init_mesh(env, exports);
+  st::addon::init_mpi(env, exports);
   st::addon::init_switch(env, exports);
   st::addon::init_model(env, exports);
   return exports;

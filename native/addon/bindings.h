@@ -12,6 +12,6 @@ void init_bench(Napi::Env env, Napi::Object exports);  // bench.cc: the measurem
 void init_mesh(Napi::Env env, Napi::Object exports);   // mesh.cc: the arena and the collectives
 void init_switch(Napi::Env env, Napi::Object exports);  // switch.cc: the Switch layer's kernels
 void init_model(Napi::Env env, Napi::Object exports);  // model.cc: attention, RMSNorm, embedding, cross-entropy
-void init_core(Napi::Env env, Napi::Object exports);   // core.cc: cpuInfo, threads, bf16, matmul
+void init_mpi(Napi::Env env, Napi::Object exports);    // mpi.cc: the mesh over an MPI library
 
 }  // namespace st::addon

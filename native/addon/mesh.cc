@@ -14,6 +14,7 @@
 #include "../mesh/collectives.h"
 #include "args.h"
 #include "bindings.h"
+#include "collective_bindings.h"
 
 namespace st::addon {
 
@@ -49,71 +50,6 @@ Communicator& device(const Napi::Value& value) {
   DeviceHandle* h = handle<DeviceHandle>(value, "device");
   if (!h->comm) throw_error(value.Env(), "ERR_SWITCH_STATE", "the mesh device is closed");
   return *h->comm;
-}
-
-// Runs a collective and turns its failures into coded JavaScript errors.
-template <class F>
-void run(Napi::Env env, F&& f) {
-  try {
-    f();
-  } catch (const MeshError& e) {
-    switch (e.kind) {
-      case MeshError::Kind::peer_lost: {
-        Napi::Error error = Napi::Error::New(env, e.what());
-        error.Set("code", Napi::String::New(env, "ERR_MESH_PEER_LOST"));
-        error.Set("rank", Napi::Number::New(env, e.rank));
-        throw error;
-      }
-      case MeshError::Kind::timeout: {
-        Napi::Error error = Napi::Error::New(env, e.what());
-        error.Set("code", Napi::String::New(env, "ERR_MESH_TIMEOUT"));
-        error.Set("rank", Napi::Number::New(env, e.rank));
-        throw error;
-      }
-      case MeshError::Kind::mismatch: {
-        Napi::RangeError error = Napi::RangeError::New(env, e.what());
-        error.Set("code", Napi::String::New(env, "ERR_MESH_MISMATCH"));
-        error.Set("rank", Napi::Number::New(env, e.rank));
-        throw error;
-      }
-      case MeshError::Kind::argument: throw_range_error(env, "ERR_SWITCH_SHAPE", e.what());
-    }
-  }
-}
-
-int kind_arg(const Napi::Value& v, const Communicator& comm) {
-  return static_cast<int>(integer(v, "kind", 0, comm.n_kinds() - 1));
-}
-
-Wire wire_arg(const Napi::Value& v) { return integer(v, "wire", 0, 1) == 1 ? Wire::bf16 : Wire::float32; }
-
-// Buffers of one call either are the same array or do not overlap.
-void expect_apart(Napi::Env env, const char* fn, const View<float>& a, const View<float>& b, bool same_ok) {
-  const float* a_end = a.data + a.length;
-  const float* b_end = b.data + b.length;
-  if (a.length == 0 || b.length == 0 || a_end <= b.data || b_end <= a.data) return;
-  if (same_ok && a.data == b.data && a.length == b.length) return;
-  throw_range_error(env, "ERR_SWITCH_SHAPE",
-                    std::string(fn) + ": 'send' and 'recv' overlap" + (same_ok ? " (only the very same array may be passed twice)" : ""));
-}
-
-// A Float32Array's elements in place, with the checks of args.h in two N-API calls instead of
-// seven (this runs on every collective call, where a microsecond is a third of the latency).
-View<float> f32(const Napi::Value& value, const char* name) {
-  Napi::Env env = value.Env();
-  napi_typedarray_type type = napi_int8_array;
-  size_t length = 0;
-  void* data = nullptr;
-  if (!value.IsTypedArray() ||
-      napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_float32_array)
-    throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("argument '") + name + "' must be a Float32Array");
-  if (data == nullptr) return float32_array(value, name);   // detached (throws) or empty
-  return {static_cast<float*>(data), length};
-}
-
-std::string where(const Communicator& comm, int kind) {
-  return " (group of " + std::to_string(comm.group(kind).size()) + " devices, " + comm.group(kind).name + ")";
 }
 
 // ---- the launcher's side ----
@@ -217,147 +153,6 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
   return Napi::External<DeviceHandle>::New(env, h, [](Napi::Env, DeviceHandle* p) { delete p; });
 }
 
-Napi::Value group_info(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  expect_args(info, 2, "meshGroup");
-  Communicator& comm = device(info[0]);
-  const mesh::Group& g = comm.group(kind_arg(info[1], comm));
-  Napi::Array ranks = Napi::Array::New(env, g.ranks.size());
-  for (size_t i = 0; i < g.ranks.size(); ++i) ranks.Set(static_cast<uint32_t>(i), g.ranks[i]);
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("ranks", ranks);
-  out.Set("index", g.index);
-  return out;
-}
-
-Napi::Value barrier(const Napi::CallbackInfo& info) {
-  expect_args(info, 2, "barrier");
-  Communicator& comm = device(info[0]);
-  const int kind = kind_arg(info[1], comm);
-  run(info.Env(), [&] { comm.barrier(kind); });
-  return info.Env().Undefined();
-}
-
-Napi::Value broadcast(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  expect_args(info, 5, "broadcast");
-  Communicator& comm = device(info[0]);
-  const int kind = kind_arg(info[1], comm);
-  View<float> buf = f32(info[2], "buffer");
-  const int root = static_cast<int>(integer(info[3], "root", 0, comm.group(kind).size() - 1));
-  const Wire wire = wire_arg(info[4]);
-  run(env, [&] { comm.broadcast(kind, buf.data, static_cast<int64_t>(buf.length), root, wire); });
-  return info[2];
-}
-
-Napi::Value all_reduce(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  expect_args(info, 5, "allReduce");
-  Communicator& comm = device(info[0]);
-  const int kind = kind_arg(info[1], comm);
-  View<float> send = f32(info[2], "send");
-  View<float> recv = f32(info[3], "recv");
-  if (recv.length != send.length) expect_length(env, recv, send.length, "recv", "like 'send'" + where(comm, kind));
-  expect_apart(env, "allReduce", send, recv, true);
-  const Wire wire = wire_arg(info[4]);
-  run(env, [&] { comm.all_reduce(kind, recv.data, send.data, static_cast<int64_t>(send.length), wire); });
-  return info[3];
-}
-
-Napi::Value all_gather(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  expect_args(info, 5, "allGather");
-  Communicator& comm = device(info[0]);
-  const int kind = kind_arg(info[1], comm);
-  View<float> send = f32(info[2], "send");
-  View<float> recv = f32(info[3], "recv");
-  const size_t P = static_cast<size_t>(comm.group(kind).size());
-  if (recv.length != send.length * P) expect_length(env, recv, send.length * P, "recv", "[" + std::to_string(P) + " × " + std::to_string(send.length) + "]" + where(comm, kind));
-  expect_apart(env, "allGather", send, recv, false);
-  const Wire wire = wire_arg(info[4]);
-  run(env, [&] { comm.all_gather(kind, recv.data, send.data, static_cast<int64_t>(send.length), wire); });
-  return info[3];
-}
-
-Napi::Value reduce_scatter(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  expect_args(info, 5, "reduceScatter");
-  Communicator& comm = device(info[0]);
-  const int kind = kind_arg(info[1], comm);
-  View<float> send = f32(info[2], "send");
-  View<float> recv = f32(info[3], "recv");
-  const size_t P = static_cast<size_t>(comm.group(kind).size());
-  if (send.length != recv.length * P) expect_length(env, send, recv.length * P, "send", "[" + std::to_string(P) + " × " + std::to_string(recv.length) + "]" + where(comm, kind));
-  expect_apart(env, "reduceScatter", send, recv, false);
-  const Wire wire = wire_arg(info[4]);
-  run(env, [&] { comm.reduce_scatter(kind, recv.data, send.data, static_cast<int64_t>(recv.length), wire); });
-  return info[3];
-}
-
-Napi::Value all_to_all(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  expect_args(info, 5, "allToAll");
-  Communicator& comm = device(info[0]);
-  const int kind = kind_arg(info[1], comm);
-  View<float> send = f32(info[2], "send");
-  View<float> recv = f32(info[3], "recv");
-  const size_t P = static_cast<size_t>(comm.group(kind).size());
-  if (send.length % P != 0)
-    throw_range_error(env, "ERR_SWITCH_SHAPE",
-                      "allToAll: argument 'send' must have a multiple of " + std::to_string(P) +
-                          " elements (one equal chunk per peer), got " + std::to_string(send.length) + where(comm, kind));
-  if (recv.length != send.length) expect_length(env, recv, send.length, "recv", "[" + std::to_string(P) + " × " + std::to_string(send.length / P) + "], like 'send'" + where(comm, kind));
-  expect_apart(env, "allToAll", send, recv, true);
-  const Wire wire = wire_arg(info[4]);
-  run(env, [&] { comm.all_to_all(kind, recv.data, send.data, static_cast<int64_t>(send.length / P), wire); });
-  return info[3];
-}
-
-std::vector<int64_t> counts_arg(const Napi::Value& v, const char* name, size_t P, size_t limit) {
-  Napi::Env env = v.Env();
-  std::vector<int64_t> counts;
-  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
-    View<int32_t> a = int32_array(v, name);
-    counts.assign(a.data, a.data + a.length);
-  } else if (v.IsArray()) {
-    Napi::Array a = v.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) counts.push_back(integer(a.Get(i), name, 0, int64_t{1} << 40));
-  } else {
-    throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("allToAllv: argument '") + name + "' must be an Int32Array or an array of numbers");
-  }
-  if (counts.size() != P)
-    throw_range_error(env, "ERR_SWITCH_SHAPE",
-                      std::string("allToAllv: argument '") + name + "' must have one count per peer (" + std::to_string(P) + "), got " +
-                          std::to_string(counts.size()));
-  int64_t total = 0;
-  for (size_t p = 0; p < P; ++p) {
-    if (counts[p] < 0)
-      throw_range_error(env, "ERR_SWITCH_RANGE", std::string("allToAllv: ") + name + "[" + std::to_string(p) + "] is negative");
-    total += counts[p];
-  }
-  if (static_cast<size_t>(total) != limit)
-    throw_range_error(env, "ERR_SWITCH_SHAPE",
-                      std::string("allToAllv: the ") + name + " add up to " + std::to_string(total) + ", but the buffer has " +
-                          std::to_string(limit) + " elements");
-  return counts;
-}
-
-Napi::Value all_to_allv(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  expect_args(info, 7, "allToAllv");
-  Communicator& comm = device(info[0]);
-  const int kind = kind_arg(info[1], comm);
-  View<float> send = f32(info[2], "send");
-  View<float> recv = f32(info[4], "recv");
-  const size_t P = static_cast<size_t>(comm.group(kind).size());
-  const std::vector<int64_t> send_counts = counts_arg(info[3], "sendCounts", P, send.length);
-  const std::vector<int64_t> recv_counts = counts_arg(info[5], "recvCounts", P, recv.length);
-  expect_apart(env, "allToAllv", send, recv, false);
-  const Wire wire = wire_arg(info[6]);
-  run(env, [&] { comm.all_to_allv(kind, recv.data, recv_counts.data(), send.data, send_counts.data(), wire); });
-  return info[4];
-}
-
 // A Float32Array over n floats of this device's heap in the arena (never freed: the heap lives as
 // long as the process). An all-to-all reads such a send buffer in place.
 Napi::Value alloc(const Napi::CallbackInfo& info) {
@@ -397,34 +192,11 @@ Napi::Value pin_cpus(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), sched_setaffinity(0, sizeof(mine), &mine) == 0);
 }
 
-Napi::Value set_timeout(const Napi::CallbackInfo& info) {
-  expect_args(info, 2, "meshSetTimeout");
-  device(info[0]).set_timeout_ms(integer(info[1], "timeoutMs", 1, int64_t{1} << 40));
-  return info.Env().Undefined();
-}
-
 Napi::Value set_wait_policy(const Napi::CallbackInfo& info) {
   expect_args(info, 3, "meshSetWaitPolicy");
   mesh::WaitPolicy& p = device(info[0]).wait_policy();
   p.spin_ns = integer(info[1], "spinMicroseconds", 0, 10000000) * 1000;
   p.yield_ns = integer(info[2], "yieldMicroseconds", 0, 10000000) * 1000;
-  return info.Env().Undefined();
-}
-
-Napi::Value stats(const Napi::CallbackInfo& info) {
-  expect_args(info, 1, "meshStats");
-  const mesh::Stats& s = device(info[0]).stats();
-  Napi::Object out = Napi::Object::New(info.Env());
-  out.Set("calls", static_cast<double>(s.calls));
-  out.Set("seconds", s.seconds);
-  out.Set("waitSeconds", s.wait_seconds);
-  out.Set("bytesSent", static_cast<double>(s.bytes_sent));
-  return out;
-}
-
-Napi::Value reset_stats(const Napi::CallbackInfo& info) {
-  expect_args(info, 1, "meshResetStats");
-  device(info[0]).reset_stats();
   return info.Env().Undefined();
 }
 
@@ -444,6 +216,7 @@ Napi::Value device_mark(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void init_mesh(Napi::Env env, Napi::Object exports) {
+  collectives::export_all<Communicator, device>(env, exports, "mesh");
   exports.Set("meshCreateArena", Napi::Function::New(env, create_arena, "meshCreateArena"));
   exports.Set("meshArenaMarkLost", Napi::Function::New(env, arena_mark_lost, "meshArenaMarkLost"));
   exports.Set("meshArenaMarkFinished", Napi::Function::New(env, arena_mark_finished, "meshArenaMarkFinished"));
@@ -451,20 +224,9 @@ void init_mesh(Napi::Env env, Napi::Object exports) {
   exports.Set("meshArenaCloseFd", Napi::Function::New(env, arena_close_fd, "meshArenaCloseFd"));
   exports.Set("meshArenaClose", Napi::Function::New(env, arena_close, "meshArenaClose"));
   exports.Set("meshAttach", Napi::Function::New(env, attach, "meshAttach"));
-  exports.Set("meshGroup", Napi::Function::New(env, group_info, "meshGroup"));
-  exports.Set("meshBarrier", Napi::Function::New(env, barrier, "meshBarrier"));
-  exports.Set("meshBroadcast", Napi::Function::New(env, broadcast, "meshBroadcast"));
-  exports.Set("meshAllReduce", Napi::Function::New(env, all_reduce, "meshAllReduce"));
-  exports.Set("meshAllGather", Napi::Function::New(env, all_gather, "meshAllGather"));
-  exports.Set("meshReduceScatter", Napi::Function::New(env, reduce_scatter, "meshReduceScatter"));
-  exports.Set("meshAllToAll", Napi::Function::New(env, all_to_all, "meshAllToAll"));
-  exports.Set("meshAllToAllv", Napi::Function::New(env, all_to_allv, "meshAllToAllv"));
   exports.Set("meshAlloc", Napi::Function::New(env, alloc, "meshAlloc"));
   exports.Set("meshPinCpus", Napi::Function::New(env, pin_cpus, "meshPinCpus"));
-  exports.Set("meshSetTimeout", Napi::Function::New(env, set_timeout, "meshSetTimeout"));
   exports.Set("meshSetWaitPolicy", Napi::Function::New(env, set_wait_policy, "meshSetWaitPolicy"));
-  exports.Set("meshStats", Napi::Function::New(env, stats, "meshStats"));
-  exports.Set("meshResetStats", Napi::Function::New(env, reset_stats, "meshResetStats"));
   exports.Set("meshDeviceMark", Napi::Function::New(env, device_mark, "meshDeviceMark"));
 }
 

@@ -49,6 +49,8 @@ Training:
   --strategy data|expert-data  data: replicated model (default); expert-data: each device holds
                          E/N experts of every Switch layer, tokens reach them by all-to-all
   --wire bf16|float32    expert-data: precision of the all-to-alls (bf16)
+  --backend shared-memory|mpi  the mesh's transport: processes on this host (default) or MPI
+                         ranks started by mpirun (Open MPI; --mpi-args "--hostfile hosts" for more hosts)
   --eval-every N         validation every N steps (50)    --eval-batches N (8)
 Output:
   --checkpoint DIR       where to write the checkpoint (switch-checkpoint); --no-checkpoint to skip
@@ -71,7 +73,7 @@ const options = {
   validation: { type: 'string' }, steps: { type: 'string' }, minutes: { type: 'string' }, batch: { type: 'string' },
   seq: { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' }, schedule: { type: 'string' },
   warmup: { type: 'string' }, clip: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' },
-  devices: { type: 'string' }, strategy: { type: 'string' }, wire: { type: 'string' }, 'eval-every': { type: 'string' },
+  devices: { type: 'string' }, strategy: { type: 'string' }, wire: { type: 'string' }, backend: { type: 'string' }, 'mpi-args': { type: 'string' }, 'eval-every': { type: 'string' },
   'eval-batches': { type: 'string' }, checkpoint: { type: 'string' }, 'no-checkpoint': { type: 'boolean' },
   resume: { type: 'string' }, 'compare-dense': { type: 'boolean' }, report: { type: 'string' }, prompt: { type: 'string' },
   'sample-tokens': { type: 'string' }, temperature: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' },
@@ -249,18 +251,19 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const textFlags = new Set(['corpus', 'tokenizer', 'switch-layers', 'optimizer', 'schedule', 'strategy', 'wire', 'checkpoint', 'resume', 'report', 'prompt']);
+  const textFlags = new Set(['corpus', 'tokenizer', 'switch-layers', 'optimizer', 'schedule', 'strategy', 'wire', 'backend', 'mpi-args', 'checkpoint', 'resume', 'report', 'prompt']);
   for (const [name, value] of Object.entries(values))
     if (typeof value === 'string' && !textFlags.has(name) && !Number.isFinite(Number(value)))
       throw new UsageError(`--${name} expects a number, got '${value}'`);
   for (const [name, allowed] of [['tokenizer', ['word', 'byte']], ['optimizer', ['adamw', 'adafactor']], ['schedule', ['constant', 'inverse-sqrt']],
-    ['switch-layers', ['odd', 'all']], ['strategy', ['data', 'expert-data']], ['wire', ['float32', 'bf16']]] as const)
+    ['switch-layers', ['odd', 'all']], ['strategy', ['data', 'expert-data']], ['wire', ['float32', 'bf16']], ['backend', ['shared-memory', 'mpi']]] as const)
     if (values[name] !== undefined && !(allowed as readonly string[]).includes(values[name] as string))
       throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(values[name])}'`);
   const devices = num(values, 'devices', 1, true);
   if (devices < 1) throw new UsageError(`--devices must be >= 1, got ${devices}`);
   if (values.wire !== undefined && values.strategy !== 'expert-data') throw new UsageError('--wire applies to --strategy expert-data only');
-  const onMesh = devices > 1 || values.strategy === 'expert-data';
+  const onMesh = devices > 1 || values.strategy === 'expert-data' || values.backend === 'mpi';
+  if (values['mpi-args'] !== undefined && values.backend !== 'mpi') throw new UsageError('--mpi-args applies to --backend mpi only');
   if (onMesh && values.steps === undefined) throw new UsageError('--devices needs --steps (a mesh run has no time budget)');
   if (onMesh && values['compare-dense']) throw new UsageError('--compare-dense runs on one device only');
   if (values.threads !== undefined) setNumThreads(num(values, 'threads', 1, true));
@@ -359,6 +362,8 @@ async function trainDataParallel(values: Record<string, unknown>, devices: numbe
   const expertData = strategy === 'expert-data';
   const result = await trainOnMesh({
     devices, strategy, steps,
+    backend: values.backend as 'shared-memory' | 'mpi' | undefined,
+    mpi: values['mpi-args'] !== undefined ? { args: (values['mpi-args'] as string).split(/\s+/).filter(Boolean) } : undefined,
     // expert-data: the wire decides the Switch layers' precision: --wire, else a resumed
     // checkpoint's precision, else bf16.
     model: expertData ? { ...config, precision: values.wire ? (values.wire === 'bf16' ? 'bf16-wire' : 'float32') : values.resume ? config.precision : undefined } : config,

@@ -2,6 +2,7 @@
 // program's arguments, run the program's default export, report its value or its error.
 import { native } from '../native.js';
 import { Device, type DeviceConfig } from './device.js';
+import { describeError } from './report.js';
 
 interface ChildConfig extends DeviceConfig {
   programUrl: string;
@@ -15,20 +16,6 @@ function send(message: unknown): Promise<void> {
   return new Promise((resolve, reject) => {
     process.send!(message, undefined, {}, (e) => (e ? reject(e) : resolve()));
   });
-}
-
-function describe(error: unknown): { name: string; message: string; stack?: string; code?: string; rank?: number } {
-  if (error instanceof Error) {
-    const e = error as Error & { code?: unknown; rank?: unknown };
-    return {
-      name: e.name,
-      message: e.message,
-      stack: e.stack,
-      code: typeof e.code === 'string' ? e.code : undefined,
-      rank: typeof e.rank === 'number' ? e.rank : undefined,
-    };
-  }
-  return { name: 'Error', message: `the program threw a non-Error value: ${String(error)}` };
 }
 
 async function main(): Promise<void> {
@@ -72,7 +59,7 @@ async function main(): Promise<void> {
     // Peers blocked on this device learn at once that it will not come.
     native.meshDeviceMark(handle, 'lost');
     try {
-      await send({ type: 'error', error: describe(error) });
+      await send({ type: 'error', error: describeError(error) });
     } finally {
       process.exit(1);
     }

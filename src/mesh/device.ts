@@ -39,6 +39,34 @@ export interface DeviceConfig {
   timeoutMs: number;
 }
 
+/**
+ * @internal The native functions a device's collectives run on: the shared-memory arena of
+ * `launchMesh` (the default) or an MPI library (`backend: 'mpi'`). Same arguments, same results.
+ */
+export interface Transport {
+  group(handle: unknown, kind: number): { ranks: number[]; index: number };
+  barrier(handle: unknown, kind: number): void;
+  broadcast(handle: unknown, kind: number, buffer: Float32Array, root: number, wire: number): Float32Array;
+  allReduce(handle: unknown, kind: number, send: Float32Array, recv: Float32Array, wire: number): Float32Array;
+  allGather(handle: unknown, kind: number, send: Float32Array, recv: Float32Array, wire: number): Float32Array;
+  reduceScatter(handle: unknown, kind: number, send: Float32Array, recv: Float32Array, wire: number): Float32Array;
+  allToAll(handle: unknown, kind: number, send: Float32Array, recv: Float32Array, wire: number): Float32Array;
+  allToAllv(handle: unknown, kind: number, send: Float32Array, sendCounts: Int32Array | number[], recv: Float32Array,
+            recvCounts: Int32Array | number[], wire: number): Float32Array;
+  alloc(handle: unknown, n: number): Float32Array;
+  stats(handle: unknown): MeshStats;
+  resetStats(handle: unknown): void;
+  setTimeout(handle: unknown, timeoutMs: number): void;
+}
+
+/** The transport over the shared-memory arena of one host. */
+export const SHARED_MEMORY: Transport = {
+  group: native.meshGroup, barrier: native.meshBarrier, broadcast: native.meshBroadcast,
+  allReduce: native.meshAllReduce, allGather: native.meshAllGather, reduceScatter: native.meshReduceScatter,
+  allToAll: native.meshAllToAll, allToAllv: native.meshAllToAllv, alloc: native.meshAlloc,
+  stats: native.meshStats, resetStats: native.meshResetStats, setTimeout: native.meshSetTimeout,
+};
+
 const WIRE_CODE: Record<Wire, number> = { float32: 0, bf16: 1 };
 const NO_OPTIONS: CollectiveOptions = Object.freeze({});
 
@@ -59,12 +87,14 @@ export class Device {
   readonly wire: Wire;
   readonly timeoutMs: number;
   readonly #handle: unknown;
+  readonly #t: Transport;
   readonly #axisNames: string[];
   readonly #groups = new Map<string, { ranks: number[]; index: number }>();
 
   /** @internal Devices are made by the mesh launcher, one per process. */
-  constructor(handle: unknown, config: DeviceConfig) {
+  constructor(handle: unknown, config: DeviceConfig, transport: Transport = SHARED_MEMORY) {
     this.#handle = handle;
+    this.#t = transport;
     this.rank = config.rank;
     this.wire = config.wire;
     this.timeoutMs = config.timeoutMs;
@@ -101,7 +131,7 @@ export class Device {
 
   /** Returns when every device of the group has entered the barrier. */
   barrier(options: CollectiveOptions = {}): void {
-    native.meshBarrier(this.#handle, this.#kind(options, 'barrier'));
+    this.#t.barrier(this.#handle, this.#kind(options, 'barrier'));
   }
 
   /** Copies the root's `buffer` into every device's `buffer` (in place). */
@@ -111,7 +141,7 @@ export class Device {
     const size = this.groupSize(options.axis);
     if (!Number.isInteger(root) || root < 0 || root >= size)
       throw rangeError('ERR_SWITCH_OPTION', `broadcast: option 'root' must be an integer in [0, ${size - 1}] (an index within the group), got ${String(root)}`);
-    return native.meshBroadcast(this.#handle, kind, buffer, root, this.#wire(options, 'broadcast'));
+    return this.#t.broadcast(this.#handle, kind, buffer, root, this.#wire(options, 'broadcast'));
   }
 
   /**
@@ -121,13 +151,13 @@ export class Device {
    */
   allReduce(send: Float32Array, recv?: Float32Array | CollectiveOptions, options?: CollectiveOptions): Float32Array {
     const [out, opts] = this.#recvAndOptions(recv, options, () => new Float32Array(lengthOf(send, 'allReduce')));
-    return native.meshAllReduce(this.#handle, this.#kind(opts, 'allReduce'), send, out, this.#wire(opts, 'allReduce'));
+    return this.#t.allReduce(this.#handle, this.#kind(opts, 'allReduce'), send, out, this.#wire(opts, 'allReduce'));
   }
 
   /** recv: [P, n], chunk q = device q's `send` ([n]). */
   allGather(send: Float32Array, recv?: Float32Array | CollectiveOptions, options?: CollectiveOptions): Float32Array {
     const [out, opts] = this.#recvAndOptions(recv, options, (o) => new Float32Array(lengthOf(send, 'allGather') * this.groupSize(o.axis)));
-    return native.meshAllGather(this.#handle, this.#kind(opts, 'allGather'), send, out, this.#wire(opts, 'allGather'));
+    return this.#t.allGather(this.#handle, this.#kind(opts, 'allGather'), send, out, this.#wire(opts, 'allGather'));
   }
 
   /** send: [P, n]; recv: [n] = Σ_q chunk (this index) of device q's `send`, in group order. */
@@ -139,7 +169,7 @@ export class Device {
         throw rangeError('ERR_SWITCH_SHAPE', `reduceScatter: argument 'send' must have a multiple of ${P} elements (one chunk per peer), got ${n}`);
       return new Float32Array(n / P);
     });
-    return native.meshReduceScatter(this.#handle, this.#kind(opts, 'reduceScatter'), send, out, this.#wire(opts, 'reduceScatter'));
+    return this.#t.reduceScatter(this.#handle, this.#kind(opts, 'reduceScatter'), send, out, this.#wire(opts, 'reduceScatter'));
   }
 
   /** send, recv: [P, n]; chunk p of `send` goes to peer p, chunk q of `recv` came from peer q. */
@@ -147,10 +177,10 @@ export class Device {
     // The common call, (send, recv, options), without allocating: it sets the latency floor.
     if (recv instanceof Float32Array) {
       const opts = options ?? NO_OPTIONS;
-      return native.meshAllToAll(this.#handle, this.#kind(opts, 'allToAll'), send, recv, this.#wire(opts, 'allToAll'));
+      return this.#t.allToAll(this.#handle, this.#kind(opts, 'allToAll'), send, recv, this.#wire(opts, 'allToAll'));
     }
     const [out, opts] = this.#recvAndOptions(recv, options, () => new Float32Array(lengthOf(send, 'allToAll')));
-    return native.meshAllToAll(this.#handle, this.#kind(opts, 'allToAll'), send, out, this.#wire(opts, 'allToAll'));
+    return this.#t.allToAll(this.#handle, this.#kind(opts, 'allToAll'), send, out, this.#wire(opts, 'allToAll'));
   }
 
   /**
@@ -167,19 +197,19 @@ export class Device {
       if (c && typeof c === 'object' && typeof (c as ArrayLike<number>).length === 'number') return Array.from(c);
       throw typeError('ERR_SWITCH_ARG_TYPE', `allToAllv: argument '${name}' must be an Int32Array or an array of counts`);
     };
-    return native.meshAllToAllv(this.#handle, kind, send, counts(sendCounts, 'sendCounts'), recv,
+    return this.#t.allToAllv(this.#handle, kind, send, counts(sendCounts, 'sendCounts'), recv,
       counts(recvCounts, 'recvCounts'), this.#wire(options, 'allToAllv'));
   }
 
   /**
    * A Float32Array of n elements in this device's shared heap (see `heapBytes` of `launchMesh`;
-   * never freed). An all-to-all on the float32 wire whose `send` lives there is read by the peers
+   * never freed; over MPI an ordinary array). An all-to-all on the float32 wire whose `send` lives there is read by the peers
    * in place: one copy instead of two. Allocate dispatch buffers once and reuse them.
    */
   alloc(n: number): Float32Array {
     if (!Number.isInteger(n) || n < 0)
       throw rangeError('ERR_SWITCH_RANGE', `alloc: 'n' must be a non-negative integer, got ${String(n)}`);
-    return native.meshAlloc(this.#handle, n);
+    return this.#t.alloc(this.#handle, n);
   }
 
   /**
@@ -204,25 +234,25 @@ export class Device {
 
   /** Time and bytes spent in collectives since the start or the last `resetStats()`. */
   stats(): MeshStats {
-    return native.meshStats(this.#handle);
+    return this.#t.stats(this.#handle);
   }
 
   resetStats(): void {
-    native.meshResetStats(this.#handle);
+    this.#t.resetStats(this.#handle);
   }
 
   /** Changes the bound on every wait of this device's later collectives. */
   setTimeout(timeoutMs: number): void {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1)
       throw rangeError('ERR_SWITCH_OPTION', `setTimeout: 'timeoutMs' must be a positive integer, got ${String(timeoutMs)}`);
-    native.meshSetTimeout(this.#handle, timeoutMs);
+    this.#t.setTimeout(this.#handle, timeoutMs);
   }
 
   #group(axis: string | undefined): { ranks: number[]; index: number } {
     const key = axis ?? '';
     let g = this.#groups.get(key);
     if (!g) {
-      g = native.meshGroup(this.#handle, this.#kind({ axis }, 'group')) as { ranks: number[]; index: number };
+      g = this.#t.group(this.#handle, this.#kind({ axis }, 'group')) as { ranks: number[]; index: number };
       this.#groups.set(key, g);
     }
     return g;

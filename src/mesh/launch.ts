@@ -11,6 +11,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { native } from '../native.js';
 import { codedError, rangeError, typeError, type CodedError } from '../errors.js';
 import { Device, type DeviceConfig, type Wire } from './device.js';
+import { deviceError, type ReportedError } from './report.js';
+import { launchOverMpi, type MpiLaunchOptions } from './mpi.js';
 
 export interface LaunchOptions {
   /** Number of device processes (1 ... 64). */
@@ -44,6 +46,14 @@ export interface LaunchOptions {
   graceMs?: number;
   /** Node options of the device processes (default: none). */
   execArgv?: string[];
+  /**
+   * Where the devices run: 'shared-memory' (default; processes on this host over one arena) or
+   * 'mpi' (ranks started by `mpirun` over an MPI library, on one host or many: see `mpi`).
+   * The program, the Device API and the results are the same.
+   */
+  backend?: 'shared-memory' | 'mpi';
+  /** Options of the MPI backend. */
+  mpi?: MpiLaunchOptions;
 }
 
 /** The program's default export: runs once in every device process. */
@@ -59,7 +69,7 @@ const ARENA_FD = 4;
 interface ChildReport {
   type: 'ready' | 'result' | 'error';
   value?: unknown;
-  error?: { name: string; message: string; stack?: string; code?: string; rank?: number };
+  error?: ReportedError;
 }
 
 interface Running {
@@ -151,18 +161,6 @@ function programHref(programUrl: string | URL): string {
   return pathToFileURL(programUrl).href;
 }
 
-/** The error a device process reported, rebuilt in the launcher with the rank in front. */
-function deviceError(rank: number, e: NonNullable<ChildReport['error']>): Error {
-  const Ctor = e.name === 'TypeError' ? TypeError : e.name === 'RangeError' ? RangeError : Error;
-  const error = new Ctor(`mesh device rank ${rank}: ${e.message}`) as Error & { code?: string; rank?: number; deviceStack?: string };
-  if (e.code !== undefined) error.code = e.code;
-  // The lost rank for ERR_MESH_PEER_LOST (it names the cause), otherwise the rank that threw.
-  error.rank = e.rank ?? rank;
-  error.deviceStack = e.stack;
-  if (e.stack) error.stack = `${error.name}: ${error.message}\n    --- in device rank ${rank} ---\n${e.stack.split('\n').slice(1).join('\n')}`;
-  return error;
-}
-
 function lostError(rank: number, code: number | null, signal: NodeJS.Signals | null): CodedError {
   const how = signal ? `killed by ${signal}` : `exited with code ${code} before returning`;
   return Object.assign(codedError('ERR_MESH_PEER_LOST', `mesh: device rank ${rank} was lost (${how})`), { rank });
@@ -182,6 +180,10 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
   } catch (e) {
     throw typeError('ERR_SWITCH_ARG_TYPE', `launchMesh: option 'args' must be structured-clonable: ${(e as Error).message}`);
   }
+  const backend = options.backend ?? 'shared-memory';
+  if (backend !== 'shared-memory' && backend !== 'mpi')
+    throw rangeError('ERR_SWITCH_OPTION', `launchMesh: option 'backend' must be 'shared-memory' or 'mpi', got ${JSON.stringify(backend)}`);
+  if (backend === 'mpi') return launchOverMpi<R>(href, options, { axes, wire, timeoutMs, threads });
   const devices = options.devices;
   if (options.pinDevices !== undefined && typeof options.pinDevices !== 'boolean')
     throw typeError('ERR_SWITCH_OPTION', `launchMesh: option 'pinDevices' must be a boolean, got ${String(options.pinDevices)}`);

@@ -12,6 +12,7 @@
 import { fileURLToPath } from 'node:url';
 import { codedError, rangeError } from '../errors.js';
 import { launchMesh } from '../mesh/launch.js';
+import type { MpiLaunchOptions } from '../mesh/mpi.js';
 import type { ModelConfig } from '../model/config.js';
 import { readCheckpoint } from './checkpoint.js';
 import type { DatasetOptions } from '../data/dataset.js';
@@ -47,6 +48,10 @@ export interface MeshTrainingOptions {
   progress?: boolean;
   threadsPerDevice?: number;
   timeoutMs?: number;
+  /** The mesh's transport: 'shared-memory' (default, this host) or 'mpi' (see launchMesh). */
+  backend?: 'shared-memory' | 'mpi';
+  /** Options of the MPI backend (launcher command and arguments, library). */
+  mpi?: MpiLaunchOptions;
 }
 
 export interface MeshTrainingResult {
@@ -83,7 +88,7 @@ export async function trainOnMesh(options: MeshTrainingOptions & { returnParamet
   const results = await launchMesh<MeshTrainingResult>(program, {
     devices: options.devices, axes: { data: options.devices }, wire: args.wire ?? 'float32', args,
     threadsPerDevice: options.threadsPerDevice, timeoutMs: options.timeoutMs ?? 600_000,
-    heapBytes: 16 * 1024 * 1024,
+    heapBytes: 16 * 1024 * 1024, backend: options.backend, mpi: options.mpi,
   });
   return results[0];
 }
