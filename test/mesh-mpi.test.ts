@@ -54,6 +54,21 @@ async function onBoth<R>(program: URL, options: LaunchOptions): Promise<[R[], R[
   return [shm, mpi];
 }
 
+/** A temporary folder with a small text corpus of `files` files; `use` gets (folder, corpus). */
+async function withCorpus(files: number, use: (dir: string, corpus: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-mpi-'));
+  try {
+    const folder = join(dir, 'corpus');
+    mkdirSync(folder);
+    const words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'and', 'dog', 'ran', 'far', 'away', 'home'];
+    for (let d = 0; d < files; d++)
+      writeFileSync(join(folder, `d${d}.txt`), Array.from({ length: 300 }, (_, i) => words[(i * 5 + d * 3 + (i % 7)) % 12]).join(' '));
+    await use(dir, folder);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function rejection(p: Promise<unknown>): Promise<Error & { code?: string; rank?: number }> {
   try {
     await p;
@@ -103,13 +118,7 @@ describe.runIf(MPI)('mesh over MPI', () => {
   }, 60000);
 
   it("trainOnMesh with backend 'mpi' gives the shared-memory mesh's training run bit for bit (expert-data, bf16 wire)", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mesh-mpi-train-'));
-    try {
-      const folder = join(dir, 'corpus');
-      mkdirSync(folder);
-      const words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'and', 'dog', 'ran', 'far', 'away', 'home'];
-      for (let d = 0; d < 4; d++)
-        writeFileSync(join(folder, `d${d}.txt`), Array.from({ length: 300 }, (_, i) => words[(i * 5 + d * 3 + (i % 7)) % 12]).join(' '));
+    await withCorpus(4, async (_dir, folder) => {
       const options = {
         devices: 2, strategy: 'expert-data' as const, steps: 3, threadsPerDevice: 1, returnParameters: true,
         model: { dModel: 16, numHeads: 2, numLayers: 2, dFF: 24, maxSeqLen: 8, numExperts: 4, groupSize: 16, seed: randomInt(1, 99) },
@@ -121,26 +130,18 @@ describe.runIf(MPI)('mesh over MPI', () => {
       const strip = (h: typeof shm.history) => h.map(({ loss, auxLoss, gradNorm, tokensPerExpert, droppedFraction }) => ({ loss, auxLoss, gradNorm, tokensPerExpert, droppedFraction }));
       expectIdentical(strip(shm.history), strip(mpi.history), 'history');
       expectIdentical(shm.parameters, mpi.parameters, 'parameters');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }, 120000);
 
   it('switch-train --backend mpi trains on MPI ranks and prints the summary', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mesh-mpi-cli-'));
-    try {
-      const folder = join(dir, 'corpus');
-      mkdirSync(folder);
-      for (let d = 0; d < 3; d++) writeFileSync(join(folder, `d${d}.txt`), Array.from({ length: 200 }, (_, i) => `w${(i * 7 + d) % 13}`).join(' '));
+    await withCorpus(3, async (dir, folder) => {
       const cli = new URL('../dist/src/cli/train.js', import.meta.url).pathname;
       const out = execFileSync(process.execPath, [cli, '--batch', '2', '--seq', '8', '--d-model', '16', '--layers', '2', '--heads', '2',
         '--d-ff', '32', '--experts', '4', '--eval-batches', '1', '--devices', '2', '--strategy', 'expert-data', '--backend', 'mpi',
         '--steps', '2', '--corpus', folder, '--no-checkpoint', '--json', '--quiet'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
       expect(JSON.parse(out)).toMatchObject({ steps: 2, devices: 2, strategy: 'expert-data' });
       expect(() => execFileSync(process.execPath, [cli, '--mpi-args', 'x', '--steps', '1'], { stdio: 'pipe' })).toThrow(/--mpi-args applies to --backend mpi only/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }, 120000);
 
   it('a rank that throws ends the launch with its error, class, code and rank', async () => {
