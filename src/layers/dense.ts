@@ -3,8 +3,7 @@
 // experts' kernel with one expert that takes every token.
 // T = tokens, D = d_model, F = d_ff.
 import { codedError } from '../errors.js';
-import {
-  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption, trainingCallsValue } from './options.js';
+import { checkParam, checkTokens, optionError } from './options.js';
 import {
   expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
   type Activation, type ExpertActivations, type ExpertConfig,
@@ -12,6 +11,7 @@ import {
 import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions } from './types.js';
 import type { Device } from '../mesh/device.js';
 import { MeshDenseFeedForward, type DenseMeshStrategy, type MeshDenseOptions } from './dense_mesh.js';
+import { DenseLayerBase } from './layer_base.js';
 
 export interface DenseFeedForwardOptions {
   dModel: number;
@@ -26,57 +26,29 @@ export interface DenseFeedForwardOptions {
   reuseGradients?: boolean;
   /** Model parallelism on this mesh device (dense_mesh.ts): params then hold this device's d_ff slice. */
   mesh?: Device;
-  /** With mesh: 'model', 'model+data' (d_ff split over the 'model' axis) or 'data' (replicated). */
+  /**
+   * With mesh: 'model', 'model+data' (d_ff split over the 'model' axis) or 'data' (replicated).
+   * Default: 'model+data' on a mesh with both axes, 'model' with a `model` axis alone, else 'data'.
+   */
   strategy?: DenseMeshStrategy;
 }
-
-const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale', 'reuseGradients', 'mesh',
-  'strategy'] as const;
 
 export interface DenseGrads extends Record<string, Float32Array> {
   wIn: Float32Array;
   wOut: Float32Array;
 }
 
-export class DenseFeedForward implements FeedForwardLayer {
-  readonly dModel: number;
-  readonly dFF: number;
-  readonly activation: Activation;
-  readonly dropout: number;
-  readonly seed: number;
+export class DenseFeedForward extends DenseLayerBase implements FeedForwardLayer {
   /** wIn (D, F), wOut (F, D): writable, read on every call. */
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
-  private calls = 0;
-
-  /**
-   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
-   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
-   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
-   * the (n+1)-th call of a fresh layer draws.
-   */
-  get trainingCalls(): number {
-    return this.calls;
-  }
-
-  set trainingCalls(value: number) {
-    this.calls = trainingCallsValue(value);
-  }
   private readonly wsTrain = new Workspace(true);
   private readonly wsBackward = new Workspace(true);
-  private readonly wsGrads: Workspace;
   private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
 
   constructor(options: DenseFeedForwardOptions) {
-    checkKnownOptions(options, KNOWN_OPTIONS, 'DenseFeedForward');
-    this.dModel = positiveInteger('dModel', options.dModel);
-    this.dFF = positiveInteger('dFF', options.dFF);
-    this.activation = oneOf('activation', options.activation, 'relu', ['relu', 'gelu'] as const);
-    this.dropout = finiteInRange('dropout', options.dropout, 0, 0, 1, false, true);
-    this.seed = seedOption(options.seed);
-    const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
-    this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
-    const { dModel: D, dFF: F } = this;
+    super(options);
+    const { dModel: D, dFF: F, initScale } = this;
     this.params = {
       wIn: truncatedNormal(D * F, D, initScale, this.seed, STREAM.wIn),
       wOut: truncatedNormal(F * D, F, initScale, this.seed, STREAM.wOut),

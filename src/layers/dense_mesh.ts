@@ -7,37 +7,21 @@
 // T = tokens, D = d_model, F = d_ff, m = devices along `model`, Fm = F/m hidden units of this device.
 import { codedError, rangeError } from '../errors.js';
 import type { Device, Wire } from '../mesh/device.js';
-import {
-  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, oneOf, optionError, positiveInteger, seedOption, trainingCallsValue } from './options.js';
+import { checkParam, checkTokens, oneOf, optionError } from './options.js';
 import { meshAxes } from './switch_mesh.js';
+import { DenseLayerBase } from './layer_base.js';
+import type { DenseFeedForwardOptions } from './dense.js';
 import {
   expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
-  type Activation, type ExpertActivations, type ExpertConfig,
+  type ExpertActivations, type ExpertConfig,
 } from './switch_steps.js';
 
 export type DenseMeshStrategy = 'data' | 'model' | 'model+data';
 
-export interface MeshDenseOptions {
-  dModel: number;
-  dFF: number;
-  activation?: Activation;
-  dropout?: number;
-  seed?: number;
-  initScale?: number;
-  reuseGradients?: boolean;
-  mesh: Device;
-  /** Default: 'model+data' on a mesh with both axes, 'model' with a `model` axis alone, else 'data'. */
-  strategy?: DenseMeshStrategy;
-}
+/** The options of DenseFeedForward with the mesh required. */
+export type MeshDenseOptions = DenseFeedForwardOptions & { mesh: Device };
 
-const KNOWN_OPTIONS = ['dModel', 'dFF', 'activation', 'dropout', 'seed', 'initScale', 'reuseGradients', 'mesh', 'strategy'] as const;
-
-export class MeshDenseFeedForward {
-  readonly dModel: number;
-  readonly dFF: number;
-  readonly activation: Activation;
-  readonly dropout: number;
-  readonly seed: number;
+export class MeshDenseFeedForward extends DenseLayerBase {
   readonly mesh: Device;
   readonly strategy: DenseMeshStrategy;
   /** Devices d_ff is split over (1 for 'data'). */
@@ -48,31 +32,15 @@ export class MeshDenseFeedForward {
   /** wIn (D, Fm), wOut (Fm, D): this device's slices. */
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
-  private calls = 0;
-
-  /**
-   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
-   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
-   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
-   * the (n+1)-th call of a fresh layer draws.
-   */
-  get trainingCalls(): number {
-    return this.calls;
-  }
-
-  set trainingCalls(value: number) {
-    this.calls = trainingCallsValue(value);
-  }
   private readonly wire: Wire;
   private readonly wsTrain = new Workspace(true);
   private readonly wsBackward = new Workspace(true);
-  private readonly wsGrads: Workspace;
   private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
 
   /** full: the single-device layer's weights for this seed (drawn again when not given). */
   constructor(options: MeshDenseOptions, full?: { wIn: Float32Array; wOut: Float32Array }) {
-    checkKnownOptions(options, KNOWN_OPTIONS, 'DenseFeedForward');
     const { device, n, m } = meshAxes(options.mesh, 'DenseFeedForward');
+    super(options);
     this.mesh = device;
     const hasModel = 'model' in device.axes;
     const fallback: DenseMeshStrategy = hasModel ? (n > 1 ? 'model+data' : 'model') : 'data';
@@ -84,14 +52,7 @@ export class MeshDenseFeedForward {
         `DenseFeedForward: strategy 'model' splits d_ff over the whole mesh, but the mesh also has a 'data' axis of ${n}: use 'model+data'`);
     this.wire = device.wire;
     this.modelSize = this.strategy === 'data' ? 1 : m;
-    this.dModel = positiveInteger('dModel', options.dModel);
-    this.dFF = positiveInteger('dFF', options.dFF);
-    this.activation = oneOf('activation', options.activation, 'relu', ['relu', 'gelu'] as const);
-    this.dropout = finiteInRange('dropout', options.dropout, 0, 0, 1, false, true);
-    this.seed = seedOption(options.seed);
-    const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
-    this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
-    const { dModel: D, dFF: F } = this;
+    const { dModel: D, dFF: F, initScale } = this;
     if (F % this.modelSize !== 0)
       throw rangeError('ERR_SWITCH_OPTION',
         `DenseFeedForward: option 'dFF' (${F}) must be a multiple of the mesh's 'model' axis (${this.modelSize} devices)`);

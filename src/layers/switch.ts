@@ -1,20 +1,19 @@
 // The Switch feed-forward layer (SPEC §1; paper §2.1-2.4) on one device: the public contract.
 // T = tokens, D = d_model, F = d_ff, E = experts, k = choices per token, G = group size, C = capacity.
 import { codedError } from '../errors.js';
+import { checkParam, checkTokens, optionError } from './options.js';
 import {
-  checkKnownOptions, checkParam, checkTokens, finiteInRange, nonNegativeInteger, oneOf, optionError, positiveInteger,
-  seedOption, booleanOption, trainingCallsValue } from './options.js';
-import {
-  combine, combineBackward, dispatchBackward, expertCapacity, expertsBackward, expertsForward, planDispatch, route,
-  routerBackward, STREAM, truncatedNormal, wireRound, Workspace, FRESH,
+  combine, combineBackward, dispatchBackward, expertsBackward, expertsForward, planDispatch, route,
+  routerBackward, STREAM, truncatedNormal, wireRound, Workspace,
   type Activation, type DispatchPlan, type ExpertActivations, type ExpertConfig, type Routing, type SecondExpertPolicy,
 } from './switch_steps.js';
 import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions, RoutingStats } from './types.js';
 import type { Device } from '../mesh/device.js';
 import { MeshSwitchFeedForward, type MeshSwitchOptions } from './switch_mesh.js';
+import { routingStats, shapeError, SwitchLayerBase, type Precision } from './layer_base.js';
 
 export type { Activation, SecondExpertPolicy } from './switch_steps.js';
-export type Precision = 'float32' | 'bf16-wire';
+export type { Precision } from './layer_base.js';
 
 export interface SwitchFeedForwardOptions {
   dModel: number;
@@ -60,12 +59,6 @@ export interface SwitchFeedForwardOptions {
   mesh?: Device;
 }
 
-const KNOWN_OPTIONS = [
-  'dModel', 'dFF', 'numExperts', 'topK', 'capacityFactor', 'evalCapacityFactor', 'minCapacity', 'groupSize',
-  'activation', 'loadBalanceCoef', 'zLossCoef', 'jitter', 'expertDropout', 'secondExpertPolicy',
-  'secondExpertThreshold', 'precision', 'seed', 'initScale', 'noTokenLeftBehind', 'reuseGradients', 'mesh',
-] as const;
-
 export interface SwitchFeedForwardOutput extends FeedForwardOutput {
   expertIndex: Int32Array;
   gate: Float32Array;
@@ -97,79 +90,18 @@ interface SavedForward {
   wOut: Float32Array;
 }
 
-export class SwitchFeedForward implements FeedForwardLayer {
-  readonly dModel: number;
-  readonly dFF: number;
-  readonly numExperts: number;
-  readonly topK: 1 | 2;
-  readonly capacityFactor: number;
-  readonly evalCapacityFactor: number;
-  readonly minCapacity: number;
-  readonly groupSize: number | undefined;
-  readonly activation: Activation;
-  readonly loadBalanceCoef: number;
-  readonly zLossCoef: number;
-  readonly jitter: number;
-  readonly expertDropout: number;
-  readonly secondExpertPolicy: SecondExpertPolicy;
-  readonly secondExpertThreshold: number;
-  readonly precision: Precision;
-  readonly seed: number;
-  readonly noTokenLeftBehind: boolean;
+export class SwitchFeedForward extends SwitchLayerBase implements FeedForwardLayer {
   /** router (D, E), wIn (E, D, F), wOut (E, F, D): writable, read on every call. */
   readonly params: { router: Float32Array; wIn: Float32Array; wOut: Float32Array };
-  /** Routing statistics of the last forward (training or not), or null before the first. */
-  stats: RoutingStats | null = null;
-
-  private calls = 0;
-
-  /**
-   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
-   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
-   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
-   * the (n+1)-th call of a fresh layer draws.
-   */
-  get trainingCalls(): number {
-    return this.calls;
-  }
-
-  set trainingCalls(value: number) {
-    this.calls = trainingCallsValue(value);
-  }
   private saved: SavedForward | null = null;
   // Scratch and saved arrays by role: a retained forward, an evaluation forward, the backward, the gradients.
   private readonly wsTrain = new Workspace(true);
   private readonly wsEval = new Workspace(true);
   private readonly wsBackward = new Workspace(true);
-  private readonly wsGrads: Workspace;
 
   constructor(options: SwitchFeedForwardOptions) {
-    checkKnownOptions(options, KNOWN_OPTIONS, 'SwitchFeedForward');
-    this.dModel = positiveInteger('dModel', options.dModel);
-    this.dFF = positiveInteger('dFF', options.dFF);
-    this.numExperts = positiveInteger('numExperts', options.numExperts);
-    this.topK = oneOf('topK', options.topK, 1, [1, 2] as const);
-    if (this.topK > this.numExperts) throw optionError('topK', `<= numExperts (${this.numExperts})`, this.topK);
-    this.capacityFactor = finiteInRange('capacityFactor', options.capacityFactor, 1.25, 0, 1e6, true);
-    this.evalCapacityFactor = finiteInRange('evalCapacityFactor', options.evalCapacityFactor, 2.0, 0, 1e6, true);
-    this.minCapacity = nonNegativeInteger('minCapacity', options.minCapacity, 4);
-    this.groupSize = options.groupSize === undefined ? undefined : positiveInteger('groupSize', options.groupSize);
-    this.activation = oneOf('activation', options.activation, 'relu', ['relu', 'gelu'] as const);
-    this.loadBalanceCoef = finiteInRange('loadBalanceCoef', options.loadBalanceCoef, 0.01, 0, 1e6);
-    this.zLossCoef = finiteInRange('zLossCoef', options.zLossCoef, 0, 0, 1e6);
-    this.jitter = finiteInRange('jitter', options.jitter, 0, 0, 1, false, true);
-    this.expertDropout = finiteInRange('expertDropout', options.expertDropout, 0, 0, 1, false, true);
-    this.secondExpertPolicy = oneOf('secondExpertPolicy', options.secondExpertPolicy, 'all',
-      ['all', 'none', 'threshold', 'random'] as const);
-    this.secondExpertThreshold = finiteInRange('secondExpertThreshold', options.secondExpertThreshold, 0.2, 0, 1, true);
-    this.precision = oneOf('precision', options.precision, 'float32', ['float32', 'bf16-wire'] as const);
-    this.seed = seedOption(options.seed);
-    const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
-    this.noTokenLeftBehind = booleanOption('noTokenLeftBehind', options.noTokenLeftBehind, false);
-    if (this.noTokenLeftBehind && this.topK !== 1) throw optionError('noTokenLeftBehind', 'false with topK 2', true);
-    this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
-    const { dModel: D, dFF: F, numExperts: E } = this;
-    if (E * D * F > 2 ** 31 - 1) throw optionError('numExperts · dModel · dFF', 'below 2^31', E * D * F);
+    super(options, 'float32');
+    const { dModel: D, dFF: F, numExperts: E, initScale } = this;
     this.params = {
       router: truncatedNormal(D * E, D, initScale, this.seed, STREAM.router),
       wIn: truncatedNormal(E * D * F, D, initScale, this.seed, STREAM.wIn),
@@ -178,12 +110,6 @@ export class SwitchFeedForward implements FeedForwardLayer {
     // On a mesh: the expert-parallel layer, initialised with this device's slices of these weights.
     if (options.mesh !== undefined)
       return new MeshSwitchFeedForward(options as MeshSwitchOptions, this.params) as unknown as SwitchFeedForward;
-  }
-
-  /** Capacity C for a call of T tokens. */
-  capacity(T: number, training: boolean): number {
-    const G = this.groupSize ?? T;
-    return expertCapacity(G, training ? this.capacityFactor : this.evalCapacityFactor, this.numExperts, this.minCapacity);
   }
 
   /** Inference: forward with evaluation settings, keeping no backward state. */
@@ -204,7 +130,7 @@ export class SwitchFeedForward implements FeedForwardLayer {
     const T = checkTokens('x', x, D);
     const G = this.groupSize ?? T;
     if (T % G !== 0)
-      throw codedShapeError(`argument 'x' has T = ${T} tokens, which is not a multiple of groupSize ${G}`);
+      throw shapeError(`argument 'x' has T = ${T} tokens, which is not a multiple of groupSize ${G}`);
     const wRouter = checkParam('router', this.params.router, D * E, `(${D}, ${E})`);
     const wIn = checkParam('wIn', this.params.wIn, E * D * F, `(${E}, ${D}, ${F})`);
     const wOut = checkParam('wOut', this.params.wOut, E * F * D, `(${E}, ${F}, ${D})`);
@@ -261,7 +187,7 @@ export class SwitchFeedForward implements FeedForwardLayer {
     if (!s) throw codedError('ERR_SWITCH_STATE', 'SwitchFeedForward.backward needs a forward with { training: true } first');
     const { dModel: D, topK: k } = this;
     const T = checkTokens('dy', dy, D);
-    if (T !== s.T) throw codedShapeError(`argument 'dy' must have ${s.T * D} elements (shape (${s.T}, ${D})), got ${dy.length}`);
+    if (T !== s.T) throw shapeError(`argument 'dy' must have ${s.T * D} elements (shape (${s.T}, ${D})), got ${dy.length}`);
     const wire = this.precision === 'bf16-wire';
     // §1.12 point 3: gate · dy is rounded on its way to the expert.
     const wsB = this.wsBackward;
@@ -282,19 +208,3 @@ export class SwitchFeedForward implements FeedForwardLayer {
 
 // The mesh layer answers `instanceof SwitchFeedForward` (it defines every method itself).
 Object.setPrototypeOf(MeshSwitchFeedForward.prototype, SwitchFeedForward.prototype);
-
-function codedShapeError(message: string): Error {
-  return Object.assign(new RangeError(message), { code: 'ERR_SWITCH_SHAPE' as const });
-}
-
-function routingStats(routing: Routing, kept: Uint8Array, T: number, k: number, E: number): RoutingStats {
-  const tokensPerExpert = new Int32Array(E);
-  for (let i = 0; i < routing.firstChoiceCounts.length; i++) tokensPerExpert[i % E] += routing.firstChoiceCounts[i];
-  let dropped = 0;
-  for (let t = 0; t < T; t++) {
-    let any = 0;
-    for (let j = 0; j < k; j++) any |= kept[t * k + j];
-    if (!any) dropped++;
-  }
-  return { tokensPerExpert, droppedFraction: dropped / T, routerEntropy: routing.routerEntropy, capacity: routing.C };
-}

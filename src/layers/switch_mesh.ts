@@ -15,28 +15,17 @@
 import { codedError, rangeError } from '../errors.js';
 import { native } from '../native.js';
 import type { Device, Wire } from '../mesh/device.js';
+import { checkParam, checkTokens, optionError } from './options.js';
 import {
-  booleanOption, checkKnownOptions, checkParam, checkTokens, finiteInRange, nonNegativeInteger, oneOf, optionError,
-  positiveInteger, seedOption, trainingCallsValue } from './options.js';
-import {
-  combine, dispatchBackward, expertCapacity, expertsBackward, expertsForward, planDispatch, route, routerBackward, STREAM,
-  truncatedNormal, Workspace, FRESH,
-  type Activation, type DispatchPlan, type ExpertActivations, type ExpertConfig, type Routing, type SecondExpertPolicy,
+  combine, dispatchBackward, expertsBackward, expertsForward, planDispatch, route, routerBackward, STREAM,
+  truncatedNormal, Workspace, type DispatchPlan, type ExpertActivations, type ExpertConfig, type Routing,
 } from './switch_steps.js';
-import type { RoutingStats } from './types.js';
 import type { SwitchFeedForwardOptions } from './switch.js';
-
-type Precision = 'float32' | 'bf16-wire';
+import { routingStats, shapeError, SwitchLayerBase } from './layer_base.js';
 
 /** The options of SwitchFeedForward with the mesh required; `precision` defaults to the mesh's wire
  * ('bf16' → 'bf16-wire'), and given explicitly it overrides the mesh's wire. */
 export type MeshSwitchOptions = SwitchFeedForwardOptions & { mesh: Device };
-
-const KNOWN_OPTIONS = [
-  'dModel', 'dFF', 'numExperts', 'topK', 'capacityFactor', 'evalCapacityFactor', 'minCapacity', 'groupSize',
-  'activation', 'loadBalanceCoef', 'zLossCoef', 'jitter', 'expertDropout', 'secondExpertPolicy',
-  'secondExpertThreshold', 'precision', 'seed', 'initScale', 'noTokenLeftBehind', 'reuseGradients', 'mesh',
-] as const;
 
 /** Who sends how many rows to whom: the layout of both all-to-alls of a call. */
 interface Exchange {
@@ -110,25 +99,7 @@ function permuteBlocks(dst: Float32Array, src: Float32Array, rows: Int32Array, n
     }
 }
 
-export class MeshSwitchFeedForward {
-  readonly dModel: number;
-  readonly dFF: number;
-  readonly numExperts: number;
-  readonly topK: 1 | 2;
-  readonly capacityFactor: number;
-  readonly evalCapacityFactor: number;
-  readonly minCapacity: number;
-  readonly groupSize: number | undefined;
-  readonly activation: Activation;
-  readonly loadBalanceCoef: number;
-  readonly zLossCoef: number;
-  readonly jitter: number;
-  readonly expertDropout: number;
-  readonly secondExpertPolicy: SecondExpertPolicy;
-  readonly secondExpertThreshold: number;
-  readonly precision: Precision;
-  readonly seed: number;
-  readonly noTokenLeftBehind: boolean;
+export class MeshSwitchFeedForward extends SwitchLayerBase {
   readonly mesh: Device;
   /** Devices along `data` (experts are spread over them) and along `model` (d_ff is split over them). */
   readonly dataSize: number;
@@ -141,23 +112,6 @@ export class MeshSwitchFeedForward {
   readonly localFF: number;
   /** router (D, E) whole; wIn (El, D, Fm), wOut (El, Fm, D): this device's slices. */
   readonly params: { router: Float32Array; wIn: Float32Array; wOut: Float32Array };
-  stats: RoutingStats | null = null;
-
-  private calls = 0;
-
-  /**
-   * Training calls so far. Every random draw of a training call (jitter, second-expert policy,
-   * dropout) is keyed by (seed, call number), so this count is the whole state of the layer's
-   * random streams: a checkpoint saves it, and setting it makes the next training call draw what
-   * the (n+1)-th call of a fresh layer draws.
-   */
-  get trainingCalls(): number {
-    return this.calls;
-  }
-
-  set trainingCalls(value: number) {
-    this.calls = trainingCallsValue(value);
-  }
   private saved: SavedForward | null = null;
   private readonly wire: Wire;
   private readonly hasDataAxis: boolean;
@@ -167,42 +121,17 @@ export class MeshSwitchFeedForward {
   private readonly wsTrain = new Workspace(true);
   private readonly wsEval = new Workspace(true);
   private readonly wsBackward = new Workspace(true);
-  private readonly wsGrads: Workspace;
 
   /** full: the single-device layer's weights for this seed (drawn again when not given). */
   constructor(options: MeshSwitchOptions, full?: { router: Float32Array; wIn: Float32Array; wOut: Float32Array }) {
-    checkKnownOptions(options, KNOWN_OPTIONS, 'SwitchFeedForward');
     const { device, n, m } = meshAxes(options.mesh, 'SwitchFeedForward');
+    super(options, device.wire === 'bf16' ? 'bf16-wire' : 'float32');
     this.mesh = device;
     this.dataSize = n;
     this.modelSize = m;
     this.hasDataAxis = 'data' in device.axes;
-    this.dModel = positiveInteger('dModel', options.dModel);
-    this.dFF = positiveInteger('dFF', options.dFF);
-    this.numExperts = positiveInteger('numExperts', options.numExperts);
-    this.topK = oneOf('topK', options.topK, 1, [1, 2] as const);
-    if (this.topK > this.numExperts) throw optionError('topK', `<= numExperts (${this.numExperts})`, this.topK);
-    this.capacityFactor = finiteInRange('capacityFactor', options.capacityFactor, 1.25, 0, 1e6, true);
-    this.evalCapacityFactor = finiteInRange('evalCapacityFactor', options.evalCapacityFactor, 2.0, 0, 1e6, true);
-    this.minCapacity = nonNegativeInteger('minCapacity', options.minCapacity, 4);
-    this.groupSize = options.groupSize === undefined ? undefined : positiveInteger('groupSize', options.groupSize);
-    this.activation = oneOf('activation', options.activation, 'relu', ['relu', 'gelu'] as const);
-    this.loadBalanceCoef = finiteInRange('loadBalanceCoef', options.loadBalanceCoef, 0.01, 0, 1e6);
-    this.zLossCoef = finiteInRange('zLossCoef', options.zLossCoef, 0, 0, 1e6);
-    this.jitter = finiteInRange('jitter', options.jitter, 0, 0, 1, false, true);
-    this.expertDropout = finiteInRange('expertDropout', options.expertDropout, 0, 0, 1, false, true);
-    this.secondExpertPolicy = oneOf('secondExpertPolicy', options.secondExpertPolicy, 'all',
-      ['all', 'none', 'threshold', 'random'] as const);
-    this.secondExpertThreshold = finiteInRange('secondExpertThreshold', options.secondExpertThreshold, 0.2, 0, 1, true);
-    this.precision = oneOf('precision', options.precision, device.wire === 'bf16' ? 'bf16-wire' : 'float32',
-      ['float32', 'bf16-wire'] as const);
     this.wire = this.precision === 'bf16-wire' ? 'bf16' : 'float32';
-    this.seed = seedOption(options.seed);
-    const initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
-    this.noTokenLeftBehind = booleanOption('noTokenLeftBehind', options.noTokenLeftBehind, false);
-    if (this.noTokenLeftBehind && this.topK !== 1) throw optionError('noTokenLeftBehind', 'false with topK 2', true);
-    this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
-    const { dModel: D, dFF: F, numExperts: E } = this;
+    const { dModel: D, dFF: F, numExperts: E, initScale } = this;
     if (E % n !== 0)
       throw rangeError('ERR_SWITCH_OPTION',
         `SwitchFeedForward: option 'numExperts' (${E}) must be a multiple of the mesh's 'data' axis (${n} devices): each device owns E/n experts`);
@@ -212,7 +141,6 @@ export class MeshSwitchFeedForward {
     if (m > 1 && this.expertDropout > 0)
       throw codedError('ERR_SWITCH_UNSUPPORTED',
         "SwitchFeedForward: option 'expertDropout' is not supported with a 'model' axis (the dropout mask is keyed by the unsplit hidden unit)");
-    if (E * D * F > 2 ** 31 - 1) throw optionError('numExperts · dModel · dFF', 'below 2^31', E * D * F);
     this.localExperts = E / n;
     this.firstExpert = (device.coords.data ?? 0) * this.localExperts;
     this.localFF = F / m;
@@ -232,12 +160,6 @@ export class MeshSwitchFeedForward {
       wOutLocal.set(wOut.subarray(from, from + Fm * D), e * Fm * D);
     }
     this.params = { router: full?.router ?? truncatedNormal(D * E, D, initScale, this.seed, STREAM.router), wIn: wInLocal, wOut: wOutLocal };
-  }
-
-  /** Capacity C for a call of T tokens (per device: groups never span devices). */
-  capacity(T: number, training: boolean): number {
-    const G = this.groupSize ?? T;
-    return expertCapacity(G, training ? this.capacityFactor : this.evalCapacityFactor, this.numExperts, this.minCapacity);
   }
 
   evaluate(x: Float32Array) {
@@ -390,20 +312,4 @@ export class MeshSwitchFeedForward {
       recv.set(send.subarray(0, recv.length));
     }
   }
-}
-
-function shapeError(message: string): Error {
-  return Object.assign(new RangeError(message), { code: 'ERR_SWITCH_SHAPE' as const });
-}
-
-function routingStats(routing: Routing, kept: Uint8Array, T: number, k: number, E: number): RoutingStats {
-  const tokensPerExpert = new Int32Array(E);
-  for (let i = 0; i < routing.firstChoiceCounts.length; i++) tokensPerExpert[i % E] += routing.firstChoiceCounts[i];
-  let dropped = 0;
-  for (let t = 0; t < T; t++) {
-    let any = 0;
-    for (let j = 0; j < k; j++) any |= kept[t * k + j];
-    if (!any) dropped++;
-  }
-  return { tokensPerExpert, droppedFraction: dropped / T, routerEntropy: routing.routerEntropy, capacity: routing.C };
 }
