@@ -175,9 +175,10 @@ describe('groupedMatmulWeightGrad', () => {
   });
 });
 
-// Groups of at most 128 rows take the small-group path (native/kernels/gemm_grouped.cc), larger
-// ones the general driver: many experts with 0, 1 or odd row counts, depths and widths past the
-// small path's blocks, one group past the limit, both ISAs, identical bits on 1 and 2 threads.
+// Few rows per group take the small-group path (native/kernels/gemm_grouped.cc: transposed weights
+// with groups of at most 128 rows, weight gradients with at most 48), the rest the general driver:
+// many experts with 0, 1 or odd row counts, depths and widths past the small path's blocks, one
+// group past the limits, both ISAs, identical bits on 1 and 2 threads.
 describe('grouped matmuls with few rows per group', () => {
   const groupRows = (E: number, most: number) => Array.from({ length: E }, () => randInt(0, most));
   const offsetsOf = (rows: number[]) => Int32Array.from([0, ...rows.map((_, e) => rows.slice(0, e + 1).reduce((a, b) => a + b, 0))]);
@@ -186,6 +187,7 @@ describe('grouped matmuls with few rows per group', () => {
     { rows: [0, 1, 7, 0, 13, 4], k: 300, n: 33 },
     { rows: [3, 0, 5], k: 24, n: 1030 },
     { rows: [2, 1], k: 2100, n: 17 },
+    { rows: [48, 0, 31], k: 10, n: 40 },
     { rows: [130, 6, 0], k: 12, n: 18 },
   ];
   const best = cpuInfo().isa, threads = cpuInfo().threads;

@@ -1,19 +1,24 @@
 // The small-group path of the grouped expert matmuls (gemm_grouped.h). M = rows of a group,
 // K = depth, N = columns, E = groups (experts).
 //
-// Products y_e (M, N) = x_e (M, K) · op(W_e), M ≤ 128: the general driver (gemm.cc) packs each
-// 16-column panel of W just before its use, which reads 64 bytes from each of up to 512 rows of
-// W (a DRAM page and a TLB entry per cache line) and, when op(W) = W_eᵀ (the backward's dh and
-// dx), transposes W one element at a time; with so few rows per weight byte that packing costs as
-// much as the arithmetic. Here a task (a group, or a column range of one) walks W_e in blocks of
-// kDepth × kWidth, each block read as contiguous runs of 1–2 KB (what the hardware prefetcher
-// follows) and packed into L2 (4 × 4 transposes when trans_w), while the micro-kernel runs over
-// the block before it prefetches the next; the group's rows of x (gathered) are packed once per
-// task. Each byte of the E weights is read from memory once per call.
+// Products with a transposed weight, y_e (M, N) = x_e (M, K) · W_eᵀ with W_e stored (N, K) (the
+// backward's dh = dy · W_outᵀ and dx = dh · W_inᵀ), M ≤ 128: the general driver (gemm.cc) packs
+// each 16-column panel of op(W) just before its use, gathering it one element at a time from 16
+// stored rows, which with so few rows per weight byte costs as much as the arithmetic. Here a task
+// (a run of consecutive groups, or a column range of one) walks W_e in blocks of whole stored rows
+// (kBlockFloats, contiguous in memory: consecutive experts' weights follow each other, so a task
+// reads one sequential stream), transposes each block 4 × 4 at a time into L2 while the next block
+// is prefetched a slice per micro-kernel call, and packs the group's rows of x once. Each byte of
+// the E weights is read from memory once per call.
 //
-// Weight gradients dW_e (K, N) = x_eᵀ · dy_e: the depth is the group's few rows and the output is
-// the large E·K·N array, so both operands are packed once per task and every dW tile is written
-// once, with non-temporal stores when it is overwritten (no read for ownership of the old values).
+// Weight gradients dW_e (K, N) = x_eᵀ · dy_e with M ≤ kGroupedSmallGradRows: the depth is the
+// group's few rows and the output is the large E·K·N array, so what costs is writing dW. Both
+// operands are packed once per task and every dW row is written once, streamed past the caches
+// when it is overwritten (no read for ownership of the old values).
+//
+// (Products with W_e as stored, y_e = x_e · W_e, stay on the general driver: its panels are
+// contiguous runs of each W row already, and measured at 16 and 64 rows per group this path was
+// no faster there.)
 //
 // Determinism: the depth blocks depend on K alone (a weight gradient is one block of M); each
 // tile is summed from zero in k order by the micro-kernel and then added to (or stored into) its
@@ -42,15 +47,11 @@ namespace {
 using gemm::MR;
 using gemm::NR;
 
-// Block geometry (floats). A B block of W is packed into L2 (kBlockFloats = 512 KB) and chosen to
-// be contiguous in memory where the shape allows: full rows of W when it is not transposed (N up
-// to kMaxWidth), full stored rows (the whole depth, up to kMaxDepth) when it is. Consecutive
-// experts' weights follow each other in memory, so a task over consecutive groups reads one
-// sequential stream.
+// A block of a transposed W: whole stored rows (the full depth, up to kMaxDepth) of as many
+// columns of op(W) as fit kBlockFloats (512 KB, in L2).
 constexpr int kBlockFloats = 128 * 1024;
-constexpr int kMaxWidth = 1024;   // columns of a block (non-transposed W: a row run of 4 KB)
-constexpr int kMaxDepth = 2048;   // depth of a block of a transposed W (a B panel of 128 KB)
-constexpr int kMinDepth = 32;     // shallower blocks would spend the kernel on C tile traffic
+constexpr int kMaxDepth = 2048;   // a B panel of kMaxDepth × 16 floats = 128 KB
+constexpr int kMaxWidth = 1024;
 constexpr int kGradWidth = 1024;  // column block of a weight gradient
 
 std::atomic<bool> small_path_enabled{true};
@@ -184,15 +185,14 @@ void pack_b_transposed(float* out, const Rows& B, int k0, int kc, int j0, int nc
   }
 }
 
-// The source lines of one B block of W (depth [k0, k0 + kc), columns [j0, j0 + nc) of op(W)),
-// for prefetching it a slice at a time: stored rows of the block, each a run of `lines` lines.
+// The source of one B block of a transposed W (stored rows [j0, j0 + nc), columns [k0, k0 + kc)),
+// for prefetching it a slice at a time: nc stored rows, each a run of `lines_per_row` lines.
 struct BlockSource {
   Rows W;
-  bool trans;
   int k0, kc, j0, nc;
-  int stored_rows() const { return trans ? nc : kc; }
-  int lines_per_row() const { return ((trans ? kc : nc) + 15) / 16; }
-  const float* row_start(int r) const { return trans ? W.row(j0 + r) + k0 : W.row(k0 + r) + j0; }
+  int stored_rows() const { return nc; }
+  int lines_per_row() const { return (kc + 15) / 16; }
+  const float* row_start(int r) const { return W.row(j0 + r) + k0; }
 };
 
 // Walks the lines of a block in memory order, a few per call.
@@ -257,19 +257,14 @@ void multiply_block(const Kernels& kernel, const float* a, const float* b, int m
   }
 }
 
-// The blocking of one call, from its shape alone (so it is the same for every task and thread
-// count): depth blocks of W and the column width of a block.
+// The blocking of one call, from its shape alone (the same for every task and thread count).
 struct Geometry {
   DepthBlocks depth;
   int width;
 };
 Geometry geometry(const GroupedMatmul& g) {
-  if (g.trans_w) {
-    const DepthBlocks depth(g.K, kMaxDepth);
-    return {depth, std::clamp(kBlockFloats / std::max(depth.size, 1) / NR * NR, NR, kMaxWidth)};
-  }
-  const int width = std::min(round_up(g.N, NR), kMaxWidth);
-  return {DepthBlocks(g.K, std::clamp(kBlockFloats / width, kMinDepth, kMaxDepth)), width};
+  const DepthBlocks depth(g.K, kMaxDepth);
+  return {depth, std::clamp(kBlockFloats / std::max(depth.size, 1) / NR * NR, NR, kMaxWidth)};
 }
 
 // One block of a task: group e, columns [jb, jb + width), depth block kb.
@@ -299,8 +294,8 @@ void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G
   };
   auto source = [&](const Step& s) {
     const int pc = s.kb * G.depth.size;
-    return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.trans_w ? g.K : g.N, nullptr}, g.trans_w, pc,
-                       std::min(G.depth.size, g.K - pc), s.jb, std::min(G.width, c1 - s.jb)};
+    return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.K, nullptr}, pc, std::min(G.depth.size, g.K - pc),
+                       s.jb, std::min(G.width, c1 - s.jb)};
   };
   Step s{first_group(e0), c0, 0};
   if (s.e >= e1 || c1 <= c0) return;
@@ -323,8 +318,7 @@ void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G
       packed = s.e;
     }
     const BlockSource here = source(s);
-    if (here.trans) pack_b_transposed(b, here.W, here.k0, here.kc, here.j0, here.nc);
-    else pack_b_rows(b, here.W, here.k0, here.kc, here.j0, here.nc);
+    pack_b_transposed(b, here.W, here.k0, here.kc, here.j0, here.nc);
     Step n = s;
     const bool has_next = advance(n);
     const BlockSource next = has_next ? source(n) : here;
@@ -354,7 +348,7 @@ void set_grouped_small_path(bool enabled) { small_path_enabled.store(enabled); }
 bool grouped_small_path() { return small_path_enabled.load(); }
 
 bool grouped_matmul_small_applies(const GroupedMatmul& g) {
-  if (!grouped_small_path() || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
+  if (!grouped_small_path() || !g.trans_w || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
   for (int e = 0; e < g.E; ++e)
     if (g.offsets[e + 1] - g.offsets[e] > kGroupedSmallMaxRows) return false;
   return true;
@@ -437,7 +431,7 @@ void grouped_matmul_small(const GroupedMatmul& g) {
 bool grouped_matmul_weight_grad_small_applies(const GroupedMatmulWeightGrad& g) {
   if (!grouped_small_path() || g.E <= 0 || g.N <= 0 || g.K <= 0) return false;
   for (int e = 0; e < g.E; ++e)
-    if (g.offsets[e + 1] - g.offsets[e] > kGroupedSmallMaxRows) return false;
+    if (g.offsets[e + 1] - g.offsets[e] > kGroupedSmallGradRows) return false;
   return true;
 }
 

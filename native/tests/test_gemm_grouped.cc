@@ -1,7 +1,7 @@
 // The grouped expert matmuls (gemm.h) on both of their paths — the small-group path
-// (gemm_grouped.cc, groups of at most kGroupedSmallMaxRows rows) and the general driver — against
-// the scalar definitions: groups of 0, 1 and odd row counts, one group at the size limit and one
-// past it, gathers, scatter with and without scale, transposed weights, accumulate, strided rows,
+// (gemm_grouped.cc: transposed weights and weight gradients with few rows per group) and the
+// general driver — against the scalar definitions: groups of 0, 1 and odd row counts, groups at
+// the size limits and past them, gathers, scatter with and without scale, transposed weights, accumulate, strided rows,
 // depths and widths past the small path's blocks, unaligned weight gradients, both ISAs, and
 // bit-identical results for 1, 2 and 3 threads. E = groups, K = depth, N = columns.
 //
@@ -81,9 +81,9 @@ std::vector<int32_t> offsets_of(const std::vector<int>& rows) {
   return offsets;
 }
 
-// Every group has at most the small path's row limit.
-bool small_groups(const std::vector<int>& rows) {
-  return std::all_of(rows.begin(), rows.end(), [](int r) { return r <= st::kGroupedSmallMaxRows; });
+// Every group has at most `most` rows.
+bool groups_within(const std::vector<int>& rows, int most) {
+  return std::all_of(rows.begin(), rows.end(), [&](int r) { return r <= most; });
 }
 
 void check_grouped(const Case& c, bool gather, bool scatter, bool scale, bool trans_w, bool acc) {
@@ -113,7 +113,7 @@ void check_grouped(const Case& c, bool gather, bool scatter, bool scale, bool tr
   const bool writes_all = !scatter && !acc;
   for (bool small : {true, false}) {
     st::set_grouped_small_path(small);
-    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && small_groups(c.rows)),
+    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && trans_w && groups_within(c.rows, st::kGroupedSmallMaxRows)),
              "grouped E=%d K=%d N=%d: the small path applies where it should", E, K, N);
     for (st::Isa isa : kIsas) {
       if (!st::set_active_isa(isa)) continue;
@@ -168,7 +168,7 @@ void check_weight_grad(const Case& c, bool gather_x, bool gather_dy, bool acc, i
   float* base = storage.data() + ((16 - (reinterpret_cast<uintptr_t>(storage.data()) / 4) % 16) % 16) + shift;
   for (bool small : {true, false}) {
     st::set_grouped_small_path(small);
-    ST_CHECK(st::grouped_matmul_weight_grad_small_applies(g) == (small && small_groups(c.rows)),
+    ST_CHECK(st::grouped_matmul_weight_grad_small_applies(g) == (small && groups_within(c.rows, st::kGroupedSmallGradRows)),
              "weight_grad E=%d K=%d N=%d: the small path applies where it should", E, K, N);
     for (st::Isa isa : kIsas) {
       if (!st::set_active_isa(isa)) continue;
@@ -210,9 +210,9 @@ int main() {
   const int saved_threads = st::num_threads();
 
   // Rows per group: single rows, empty groups (first, last, all), odd counts around the 6-row tile
-  // and its 4-row kernel, the size limit (128) and one past it (the general path), many experts.
-  // Depths and widths: 1, odd, past the small path's depth block of a non-transposed W (128 at
-  // N = 1024), its column block (1024), and the depth block of a transposed W (2048).
+  // and its 4-row kernel, the size limits (48 for weight gradients, 128 for products) and one past
+  // them (the general path), many experts. Depths and widths: 1, odd, past the small path's column
+  // block (1024) and its depth block of a transposed W (2048).
   std::vector<Case> cases{
       {{1}, 1, 1},
       {{0}, 3, 5},
@@ -222,6 +222,8 @@ int main() {
       {{2, 3, 5, 11}, 37, 48},
       {{128, 5}, 20, 24},
       {{129, 3}, 20, 24},
+      {{48, 0, 47}, 20, 24},
+      {{49, 2}, 20, 24},
       {random_rows(64, 9), 12, 20},
       {{10, 16, 3}, 300, 1030},
       {{5, 9}, 2100, 20},
