@@ -301,7 +301,9 @@ void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G
   if (s.e >= e1 || c1 <= c0) return;
   Buffers& buf = thread_buffers();
   float* b = buf.b.get(static_cast<size_t>(G.depth.size) * round_up(G.width, NR));
-  const int a_block = round_up(kGroupedSmallMaxRows, MR) * G.depth.size;
+  int most_rows = 0;
+  for (int e = s.e; e < e1; ++e) most_rows = std::max(most_rows, rows(e));
+  const int a_block = round_up(most_rows, MR) * G.depth.size;
   float* a = buf.a.get(static_cast<size_t>(a_block) * G.depth.count);
   int packed = -1;
   for (;;) {
