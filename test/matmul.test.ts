@@ -175,6 +175,100 @@ describe('groupedMatmulWeightGrad', () => {
   });
 });
 
+// Few rows per group take the small-group path (native/kernels/gemm_grouped.cc: transposed weights
+// with groups of at most 128 rows, weight gradients with at most 48), the rest the general driver:
+// many experts with 0, 1 or odd row counts, depths and widths past the small path's blocks, one
+// group past the limits, both ISAs, identical bits on 1 and 2 threads.
+describe('grouped matmuls with few rows per group', () => {
+  const groupRows = (E: number, most: number) => Array.from({ length: E }, () => randInt(0, most));
+  const offsetsOf = (rows: number[]) => Int32Array.from([0, ...rows.map((_, e) => rows.slice(0, e + 1).reduce((a, b) => a + b, 0))]);
+  const cases: Array<{ rows: number[]; k: number; n: number }> = [
+    { rows: groupRows(64, 5), k: 9, n: 20 },
+    { rows: [0, 1, 7, 0, 13, 4], k: 300, n: 33 },
+    { rows: [3, 0, 5], k: 24, n: 1030 },
+    { rows: [2, 1], k: 2100, n: 17 },
+    { rows: [48, 0, 31], k: 10, n: 40 },
+    { rows: [130, 6, 0], k: 12, n: 18 },
+  ];
+  const best = cpuInfo().isa, threads = cpuInfo().threads;
+  const isas = best === 'avx2' ? ['portable', 'avx2'] : ['portable'];
+
+  it('groupedMatmul matches the reference: gather, scatter with scale, transposed weights', () => {
+    try {
+      for (const { rows, k, n } of cases)
+        for (const isa of isas)
+          for (let combo = 0; combo < 4; combo++) {
+            setIsa(isa as 'portable' | 'avx2');
+            const E = rows.length, offsets = offsetsOf(rows), R = offsets[E];
+            const transW = (combo & 1) === 1, useScatter = (combo & 2) === 2;
+            const xRows = R + 2, outRows = useScatter ? Math.max(1, R - 1) : R;
+            const x = randomArray(xRows * k), w = randomArray(E * k * n);
+            const gather = randomIndices(R, xRows);
+            const scatter = useScatter ? randomIndices(R, outRows) : undefined;
+            const scale = useScatter ? randomArray(R) : undefined;
+            const y0 = randomArray(outRows * n);
+            const run = (t: number) => {
+              setNumThreads(t);
+              const out = useScatter ? Float32Array.from(y0) : poisoned(R * n);
+              return groupedMatmul(x, w, offsets, { k, n, gather, scatter, scale, transW, out });
+            };
+            const got = run(1), two = run(2);
+            expect(Buffer.from(two.buffer).equals(Buffer.from(got.buffer))).toBe(true);
+            const want = new Float64Array(outRows * n), magnitude = new Float64Array(outRows * n);
+            if (useScatter) for (let i = 0; i < y0.length; i++) (want[i] = y0[i]), (magnitude[i] = Math.abs(y0[i]));
+            for (let e = 0; e < E; e++)
+              for (let i = offsets[e]; i < offsets[e + 1]; i++) {
+                const xr = gather[i], yr = scatter ? scatter[i] : i, s = scale ? scale[i] : 1;
+                for (let j = 0; j < n; j++) {
+                  let sum = 0, mag = 0;
+                  for (let p = 0; p < k; p++) {
+                    const v = x[xr * k + p] * (transW ? w[e * k * n + j * k + p] : w[e * k * n + p * n + j]);
+                    sum += v;
+                    mag += Math.abs(v);
+                  }
+                  want[yr * n + j] += s * sum;
+                  magnitude[yr * n + j] += Math.abs(s) * mag;
+                }
+              }
+            expectClose(got, want, magnitude, 2 * k, `grouped ${isa} rows=${rows.length} k=${k} n=${n} transW=${transW} scatter=${useScatter}`);
+          }
+    } finally {
+      setIsa(best);
+      setNumThreads(threads);
+    }
+  });
+
+  it('groupedMatmulWeightGrad matches the reference and writes every element', () => {
+    try {
+      for (const { rows, k, n } of cases)
+        for (const isa of isas) {
+          setIsa(isa as 'portable' | 'avx2');
+          const E = rows.length, offsets = offsetsOf(rows), R = offsets[E];
+          const x = randomArray((R + 3) * k), dy = randomArray(R * n), gatherX = randomIndices(R, R + 3);
+          const run = (t: number) => {
+            setNumThreads(t);
+            return groupedMatmulWeightGrad(x, dy, offsets, { k, n, gatherX, out: poisoned(E * k * n) });
+          };
+          const got = run(1), two = run(2);
+          expect(Buffer.from(two.buffer).equals(Buffer.from(got.buffer))).toBe(true);
+          const want = new Float64Array(E * k * n), magnitude = new Float64Array(E * k * n);
+          for (let e = 0; e < E; e++)
+            for (let i = offsets[e]; i < offsets[e + 1]; i++)
+              for (let p = 0; p < k; p++)
+                for (let j = 0; j < n; j++) {
+                  const v = x[gatherX[i] * k + p] * dy[i * n + j];
+                  want[e * k * n + p * n + j] += v;
+                  magnitude[e * k * n + p * n + j] += Math.abs(v);
+                }
+          expectClose(got, want, magnitude, Math.max(...rows), `weight grad ${isa} E=${E} k=${k} n=${n}`);
+        }
+    } finally {
+      setIsa(best);
+      setNumThreads(threads);
+    }
+  });
+});
+
 describe('bad calls', () => {
   const detachedF32 = () => {
     const buffer = new ArrayBuffer(16);

@@ -52,6 +52,8 @@ export interface SwitchTiming {
   /** The six expert matmuls of a training step (2 forward, 4 backward) with the same routing. */
   matmulsForwardBackward: number;
   matmulsForward: number;
+  /** Each expert matmul of the step timed alone: up, down, dh, dwOut, dwIn, dx. */
+  matmuls: Record<string, number>;
   rows: number;
   capacity: number;
   /** Each step outside the expert matmuls timed on its own (seconds), and their sum. */
@@ -85,15 +87,24 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
   const up = () => native.switchGroupedMatmul(hPre, x, wIn, plan.offsets, plan.rowToken, null, null, E, D, F, false, false);
   const down = () => native.switchGroupedMatmul(out, h, wOut, plan.offsets, null, null, null, E, F, D, false, false);
   const matmulsForward = withForward ? medianSeconds(() => { up(); down(); }, warmup, repeats) : NaN;
+  const backwardMatmuls: Record<string, () => void> = {
+    dh: () => native.switchGroupedMatmul(dh, dOut, wOut, plan.offsets, null, null, null, E, D, F, true, false),
+    dwOut: () => native.switchGroupedMatmulWeightGrad(dwOut, h, dOut, plan.offsets, null, E, F, D),
+    dwIn: () => native.switchGroupedMatmulWeightGrad(dwIn, x, dh, plan.offsets, plan.rowToken, E, D, F),
+    // dx per row, as the layer computes it (then dispatchBackward, a step outside the matmuls).
+    dx: () => native.switchGroupedMatmul(dxRows, dh, wIn, plan.offsets, null, null, null, E, F, D, true, false),
+  };
   const matmulsForwardBackward = medianSeconds(() => {
     up();
     down();
-    native.switchGroupedMatmul(dh, dOut, wOut, plan.offsets, null, null, null, E, D, F, true, false);
-    native.switchGroupedMatmulWeightGrad(dwOut, h, dOut, plan.offsets, null, E, F, D);
-    native.switchGroupedMatmulWeightGrad(dwIn, x, dh, plan.offsets, plan.rowToken, E, D, F);
-    // dx per row, as the layer computes it (then dispatchBackward, a step outside the matmuls).
-    native.switchGroupedMatmul(dxRows, dh, wIn, plan.offsets, null, null, null, E, F, D, true, false);
+    backwardMatmuls.dh();
+    backwardMatmuls.dwOut();
+    backwardMatmuls.dwIn();
+    backwardMatmuls.dx();
   }, warmup, repeats);
+  // Each of the six alone (seconds): where the expert matmuls' time goes.
+  const matmuls: Record<string, number> = { up: medianSeconds(up, warmup, repeats), down: medianSeconds(down, warmup, repeats) };
+  for (const [name, fn] of Object.entries(backwardMatmuls)) matmuls[name] = medianSeconds(fn, warmup, repeats);
   // The steps outside the expert matmuls, one by one, on reused buffers as the layer runs them.
   const ws = new Workspace(true);
   const routeCfg = { T, D, E, k: 1 as const, G: T, C, policy: 'all' as const, threshold: 0.2, noTokenLeftBehind: false,
@@ -110,7 +121,7 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
     dispatchBackward: medianSeconds(() => dispatchBackward(dx, dxRows, plan, T, 1, D, false, true), warmup, repeats),
   };
   const stepsOutsideMatmuls = Object.values(steps).reduce((a, b) => a + b, 0);
-  return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, rows: R, capacity: C, steps, stepsOutsideMatmuls };
+  return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, matmuls, rows: R, capacity: C, steps, stepsOutsideMatmuls };
 }
 
 export function timeDense(shape: LayerShape, warmup: number, repeats: number): { forward: number; forwardBackward: number } {
@@ -209,6 +220,7 @@ export const layerSuite: Suite = {
           // Independent of how fast the matmuls are: the steps outside them, timed one by one.
           stepsOutsideMatmulsSeconds: s.stepsOutsideMatmuls,
           steps: s.steps,
+          matmuls: s.matmuls,
           capacity: s.capacity, rows: s.rows,
           ...(torch ? { torchSeconds: torch.forwardBackward, speedupOverTorch: torch.forwardBackward / s.forwardBackward } : {}),
         });

@@ -26,6 +26,7 @@
 
 #include "cpu.h"
 #include "gemm.h"
+#include "gemm_grouped.h"
 #include "gemm_kernels.h"
 #include "threadpool.h"
 
@@ -398,6 +399,10 @@ void matmul(float* c, const float* a, const float* b, int M, int N, int K, int l
 }
 
 void grouped_matmul(const GroupedMatmul& g) {
+  if (grouped_matmul_small_applies(g)) {  // few rows per group: gemm_grouped.cc
+    grouped_matmul_small(g);
+    return;
+  }
   std::vector<gemm::Problem> problems;
   problems.reserve(g.E);
   const int64_t w_stride = static_cast<int64_t>(g.K) * g.N;
@@ -430,6 +435,10 @@ void grouped_matmul(const GroupedMatmul& g) {
 
 void grouped_matmul_weight_grad(const GroupedMatmulWeightGrad& g) {
   if (g.K <= 0 || g.N <= 0) return;
+  if (grouped_matmul_weight_grad_small_applies(g)) {  // few rows per group: gemm_grouped.cc
+    grouped_matmul_weight_grad_small(g);
+    return;
+  }
   std::vector<gemm::Problem> problems;
   problems.reserve(g.E);
   const int64_t w_stride = static_cast<int64_t>(g.K) * g.N;

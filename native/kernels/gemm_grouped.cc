@@ -1,0 +1,527 @@
+// The small-group path of the grouped expert matmuls (gemm_grouped.h). M = rows of a group,
+// K = depth, N = columns, E = groups (experts).
+//
+// Products with a transposed weight, y_e (M, N) = x_e (M, K) · W_eᵀ with W_e stored (N, K) (the
+// backward's dh = dy · W_outᵀ and dx = dh · W_inᵀ), M ≤ 128: the general driver (gemm.cc) packs
+// each 16-column panel of op(W) just before its use, gathering it one element at a time from 16
+// stored rows, which with so few rows per weight byte costs as much as the arithmetic. Here a task
+// (a run of consecutive groups, or a column range of one) walks W_e in blocks of whole stored rows
+// (kBlockFloats, contiguous in memory: consecutive experts' weights follow each other, so a task
+// reads one sequential stream), transposes each block 4 × 4 at a time into L2 while the next block
+// is prefetched a slice per micro-kernel call, and packs the group's rows of x once. Each byte of
+// the E weights is read from memory once per call.
+//
+// Weight gradients dW_e (K, N) = x_eᵀ · dy_e with M ≤ kGroupedSmallGradRows: the depth is the
+// group's few rows and the output is the large E·K·N array, so what costs is writing dW. Both
+// operands are packed once per task and every dW row is written once, streamed past the caches
+// when it is overwritten (no read for ownership of the old values).
+//
+// (Products with W_e as stored, y_e = x_e · W_e, stay on the general driver: its panels are
+// contiguous runs of each W row already, and measured at 16 and 64 rows per group this path was
+// no faster there.)
+//
+// Determinism: the depth blocks depend on K alone (a weight gradient is one block of M); each
+// tile is summed from zero in k order by the micro-kernel and then added to (or stored into) its
+// output; edge tiles run the same kernel into a scratch tile. So the task grid may follow the
+// thread count while the bits do not. Scattered write-backs run every group in order inside one
+// task per column range: each output element receives its rows' additions in row order.
+#include "gemm_grouped.h"
+
+#include <emmintrin.h>
+#include <xmmintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "cpu.h"
+#include "gemm_kernels.h"
+#include "threadpool.h"
+
+namespace st {
+
+namespace {
+
+using gemm::MR;
+using gemm::NR;
+
+// A block of a transposed W: whole stored rows (the full depth, up to kMaxDepth) of as many
+// columns of op(W) as fit kBlockFloats (512 KB, in L2).
+constexpr int kBlockFloats = 128 * 1024;
+constexpr int kMaxDepth = 2048;   // a B panel of kMaxDepth × 16 floats = 128 KB
+constexpr int kMaxWidth = 1024;
+constexpr int kGradWidth = 1024;  // column block of a weight gradient
+
+std::atomic<bool> small_path_enabled{true};
+
+struct Kernels {
+  gemm::MicroKernel full;
+  gemm::MicroKernel four_rows;  // null when the ISA has none
+};
+Kernels active_kernels() {
+  if (active_isa() == Isa::avx2) return {gemm::micro_kernel_avx2, gemm::micro_kernel_4x16_avx2};
+  return {gemm::micro_kernel_sse2, nullptr};
+}
+
+// Packing buffers, one set per thread, grown on demand and kept.
+struct AlignedBuffer {
+  float* data = nullptr;
+  size_t size = 0;
+  ~AlignedBuffer() { std::free(data); }
+  float* get(size_t n) {
+    if (n > size) {
+      std::free(data);
+      size = (n + 1023) & ~size_t{1023};
+      data = static_cast<float*>(std::aligned_alloc(64, size * sizeof(float)));
+      if (!data) std::abort();
+    }
+    return data;
+  }
+};
+struct Buffers {
+  AlignedBuffer a, b, scratch;
+};
+Buffers& thread_buffers() {
+  thread_local Buffers buffers;
+  return buffers;
+}
+
+// Rows of a row-major operand, optionally through an index list (a gather).
+struct Rows {
+  const float* p;
+  int64_t ld;
+  const int32_t* index;
+  const float* row(int64_t i) const { return p + (index ? static_cast<int64_t>(index[i]) : i) * ld; }
+};
+
+// A prefetch into L2 (a prefetch into L1 would evict the panels in use). Written as asm because
+// GCC treats a function made only of __builtin_prefetch as pure and drops its calls.
+inline void prefetch_l2(const float* p) { asm volatile("prefetcht1 %0" : : "m"(*p)); }
+
+// Depth blocks: K split into equal blocks of at most `most`, every block non-empty.
+struct DepthBlocks {
+  int count, size;
+  DepthBlocks(int K, int most) {
+    const int pieces = std::max(1, (K + most - 1) / most);
+    size = std::max(1, (K + pieces - 1) / pieces);
+    count = std::max(1, (K + size - 1) / size);
+  }
+};
+
+int round_up(int n, int unit) { return (n + unit - 1) / unit * unit; }
+
+// Splits [0, n) into `parts` ranges on multiples of `unit`.
+int split_point(int n, int unit, int parts, int index) {
+  const int64_t units = (n + unit - 1) / unit;
+  return static_cast<int>(std::min<int64_t>(n, units * index / parts * unit));
+}
+
+// A panels (MR rows × kc, a[k·MR + r]) of rows [0, m) of X, depth [k0, k0 + kc); rows past m are
+// zeros. Panel p at out + p·MR·kc.
+void pack_a_rows(float* out, const Rows& X, int m, int k0, int kc) {
+  for (int p = 0; p < m; p += MR, out += MR * kc) {
+    const int mr = std::min(MR, m - p);
+    for (int r = 0; r < MR; ++r) {
+      if (r < mr) {
+        const float* src = X.row(p + r) + k0;
+        for (int k = 0; k < kc; ++k) out[k * MR + r] = src[k];
+      } else {
+        for (int k = 0; k < kc; ++k) out[k * MR + r] = 0.0f;
+      }
+    }
+  }
+}
+
+// A panels of Xᵀ: tile rows are columns [c0, c0 + cols) of X, the depth its rows [0, depth).
+void pack_a_columns(float* out, const Rows& X, int depth, int c0, int cols) {
+  for (int p = 0; p < cols; p += MR, out += MR * depth) {
+    const int mr = std::min(MR, cols - p);
+    for (int d = 0; d < depth; ++d) {
+      const float* src = X.row(d) + c0 + p;
+      for (int r = 0; r < MR; ++r) out[d * MR + r] = r < mr ? src[r] : 0.0f;
+    }
+  }
+}
+
+// B panels (kc × NR, b[k·NR + c]) of rows [k0, k0 + kc), columns [j0, j0 + nc) of a row-major B:
+// row by row, each row a contiguous run. Panel q at out + q·NR·kc; columns past nc are zeros.
+void pack_b_rows(float* out, const Rows& B, int k0, int kc, int j0, int nc) {
+  const int full = nc / NR * NR;
+  for (int k = 0; k < kc; ++k) {
+    const float* src = B.row(k0 + k) + j0;
+    float* dst = out + k * NR;
+    for (int q = 0; q < full; q += NR, dst += static_cast<int64_t>(NR) * kc) std::memcpy(dst, src + q, NR * sizeof(float));
+    if (full < nc)
+      for (int c = 0; c < NR; ++c) dst[c] = full + c < nc ? src[full + c] : 0.0f;
+  }
+}
+
+// The same panels of op(B) = Bᵀ where B is stored (N, K): stored rows [j0, j0 + nc), columns
+// [k0, k0 + kc), each stored row a contiguous run, transposed 4 × 4 at a time.
+void pack_b_transposed(float* out, const Rows& B, int k0, int kc, int j0, int nc) {
+  for (int q = 0; q < nc; q += NR, out += NR * kc) {
+    const int nr = std::min(NR, nc - q);
+    const float* src[NR];
+    for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
+    int k = 0;
+    if (nr == NR) {
+      for (; k + 4 <= kc; k += 4) {
+        float* o = out + k * NR;
+        for (int c = 0; c < NR; c += 4) {
+          __m128 r0 = _mm_loadu_ps(src[c] + k), r1 = _mm_loadu_ps(src[c + 1] + k);
+          __m128 r2 = _mm_loadu_ps(src[c + 2] + k), r3 = _mm_loadu_ps(src[c + 3] + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(o + c, r0);
+          _mm_storeu_ps(o + NR + c, r1);
+          _mm_storeu_ps(o + 2 * NR + c, r2);
+          _mm_storeu_ps(o + 3 * NR + c, r3);
+        }
+      }
+    }
+    for (; k < kc; ++k)
+      for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
+  }
+}
+
+// The source of one B block of a transposed W (stored rows [j0, j0 + nc), columns [k0, k0 + kc)),
+// for prefetching it a slice at a time: nc stored rows, each a run of `lines_per_row` lines.
+struct BlockSource {
+  Rows W;
+  int k0, kc, j0, nc;
+  int stored_rows() const { return nc; }
+  int lines_per_row() const { return (kc + 15) / 16; }
+  const float* row_start(int r) const { return W.row(j0 + r) + k0; }
+};
+
+// Walks the lines of a block in memory order, a few per call.
+class Prefetcher {
+ public:
+  explicit Prefetcher(const BlockSource* block) : block_(block) {
+    if (!block_) return;
+    rows_ = block_->stored_rows();
+    per_row_ = block_->lines_per_row();
+    total_ = int64_t{rows_} * per_row_;
+    p_ = block_->row_start(0);
+  }
+  int64_t total() const { return total_; }
+  // Prefetches lines until `until` lines of the block have been issued.
+  void issue(int64_t until) {
+    for (; done_ < until; ++done_) {
+      prefetch_l2(p_ + col_ * 16);
+      if (++col_ == per_row_) {
+        col_ = 0;
+        if (++row_ < rows_) p_ = block_->row_start(row_);
+      }
+    }
+  }
+
+ private:
+  const BlockSource* block_;
+  const float* p_ = nullptr;
+  int rows_ = 0, per_row_ = 0, row_ = 0, col_ = 0;
+  int64_t total_ = 0, done_ = 0;
+};
+
+// c (m, nc) with row stride ldc = [c +] a (packed m × kc) · b (packed kc × nc), panel by panel
+// (each B panel stays in L1 while every row tile uses it), prefetching `next` a slice per call.
+void multiply_block(const Kernels& kernel, const float* a, const float* b, int m, int kc, int nc, float* c,
+                    int64_t ldc, bool add, const BlockSource* next) {
+  const int tiles = (m + MR - 1) / MR, panels = (nc + NR - 1) / NR, calls = tiles * panels;
+  Prefetcher prefetch(next);
+  const int64_t lines = prefetch.total();
+  int call = 0;
+  for (int q = 0; q < panels; ++q) {
+    const int nr = std::min(NR, nc - q * NR);
+    const float* b_panel = b + static_cast<int64_t>(q) * NR * kc;
+    for (int t = 0; t < tiles; ++t, ++call) {
+      if (lines) prefetch.issue(lines * (call + 1) / calls);
+      const int mr = std::min(MR, m - t * MR);
+      const float* a_panel = a + static_cast<int64_t>(t) * MR * kc;
+      float* ct = c + static_cast<int64_t>(t) * MR * ldc + q * NR;
+      if (mr == MR && nr == NR) {
+        kernel.full(kc, a_panel, b_panel, ct, ldc, add);
+      } else if (mr == 4 && nr == NR && kernel.four_rows) {
+        kernel.four_rows(kc, a_panel, b_panel, ct, ldc, add);
+      } else {
+        alignas(64) float tile[MR * NR];
+        kernel.full(kc, a_panel, b_panel, tile, NR, false);
+        for (int r = 0; r < mr; ++r)
+          for (int j = 0; j < nr; ++j) {
+            float& out = ct[r * ldc + j];
+            out = add ? out + tile[r * NR + j] : tile[r * NR + j];
+          }
+      }
+    }
+  }
+}
+
+// The blocking of one call, from its shape alone (the same for every task and thread count).
+struct Geometry {
+  DepthBlocks depth;
+  int width;
+};
+Geometry geometry(const GroupedMatmul& g) {
+  const DepthBlocks depth(g.K, kMaxDepth);
+  return {depth, std::clamp(kBlockFloats / std::max(depth.size, 1) / NR * NR, NR, kMaxWidth)};
+}
+
+// One block of a task: group e, columns [jb, jb + width), depth block kb.
+struct Step {
+  int e, jb, kb;
+};
+
+// Groups [e0, e1) (the empty ones skipped), each over columns [c0, c1) of its product x_e · op(W_e),
+// block by block in memory order, each block's successor prefetched while it is multiplied.
+// out(e, jb) gives where columns from jb of group e's rows go: {pointer, row stride, add}; done(e,
+// jb, nc) is called when those columns are complete.
+template <class Out, class Done>
+void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G, int e0, int e1, int c0, int c1,
+                Out&& out, Done&& done) {
+  auto rows = [&](int e) { return g.offsets[e + 1] - g.offsets[e]; };
+  auto first_group = [&](int e) {
+    while (e < e1 && rows(e) <= 0) ++e;
+    return e;
+  };
+  auto advance = [&](Step& s) {
+    if (++s.kb < G.depth.count) return true;
+    s.kb = 0;
+    if ((s.jb += G.width) < c1) return true;
+    s.jb = c0;
+    s.e = first_group(s.e + 1);
+    return s.e < e1;
+  };
+  auto source = [&](const Step& s) {
+    const int pc = s.kb * G.depth.size;
+    return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.K, nullptr}, pc, std::min(G.depth.size, g.K - pc),
+                       s.jb, std::min(G.width, c1 - s.jb)};
+  };
+  Step s{first_group(e0), c0, 0};
+  if (s.e >= e1 || c1 <= c0) return;
+  Buffers& buf = thread_buffers();
+  float* b = buf.b.get(static_cast<size_t>(G.depth.size) * round_up(G.width, NR));
+  int most_rows = 0;
+  for (int e = s.e; e < e1; ++e) most_rows = std::max(most_rows, rows(e));
+  const int a_block = round_up(most_rows, MR) * G.depth.size;
+  float* a = buf.a.get(static_cast<size_t>(a_block) * G.depth.count);
+  int packed = -1;
+  for (;;) {
+    const int m = rows(s.e);
+    if (s.e != packed) {
+      // The group's rows (gathered), every depth block, packed once.
+      const int begin = g.offsets[s.e];
+      const Rows X = g.gather ? Rows{g.x, g.ldx, g.gather + begin}
+                              : Rows{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, nullptr};
+      for (int kb = 0; kb < G.depth.count; ++kb) {
+        const int pc = kb * G.depth.size;
+        pack_a_rows(a + static_cast<int64_t>(kb) * a_block, X, m, pc, std::min(G.depth.size, g.K - pc));
+      }
+      packed = s.e;
+    }
+    const BlockSource here = source(s);
+    pack_b_transposed(b, here.W, here.k0, here.kc, here.j0, here.nc);
+    Step n = s;
+    const bool has_next = advance(n);
+    const BlockSource next = has_next ? source(n) : here;
+    const auto [c, ldc, add_first] = out(s.e, s.jb);
+    multiply_block(kernel, a + static_cast<int64_t>(s.kb) * a_block, b, m, here.kc, here.nc, c, ldc,
+                   add_first || s.kb > 0, has_next ? &next : nullptr);
+    if (s.kb == G.depth.count - 1) done(s.e, s.jb, here.nc);
+    if (!has_next) return;
+    s = n;
+  }
+}
+
+struct Output {
+  float* c;
+  int64_t ldc;
+  bool add;
+};
+
+// A task: groups [e0, e1), columns [c0, c1).
+struct Task {
+  int e0, e1, c0, c1;
+};
+
+}  // namespace
+
+void set_grouped_small_path(bool enabled) { small_path_enabled.store(enabled); }
+bool grouped_small_path() { return small_path_enabled.load(); }
+
+bool grouped_matmul_small_applies(const GroupedMatmul& g) {
+  if (!grouped_small_path() || !g.trans_w || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
+  for (int e = 0; e < g.E; ++e)
+    if (g.offsets[e + 1] - g.offsets[e] > kGroupedSmallMaxRows) return false;
+  return true;
+}
+
+void grouped_matmul_small(const GroupedMatmul& g) {
+  const int64_t R = g.offsets[g.E];
+  if (R <= 0 || g.N <= 0) return;
+  if (g.K == 0) {
+    // An empty sum: zeros written, or nothing added (times scale, as the general path does).
+    for (int64_t i = 0; i < R; ++i) {
+      float* y = g.y + (g.scatter ? static_cast<int64_t>(g.scatter[i]) : i) * g.ldy;
+      if (g.scatter) {
+        const float s = g.scale ? g.scale[i] : 1.0f;
+        for (int j = 0; j < g.N; ++j) y[j] += s * 0.0f;
+      } else if (!g.accumulate) {
+        std::memset(y, 0, sizeof(float) * g.N);
+      }
+    }
+    return;
+  }
+  const Kernels kernel = active_kernels();
+  const Geometry G = geometry(g);
+  const int threads = num_threads();
+  auto no_done = [](int, int, int) {};
+  if (!g.scatter) {
+    // Up to four tasks per thread, so a thread that is descheduled for a while leaves its share to
+    // the others: runs of consecutive groups of about equal rows (one stream of weights each), or,
+    // with fewer groups than that, each group's columns split.
+    const int target = threads == 1 ? 1 : 4 * threads;
+    std::vector<Task> tasks;
+    int nonempty = 0;
+    for (int e = 0; e < g.E; ++e) nonempty += g.offsets[e + 1] > g.offsets[e];
+    if (nonempty >= target) {
+      for (int e = 0, t = 0; e < g.E; ++t) {
+        const int64_t end_rows = R * (t + 1) / target;
+        int e1 = e + 1;
+        while (e1 < g.E && g.offsets[e1 + 1] <= end_rows) ++e1;
+        tasks.push_back({e, e1, 0, g.N});
+        e = e1;
+      }
+    } else {
+      const int max_pieces = (g.N + NR - 1) / NR;
+      for (int e = 0; e < g.E; ++e) {
+        const int rows = g.offsets[e + 1] - g.offsets[e];
+        if (rows <= 0) continue;
+        const int pieces = std::clamp(static_cast<int>((target * int64_t{rows} + R - 1) / R), 1, max_pieces);
+        for (int i = 0; i < pieces; ++i)
+          tasks.push_back({e, e + 1, split_point(g.N, NR, pieces, i), split_point(g.N, NR, pieces, i + 1)});
+      }
+    }
+    parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
+      const Task& T = tasks[t];
+      run_groups(g, kernel, G, T.e0, T.e1, T.c0, T.c1, [&](int e, int jb) {
+        return Output{g.y + static_cast<int64_t>(g.offsets[e]) * g.ldy + jb, g.ldy, g.accumulate};
+      }, no_done);
+    });
+    return;
+  }
+  // Scattered: two rows may add into one output row, so a task owns a column range and runs every
+  // group in order, each column block into a scratch (rows × width, in L2) that is then added,
+  // times scale, into y[scatter[i]] in row order.
+  const int parts = std::max(1, std::min(threads, (g.N + NR - 1) / NR));
+  parallel_for(parts, [&](int64_t part, int) {
+    const int c0 = split_point(g.N, NR, parts, static_cast<int>(part));
+    const int c1 = split_point(g.N, NR, parts, static_cast<int>(part) + 1);
+    float* scratch = thread_buffers().scratch.get(static_cast<size_t>(kGroupedSmallMaxRows) * G.width);
+    run_groups(g, kernel, G, 0, g.E, c0, c1, [&](int, int) { return Output{scratch, G.width, false}; },
+               [&](int e, int jb, int nc) {
+                 for (int i = g.offsets[e]; i < g.offsets[e + 1]; ++i) {
+                   float* y = g.y + static_cast<int64_t>(g.scatter[i]) * g.ldy + jb;
+                   const float* t = scratch + static_cast<int64_t>(i - g.offsets[e]) * G.width;
+                   const float s = g.scale ? g.scale[i] : 1.0f;
+                   for (int j = 0; j < nc; ++j) y[j] += s * t[j];
+                 }
+               });
+  });
+}
+
+bool grouped_matmul_weight_grad_small_applies(const GroupedMatmulWeightGrad& g) {
+  if (!grouped_small_path() || g.E <= 0 || g.N <= 0 || g.K <= 0) return false;
+  for (int e = 0; e < g.E; ++e)
+    if (g.offsets[e + 1] - g.offsets[e] > kGroupedSmallGradRows) return false;
+  return true;
+}
+
+namespace {
+
+// dst[0, n) = src[0, n), the whole cache lines inside with non-temporal stores: the gradient is
+// written once and not read again in this call, so it bypasses the caches and is not read for
+// ownership first. Partial lines at the ends take ordinary stores.
+void store_streaming(float* dst, const float* src, int n) {
+  int head = static_cast<int>(((64 - (reinterpret_cast<uintptr_t>(dst) & 63)) & 63) / sizeof(float));
+  if ((reinterpret_cast<uintptr_t>(dst) & 3) != 0 || head > n) head = n;
+  std::memcpy(dst, src, sizeof(float) * head);
+  int j = head;
+  for (; j + 16 <= n; j += 16) {
+    _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+    _mm_stream_ps(dst + j + 4, _mm_loadu_ps(src + j + 4));
+    _mm_stream_ps(dst + j + 8, _mm_loadu_ps(src + j + 8));
+    _mm_stream_ps(dst + j + 12, _mm_loadu_ps(src + j + 12));
+  }
+  std::memcpy(dst + j, src + j, sizeof(float) * (n - j));
+}
+
+// Rows [r0, r1) of dW_e (K, N) = [dW_e +] x_eᵀ · dy_e, the group's m rows the depth of one block.
+// Overwritten, each strip of MR rows is finished in a scratch strip and then streamed out row by
+// row (whole cache lines in sequence); accumulated, the kernel adds into dW_e in place.
+void group_weight_grad(const GroupedMatmulWeightGrad& g, const Kernels& kernel, int e, int r0, int r1) {
+  const int begin = g.offsets[e], m = std::max(0, g.offsets[e + 1] - begin);
+  float* dw = g.dw + static_cast<int64_t>(e) * g.K * g.N;
+  if (m == 0) {
+    // No rows: the gradient is zero (or unchanged when accumulating).
+    if (!g.accumulate) std::memset(dw + static_cast<int64_t>(r0) * g.N, 0, sizeof(float) * (r1 - r0) * g.N);
+    return;
+  }
+  Buffers& buf = thread_buffers();
+  const Rows X = g.gather_x ? Rows{g.x, g.ldx, g.gather_x + begin} : Rows{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, nullptr};
+  const Rows DY = g.gather_dy ? Rows{g.dy, g.lddy, g.gather_dy + begin}
+                              : Rows{g.dy + static_cast<int64_t>(begin) * g.lddy, g.lddy, nullptr};
+  float* a = buf.a.get(static_cast<size_t>(round_up(r1 - r0, MR)) * m);
+  pack_a_columns(a, X, m, r0, r1 - r0);
+  const int width = std::min(round_up(g.N, NR), kGradWidth);
+  float* b = buf.b.get(static_cast<size_t>(width) * m);
+  float* strip = buf.scratch.get(static_cast<size_t>(MR) * width);
+  for (int jb = 0; jb < g.N; jb += width) {
+    const int nc = std::min(width, g.N - jb);
+    pack_b_rows(b, DY, 0, m, jb, nc);
+    for (int s = r0; s < r1; s += MR) {
+      const int mr = std::min(MR, r1 - s);
+      const float* a_panel = a + static_cast<int64_t>(s - r0) * m;
+      float* c = dw + static_cast<int64_t>(s) * g.N + jb;
+      for (int q = 0; q < nc; q += NR) {
+        const int nr = std::min(NR, nc - q);
+        const float* b_panel = b + static_cast<int64_t>(q) * m;
+        if (g.accumulate) {
+          if (mr == MR && nr == NR) {
+            kernel.full(m, a_panel, b_panel, c + q, g.N, true);
+          } else {
+            alignas(64) float tile[MR * NR];
+            kernel.full(m, a_panel, b_panel, tile, NR, false);
+            for (int r = 0; r < mr; ++r)
+              for (int j = 0; j < nr; ++j) c[static_cast<int64_t>(r) * g.N + q + j] += tile[r * NR + j];
+          }
+        } else if (nr == NR) {
+          kernel.full(m, a_panel, b_panel, strip + q, width, false);
+        } else {
+          alignas(64) float tile[MR * NR];
+          kernel.full(m, a_panel, b_panel, tile, NR, false);
+          for (int r = 0; r < MR; ++r) std::memcpy(strip + r * width + q, tile + r * NR, sizeof(float) * nr);
+        }
+      }
+      if (!g.accumulate)
+        for (int r = 0; r < mr; ++r) store_streaming(c + static_cast<int64_t>(r) * g.N, strip + r * width, nc);
+    }
+  }
+  _mm_sfence();  // the streamed stores are ordered before the task is reported done
+}
+
+}  // namespace
+
+void grouped_matmul_weight_grad_small(const GroupedMatmulWeightGrad& g) {
+  const Kernels kernel = active_kernels();
+  const int threads = num_threads();
+  // One task per group (an empty group still writes its zeros), its rows of dW split only when
+  // there are too few groups to give every thread four tasks.
+  const int pieces = threads == 1 ? 1 : std::clamp((4 * threads + g.E - 1) / g.E, 1, (g.K + MR - 1) / MR);
+  parallel_for(static_cast<int64_t>(g.E) * pieces, [&](int64_t t, int) {
+    const int e = static_cast<int>(t / pieces), i = static_cast<int>(t % pieces);
+    group_weight_grad(g, kernel, e, split_point(g.K, MR, pieces, i), split_point(g.K, MR, pieces, i + 1));
+  });
+}
+
+}  // namespace st

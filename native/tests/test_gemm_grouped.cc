@@ -1,0 +1,251 @@
+// The grouped expert matmuls (gemm.h) on both of their paths — the small-group path
+// (gemm_grouped.cc: transposed weights and weight gradients with few rows per group) and the
+// general driver — against the scalar definitions: groups of 0, 1 and odd row counts, groups at
+// the size limits and past them, gathers, scatter with and without scale, transposed weights, accumulate, strided rows,
+// depths and widths past the small path's blocks, unaligned weight gradients, both ISAs, and
+// bit-identical results for 1, 2 and 3 threads. E = groups, K = depth, N = columns.
+//
+// Tolerance as in test_gemm.cc: each element within a few roundings of its magnitude Σ|x||w|
+// (the reference run on absolute values); outputs that must be written are poisoned with NaN.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "kernels/cpu.h"
+#include "kernels/gemm.h"
+#include "kernels/gemm_grouped.h"
+#include "kernels/threadpool.h"
+
+namespace {
+
+std::mt19937& rng() {
+  static std::mt19937 r(std::random_device{}());
+  return r;
+}
+
+std::vector<float> random_floats(size_t n) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng());
+  return v;
+}
+
+int random_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng()); }
+
+std::vector<float> absolute(const std::vector<float>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = std::fabs(v[i]);
+  return out;
+}
+
+std::vector<int32_t> random_indices(int n, int range) {
+  std::vector<int32_t> v(n);
+  for (int32_t& x : v) x = random_int(0, range - 1);
+  return v;
+}
+
+const float kNaN = std::nanf("");
+const st::Isa kIsas[] = {st::Isa::portable, st::Isa::avx2};
+
+int compare(const float* got, const float* want, const float* magnitude, int rows, int cols, int64_t ld, int K,
+            const char* what) {
+  const double tol = (K + 16) * std::ldexp(1.0, -22);
+  int bad = 0;
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) {
+      const int64_t at = i * ld + j;
+      const double diff = std::fabs(static_cast<double>(got[at]) - want[at]);
+      if (!(diff <= tol * magnitude[at] + 1e-30)) {
+        if (++bad <= 3)
+          std::fprintf(stderr, "  %s: [%d,%d] got %g want %g (magnitude %g)\n", what, i, j, got[at], want[at],
+                       magnitude[at]);
+      }
+    }
+  return bad;
+}
+
+// A case: the rows of each group, and the product's depth and width.
+struct Case {
+  std::vector<int> rows;
+  int K, N;
+};
+
+std::vector<int32_t> offsets_of(const std::vector<int>& rows) {
+  std::vector<int32_t> offsets{0};
+  for (int r : rows) offsets.push_back(offsets.back() + r);
+  return offsets;
+}
+
+// Every group has at most `most` rows.
+bool groups_within(const std::vector<int>& rows, int most) {
+  return std::all_of(rows.begin(), rows.end(), [&](int r) { return r <= most; });
+}
+
+void check_grouped(const Case& c, bool gather, bool scatter, bool scale, bool trans_w, bool acc) {
+  const int E = static_cast<int>(c.rows.size()), K = c.K, N = c.N;
+  const std::vector<int32_t> offsets = offsets_of(c.rows);
+  const int rows = offsets.back();
+  const int x_rows = gather ? rows + 3 : std::max(rows, 1), y_rows = scatter ? std::max(1, rows / 2 + 1) : std::max(rows, 1);
+  const int ldx = K + 2, ldy = N + 1;
+  const std::vector<int32_t> gather_idx = random_indices(rows, x_rows), scatter_idx = random_indices(rows, y_rows);
+  const std::vector<float> x = random_floats(static_cast<size_t>(x_rows) * ldx), w = random_floats(static_cast<size_t>(E) * K * N);
+  const std::vector<float> s = random_floats(rows), y0 = random_floats(static_cast<size_t>(y_rows) * ldy);
+  const std::vector<float> x_abs = absolute(x), w_abs = absolute(w), s_abs = absolute(s);
+  st::GroupedMatmul g{};
+  g.x = x.data();
+  g.w = w.data();
+  g.offsets = offsets.data();
+  g.gather = gather ? gather_idx.data() : nullptr;
+  g.scatter = scatter ? scatter_idx.data() : nullptr;
+  g.scale = scatter && scale ? s.data() : nullptr;
+  g.E = E, g.K = K, g.N = N, g.ldx = ldx, g.ldy = ldy, g.trans_w = trans_w, g.accumulate = acc;
+  std::vector<float> want = y0, magnitude = absolute(y0);
+  g.y = want.data();
+  st::grouped_matmul_reference(g);
+  st::GroupedMatmul ga = g;
+  ga.x = x_abs.data(), ga.w = w_abs.data(), ga.scale = g.scale ? s_abs.data() : nullptr, ga.y = magnitude.data();
+  st::grouped_matmul_reference(ga);
+  const bool writes_all = !scatter && !acc;
+  for (bool small : {true, false}) {
+    st::set_grouped_small_path(small);
+    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && trans_w && groups_within(c.rows, st::kGroupedSmallMaxRows)),
+             "grouped E=%d K=%d N=%d: the small path applies where it should", E, K, N);
+    for (st::Isa isa : kIsas) {
+      if (!st::set_active_isa(isa)) continue;
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        st::set_num_threads(threads);
+        std::vector<float> got = y0;
+        if (writes_all)
+          for (int i = 0; i < rows; ++i)
+            for (int j = 0; j < N; ++j) got[static_cast<size_t>(i) * ldy + j] = kNaN;
+        g.y = got.data();
+        st::grouped_matmul(g);
+        const int bad = compare(got.data(), want.data(), magnitude.data(), y_rows, ldy, ldy, K * 2, "grouped");
+        ST_CHECK(bad == 0,
+                 "grouped small=%d %s threads=%d E=%d rows=%d K=%d N=%d gather=%d scatter=%d scale=%d tw=%d acc=%d: %d wrong",
+                 small, st::isa_name(isa), threads, E, rows, K, N, gather, scatter, scale, trans_w, acc, bad);
+        if (first.empty()) first = got;
+        else
+          ST_CHECK(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) == 0,
+                   "grouped small=%d %s E=%d rows=%d K=%d N=%d scatter=%d tw=%d: %d threads differ from 1", small,
+                   st::isa_name(isa), E, rows, K, N, scatter, trans_w, threads);
+      }
+    }
+  }
+  st::set_grouped_small_path(true);
+}
+
+// shift: dW starts `shift` floats past an aligned allocation, so the streamed rows start mid-line.
+void check_weight_grad(const Case& c, bool gather_x, bool gather_dy, bool acc, int shift) {
+  const int E = static_cast<int>(c.rows.size()), K = c.K, N = c.N;
+  const std::vector<int32_t> offsets = offsets_of(c.rows);
+  const int rows = offsets.back();
+  const int x_rows = rows + 2, dy_rows = rows + 1, ldx = K + 3, lddy = N + 2;
+  const std::vector<int32_t> gx = random_indices(rows, x_rows), gy = random_indices(rows, dy_rows);
+  const std::vector<float> x = random_floats(static_cast<size_t>(x_rows) * ldx), dy = random_floats(static_cast<size_t>(dy_rows) * lddy);
+  const std::vector<float> x_abs = absolute(x), dy_abs = absolute(dy);
+  const size_t size = static_cast<size_t>(E) * K * N;
+  const std::vector<float> dw0 = random_floats(size);
+  st::GroupedMatmulWeightGrad g{};
+  g.x = x.data(), g.dy = dy.data(), g.offsets = offsets.data();
+  g.gather_x = gather_x ? gx.data() : nullptr;
+  g.gather_dy = gather_dy ? gy.data() : nullptr;
+  g.E = E, g.K = K, g.N = N, g.ldx = ldx, g.lddy = lddy, g.accumulate = acc;
+  std::vector<float> want = dw0, magnitude = absolute(dw0);
+  g.dw = want.data();
+  st::grouped_matmul_weight_grad_reference(g);
+  st::GroupedMatmulWeightGrad ga = g;
+  ga.x = x_abs.data(), ga.dy = dy_abs.data(), ga.dw = magnitude.data();
+  st::grouped_matmul_weight_grad_reference(ga);
+  // A sentinel after the gradient must survive (the streamed stores stay inside their rows).
+  std::vector<float> storage(size + 16 + 4);
+  float* base = storage.data() + ((16 - (reinterpret_cast<uintptr_t>(storage.data()) / 4) % 16) % 16) + shift;
+  for (bool small : {true, false}) {
+    st::set_grouped_small_path(small);
+    ST_CHECK(st::grouped_matmul_weight_grad_small_applies(g) == (small && groups_within(c.rows, st::kGroupedSmallGradRows)),
+             "weight_grad E=%d K=%d N=%d: the small path applies where it should", E, K, N);
+    for (st::Isa isa : kIsas) {
+      if (!st::set_active_isa(isa)) continue;
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        st::set_num_threads(threads);
+        if (acc) std::copy(dw0.begin(), dw0.end(), base);
+        else std::fill(base, base + size, kNaN);
+        base[size] = 1234.5f;
+        g.dw = base;
+        st::grouped_matmul_weight_grad(g);
+        const int bad = compare(base, want.data(), magnitude.data(), E * K, N, N, rows, "weight_grad");
+        ST_CHECK(bad == 0, "weight_grad small=%d %s threads=%d E=%d rows=%d K=%d N=%d gx=%d gy=%d acc=%d shift=%d: %d wrong",
+                 small, st::isa_name(isa), threads, E, rows, K, N, gather_x, gather_dy, acc, shift, bad);
+        ST_CHECK(base[size] == 1234.5f, "weight_grad small=%d: wrote past the gradient", small);
+        std::vector<float> got(base, base + size);
+        if (first.empty()) first = got;
+        else
+          ST_CHECK(std::memcmp(first.data(), got.data(), size * sizeof(float)) == 0,
+                   "weight_grad small=%d %s E=%d rows=%d K=%d N=%d: %d threads differ from 1", small, st::isa_name(isa),
+                   E, rows, K, N, threads);
+      }
+    }
+  }
+  st::set_grouped_small_path(true);
+}
+
+std::vector<int> random_rows(int E, int most) {
+  std::vector<int> rows(E);
+  for (int& r : rows) r = random_int(0, most);
+  return rows;
+}
+
+}  // namespace
+
+int main() {
+  const bool quick = st::test::quick();
+  const st::Isa best = st::active_isa();
+  const int saved_threads = st::num_threads();
+
+  // Rows per group: single rows, empty groups (first, last, all), odd counts around the 6-row tile
+  // and its 4-row kernel, the size limits (48 for weight gradients, 128 for products) and one past
+  // them (the general path), many experts. Depths and widths: 1, odd, past the small path's column
+  // block (1024) and its depth block of a transposed W (2048).
+  std::vector<Case> cases{
+      {{1}, 1, 1},
+      {{0}, 3, 5},
+      {{0, 0, 0}, 4, 16},
+      {{1, 0, 1}, 5, 17},
+      {{0, 7, 13, 1, 6, 4, 0}, 9, 33},
+      {{2, 3, 5, 11}, 37, 48},
+      {{128, 5}, 20, 24},
+      {{129, 3}, 20, 24},
+      {{48, 0, 47}, 20, 24},
+      {{49, 2}, 20, 24},
+      {random_rows(64, 9), 12, 20},
+      {{10, 16, 3}, 300, 1030},
+      {{5, 9}, 2100, 20},
+      {{17, 0, 4}, 70, 2100},
+  };
+  if (!quick) {
+    cases.push_back({random_rows(32, 40), 64, 96});
+    cases.push_back({{64, 63, 65, 1}, 130, 256});
+  }
+  for (const Case& c : cases) {
+    for (int combo = 0; combo < 8; ++combo) {
+      const bool gather = combo & 1, scatter = combo & 2, trans_w = combo & 4;
+      check_grouped(c, gather, scatter, random_int(0, 1), trans_w, random_int(0, 1));
+    }
+    for (int combo = 0; combo < 4; ++combo) check_weight_grad(c, combo & 1, combo & 2, random_int(0, 1), random_int(0, 3));
+  }
+  // Both accumulate settings on one case, every transpose.
+  for (bool acc : {false, true})
+    for (bool trans_w : {false, true}) check_grouped({{3, 0, 8, 1}, 19, 40}, true, false, false, trans_w, acc);
+  for (bool acc : {false, true}) check_weight_grad({{3, 0, 8, 1}, 19, 40}, true, false, acc, 1);
+
+  st::set_active_isa(best);
+  st::set_num_threads(saved_threads);
+  return st::test::summary("gemm_grouped");
+}
