@@ -7,6 +7,7 @@
 #include "../kernels/attention.h"
 #include "../kernels/cross_entropy.h"
 #include "../kernels/embedding.h"
+#include "../kernels/residual.h"
 #include "../kernels/rmsnorm.h"
 #include "args.h"
 #include "bindings.h"
@@ -59,7 +60,7 @@ Napi::Value rmsnorm_forward_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// rmsnormBackward(dx, dweight, dy, x, weight, rstd, T, D, accumulate)
+// rmsnormBackward(dx, dweight, dy, x, weight, rstd, T, D, accumulate, residual?) — residual (T, D) is added to dx
 Napi::Value rmsnorm_backward_js(const Napi::CallbackInfo& info) {
   expect_args(info, 9, "rmsnormBackward");
   const int64_t T = integer(info[6], "T", 0, kMaxSize), D = integer(info[7], "D", 1, kMaxSize);
@@ -71,7 +72,9 @@ Napi::Value rmsnorm_backward_js(const Napi::CallbackInfo& info) {
   auto x = f32(info, 3, "x", T * D, td);
   auto w = f32(info, 4, "weight", D, shape({{"D", D}}));
   auto rstd = f32(info, 5, "rstd", T, shape({{"T", T}}));
-  rmsnorm_backward(dx.data, dw.data, dy.data, x.data, w.data, rstd.data, int(T), int(D), accumulate);
+  const float* residual = nullptr;
+  if (info.Length() > 9 && !info[9].IsUndefined() && !info[9].IsNull()) residual = f32(info, 9, "residual", T * D, td).data;
+  rmsnorm_backward(dx.data, dw.data, dy.data, x.data, w.data, rstd.data, int(T), int(D), accumulate, residual);
   return info.Env().Undefined();
 }
 
@@ -221,6 +224,34 @@ Napi::Value cross_entropy_forward_backward_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// residualForward(out, x, y, mask?) — out = x + mask ⊙ y, all of x's length
+Napi::Value residual_forward_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 3, "residualForward");
+  View<float> x = float32_array(info[1], "x");
+  const int64_t N = static_cast<int64_t>(x.length);
+  const std::string n = shape({{"N", N}});
+  auto out = f32(info, 0, "out", N, n);
+  auto y = f32(info, 2, "y", N, n);
+  const float* mask = nullptr;
+  if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) mask = f32(info, 3, "mask", N, n).data;
+  residual_forward(out.data, x.data, y.data, mask, N);
+  return info.Env().Undefined();
+}
+
+// crossEntropyLoss(losses, h, wte, targets, T, D, V)
+Napi::Value cross_entropy_loss_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 7, "crossEntropyLoss");
+  const int64_t T = integer(info[4], "T", 0, kMaxSize), D = integer(info[5], "D", 1, kMaxSize);
+  const int64_t V = integer(info[6], "V", 1, kMaxSize);
+  if (V * 256 > kMaxSize) throw_range_error(info.Env(), "ERR_SWITCH_RANGE", "V exceeds 2^22");
+  auto losses = f32(info, 0, "losses", T, shape({{"T", T}}));
+  auto h = f32(info, 1, "h", T * D, shape({{"T", T}, {"D", D}}));
+  auto wte = f32(info, 2, "wte", V * D, shape({{"V", V}, {"D", D}}));
+  auto targets = tokens_arg(info, 3, "targets", T, V);
+  cross_entropy_loss(losses.data, h.data, wte.data, targets.data, int(T), int(D), int(V));
+  return info.Env().Undefined();
+}
+
 // adamwUpdate(w, m, v, g, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2)
 Napi::Value adamw_update_js(const Napi::CallbackInfo& info) {
   expect_args(info, 11, "adamwUpdate");
@@ -271,6 +302,8 @@ void init_model(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyBackward", Napi::Function::New(env, cross_entropy_backward_js, "crossEntropyBackward"));
   exports.Set("crossEntropyForwardBackward",
               Napi::Function::New(env, cross_entropy_forward_backward_js, "crossEntropyForwardBackward"));
+  exports.Set("residualForward", Napi::Function::New(env, residual_forward_js, "residualForward"));
+  exports.Set("crossEntropyLoss", Napi::Function::New(env, cross_entropy_loss_js, "crossEntropyLoss"));
   exports.Set("adamwUpdate", Napi::Function::New(env, adamw_update_js, "adamwUpdate"));
   exports.Set("sumSquares", Napi::Function::New(env, sum_squares_js, "sumSquares"));
   exports.Set("scaleInPlace", Napi::Function::New(env, scale_in_place_js, "scaleInPlace"));

@@ -9,10 +9,18 @@ export function rmsnormForward(y: Float32Array, rstd: Float32Array, x: Float32Ar
   native.rmsnormForward(y, rstd, x, weight, T, D, eps);
 }
 
-/** dx, dy, x: (T, D), dweight, weight: (D), rstd: (T). dweight is added to when accumulate. */
+/**
+ * dx, dy, x: (T, D), dweight, weight: (D), rstd: (T). dweight is added to when accumulate; residual
+ * (T, D), when given, is added to dx (the gradient around the norm through a residual connection).
+ */
 export function rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array,
-  weight: Float32Array, rstd: Float32Array, T: number, D: number, accumulate: boolean): void {
-  native.rmsnormBackward(dx, dweight, dy, x, weight, rstd, T, D, accumulate);
+  weight: Float32Array, rstd: Float32Array, T: number, D: number, accumulate: boolean, residual?: Float32Array): void {
+  native.rmsnormBackward(dx, dweight, dy, x, weight, rstd, T, D, accumulate, residual);
+}
+
+/** out = x + mask ⊙ y (a residual connection; mask: the branch's dropout scale), all of x's length. */
+export function residualForward(out: Float32Array, x: Float32Array, y: Float32Array, mask?: Float32Array): void {
+  native.residualForward(out, x, y, mask);
 }
 
 /** y, ctx, x: (T, D), qkv: (T, 3D), att: (B, H, S, S), wQkv: (D, 3D), wO: (D, D). */
@@ -60,4 +68,10 @@ export function crossEntropyBackward(dh: Float32Array, dwte: Float32Array, dloss
 export function crossEntropyForwardBackward(losses: Float32Array, dh: Float32Array, dwte: Float32Array, h: Float32Array,
   wte: Float32Array, targets: Int32Array, dlosses: Float32Array, T: number, D: number, V: number, accumulate: boolean): void {
   native.crossEntropyForwardBackward(losses, dh, dwte, h, wte, targets, dlosses, T, D, V, accumulate);
+}
+
+/** Evaluation: losses (T) alone, the logits computed in blocks of tokens (no (T, V) buffer). */
+export function crossEntropyLoss(losses: Float32Array, h: Float32Array, wte: Float32Array, targets: Int32Array,
+  T: number, D: number, V: number): void {
+  native.crossEntropyLoss(losses, h, wte, targets, T, D, V);
 }
