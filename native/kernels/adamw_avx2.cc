@@ -1,6 +1,6 @@
 // AdamW update and sum of squares, AVX2 (adamw.h); compiled with -mavx2 -mfma and called only after
-// the run-time check. n = elements of one block. The update uses separate multiplies and adds (no
-// FMA), in the order of the portable path, so the two paths round the same way.
+// the run-time check. n = elements of one block. The update follows the portable path's order of
+// operations; the compiler may fuse its multiply-adds here, so the paths can differ by an ulp.
 #include <immintrin.h>
 
 #include <cmath>
