@@ -1,7 +1,11 @@
 // Bindings of the language model's kernels: RMSNorm, causal self-attention, embedding, cross-entropy.
 // B = batch, S = sequence length, T = B·S tokens, D = d_model, H = heads, V = vocabulary, P = positions.
 // Every function writes into caller-owned outputs (first arguments) and checks every length first.
+#include <exception>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../kernels/adamw.h"
 #include "../kernels/attention.h"
@@ -44,6 +48,49 @@ View<int32_t> tokens_arg(const Napi::CallbackInfo& info, size_t i, const char* n
                         std::string("argument '") + name + "' element " + std::to_string(t) + " is " +
                             std::to_string(v.data[t]) + ", outside the vocabulary [0, " + std::to_string(V) + ")");
   return v;
+}
+
+// The long kernels also come as <name>Async: the same checks, then the kernel runs on a libuv worker
+// thread and a promise settles when it is done, so the event loop keeps turning during a training
+// step (timers, I/O, progress output). The worker holds references to every typed array argument, so
+// none is collected while the kernel reads or writes it; the caller must not touch them until then.
+class KernelWorker : public Napi::AsyncWorker {
+ public:
+  KernelWorker(Napi::Env env, std::function<void()> run, const Napi::CallbackInfo& info, size_t arrays)
+      : Napi::AsyncWorker(env, "switch-transformer:kernel"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        run_(std::move(run)) {
+    for (size_t i = 0; i < arrays && i < info.Length(); ++i)
+      if (info[i].IsObject()) keep_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+  }
+  Napi::Promise promise() const { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      run_();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> run_;
+  std::vector<Napi::ObjectReference> keep_;
+};
+
+// Runs a checked kernel now (returns undefined) or on a worker (returns its promise); the first
+// `arrays` arguments are the typed arrays it uses.
+Napi::Value run_kernel(const Napi::CallbackInfo& info, bool async, size_t arrays, std::function<void()> run) {
+  if (!async) {
+    run();
+    return info.Env().Undefined();
+  }
+  auto* worker = new KernelWorker(info.Env(), std::move(run), info, arrays);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
 }
 
 // rmsnormForward(y, rstd, x, weight, T, D, eps)
@@ -98,8 +145,8 @@ AttentionSizes attention_sizes(const Napi::CallbackInfo& info, size_t first) {
 }
 
 // attentionForward(y, qkv, att, ctx, x, wQkv, wO, B, S, D, H)
-Napi::Value attention_forward_js(const Napi::CallbackInfo& info) {
-  expect_args(info, 11, "attentionForward");
+Napi::Value attention_forward_impl(const Napi::CallbackInfo& info, bool async) {
+  expect_args(info, 11, async ? "attentionForwardAsync" : "attentionForward");
   const AttentionSizes s = attention_sizes(info, 7);
   const std::string td = shape({{"T", s.T}, {"D", s.D}});
   auto y = f32(info, 0, "y", s.T * s.D, td);
@@ -109,14 +156,17 @@ Napi::Value attention_forward_js(const Napi::CallbackInfo& info) {
   auto x = f32(info, 4, "x", s.T * s.D, td);
   auto wq = f32(info, 5, "wQkv", s.D * 3 * s.D, shape({{"D", s.D}, {"3D", 3 * s.D}}));
   auto wo = f32(info, 6, "wO", s.D * s.D, shape({{"D", s.D}, {"D", s.D}}));
-  attention_forward(y.data, qkv.data, att.data, ctx.data, x.data, wq.data, wo.data, int(s.B), int(s.S), int(s.D),
-                    int(s.H));
-  return info.Env().Undefined();
+  return run_kernel(info, async, 7, [=] {
+    attention_forward(y.data, qkv.data, att.data, ctx.data, x.data, wq.data, wo.data, int(s.B), int(s.S), int(s.D),
+                      int(s.H));
+  });
 }
+Napi::Value attention_forward_js(const Napi::CallbackInfo& info) { return attention_forward_impl(info, false); }
+Napi::Value attention_forward_async_js(const Napi::CallbackInfo& info) { return attention_forward_impl(info, true); }
 
 // attentionBackward(dx, dwQkv, dwO, dy, x, wQkv, wO, qkv, att, ctx, B, S, D, H)
-Napi::Value attention_backward_js(const Napi::CallbackInfo& info) {
-  expect_args(info, 14, "attentionBackward");
+Napi::Value attention_backward_impl(const Napi::CallbackInfo& info, bool async) {
+  expect_args(info, 14, async ? "attentionBackwardAsync" : "attentionBackward");
   const AttentionSizes s = attention_sizes(info, 10);
   const std::string td = shape({{"T", s.T}, {"D", s.D}});
   const std::string dd3 = shape({{"D", s.D}, {"3D", 3 * s.D}});
@@ -131,10 +181,13 @@ Napi::Value attention_backward_js(const Napi::CallbackInfo& info) {
   auto qkv = f32(info, 7, "qkv", s.T * 3 * s.D, shape({{"T", s.T}, {"3D", 3 * s.D}}));
   auto att = f32(info, 8, "att", s.B * s.H * s.S * s.S, shape({{"B", s.B}, {"H", s.H}, {"S", s.S}, {"S", s.S}}));
   auto ctx = f32(info, 9, "ctx", s.T * s.D, td);
-  attention_backward(dx.data, dwq.data, dwo.data, dy.data, x.data, wq.data, wo.data, qkv.data, att.data, ctx.data,
-                     int(s.B), int(s.S), int(s.D), int(s.H));
-  return info.Env().Undefined();
+  return run_kernel(info, async, 10, [=] {
+    attention_backward(dx.data, dwq.data, dwo.data, dy.data, x.data, wq.data, wo.data, qkv.data, att.data, ctx.data,
+                       int(s.B), int(s.S), int(s.D), int(s.H));
+  });
 }
+Napi::Value attention_backward_js(const Napi::CallbackInfo& info) { return attention_backward_impl(info, false); }
+Napi::Value attention_backward_async_js(const Napi::CallbackInfo& info) { return attention_backward_impl(info, true); }
 
 // embeddingForward(x, tokens, wte, wpe, B, S, D, V)
 Napi::Value embedding_forward_js(const Napi::CallbackInfo& info) {
@@ -206,8 +259,8 @@ Napi::Value cross_entropy_backward_js(const Napi::CallbackInfo& info) {
 }
 
 // crossEntropyForwardBackward(losses, dh, dwte, h, wte, targets, dlosses, T, D, V, accumulate)
-Napi::Value cross_entropy_forward_backward_js(const Napi::CallbackInfo& info) {
-  expect_args(info, 11, "crossEntropyForwardBackward");
+Napi::Value cross_entropy_forward_backward_impl(const Napi::CallbackInfo& info, bool async) {
+  expect_args(info, 11, async ? "crossEntropyForwardBackwardAsync" : "crossEntropyForwardBackward");
   const int64_t T = integer(info[7], "T", 0, kMaxSize), D = integer(info[8], "D", 1, kMaxSize);
   const int64_t V = integer(info[9], "V", 1, kMaxSize);
   const bool accumulate = boolean(info[10], "accumulate");
@@ -219,9 +272,16 @@ Napi::Value cross_entropy_forward_backward_js(const Napi::CallbackInfo& info) {
   auto wte = f32(info, 4, "wte", V * D, shape({{"V", V}, {"D", D}}));
   auto targets = tokens_arg(info, 5, "targets", T, V);
   auto dl = f32(info, 6, "dlosses", T, shape({{"T", T}}));
-  cross_entropy_forward_backward(losses.data, dh.data, dwte.data, h.data, wte.data, targets.data, dl.data, int(T), int(D),
-                                 int(V), accumulate);
-  return info.Env().Undefined();
+  return run_kernel(info, async, 7, [=] {
+    cross_entropy_forward_backward(losses.data, dh.data, dwte.data, h.data, wte.data, targets.data, dl.data, int(T),
+                                   int(D), int(V), accumulate);
+  });
+}
+Napi::Value cross_entropy_forward_backward_js(const Napi::CallbackInfo& info) {
+  return cross_entropy_forward_backward_impl(info, false);
+}
+Napi::Value cross_entropy_forward_backward_async_js(const Napi::CallbackInfo& info) {
+  return cross_entropy_forward_backward_impl(info, true);
 }
 
 // residualForward(out, x, y, mask?) — out = x + mask ⊙ y, all of x's length
@@ -239,8 +299,8 @@ Napi::Value residual_forward_js(const Napi::CallbackInfo& info) {
 }
 
 // crossEntropyLoss(losses, h, wte, targets, T, D, V)
-Napi::Value cross_entropy_loss_js(const Napi::CallbackInfo& info) {
-  expect_args(info, 7, "crossEntropyLoss");
+Napi::Value cross_entropy_loss_impl(const Napi::CallbackInfo& info, bool async) {
+  expect_args(info, 7, async ? "crossEntropyLossAsync" : "crossEntropyLoss");
   const int64_t T = integer(info[4], "T", 0, kMaxSize), D = integer(info[5], "D", 1, kMaxSize);
   const int64_t V = integer(info[6], "V", 1, kMaxSize);
   if (V * 256 > kMaxSize) throw_range_error(info.Env(), "ERR_SWITCH_RANGE", "V exceeds 2^22");
@@ -248,9 +308,12 @@ Napi::Value cross_entropy_loss_js(const Napi::CallbackInfo& info) {
   auto h = f32(info, 1, "h", T * D, shape({{"T", T}, {"D", D}}));
   auto wte = f32(info, 2, "wte", V * D, shape({{"V", V}, {"D", D}}));
   auto targets = tokens_arg(info, 3, "targets", T, V);
-  cross_entropy_loss(losses.data, h.data, wte.data, targets.data, int(T), int(D), int(V));
-  return info.Env().Undefined();
+  return run_kernel(info, async, 4, [=] {
+    cross_entropy_loss(losses.data, h.data, wte.data, targets.data, int(T), int(D), int(V));
+  });
 }
+Napi::Value cross_entropy_loss_js(const Napi::CallbackInfo& info) { return cross_entropy_loss_impl(info, false); }
+Napi::Value cross_entropy_loss_async_js(const Napi::CallbackInfo& info) { return cross_entropy_loss_impl(info, true); }
 
 // adamwUpdate(w, m, v, g, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2)
 Napi::Value adamw_update_js(const Napi::CallbackInfo& info) {
@@ -304,6 +367,11 @@ void init_model(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, cross_entropy_forward_backward_js, "crossEntropyForwardBackward"));
   exports.Set("residualForward", Napi::Function::New(env, residual_forward_js, "residualForward"));
   exports.Set("crossEntropyLoss", Napi::Function::New(env, cross_entropy_loss_js, "crossEntropyLoss"));
+  exports.Set("attentionForwardAsync", Napi::Function::New(env, attention_forward_async_js, "attentionForwardAsync"));
+  exports.Set("attentionBackwardAsync", Napi::Function::New(env, attention_backward_async_js, "attentionBackwardAsync"));
+  exports.Set("crossEntropyForwardBackwardAsync",
+              Napi::Function::New(env, cross_entropy_forward_backward_async_js, "crossEntropyForwardBackwardAsync"));
+  exports.Set("crossEntropyLossAsync", Napi::Function::New(env, cross_entropy_loss_async_js, "crossEntropyLossAsync"));
   exports.Set("adamwUpdate", Napi::Function::New(env, adamw_update_js, "adamwUpdate"));
   exports.Set("sumSquares", Napi::Function::New(env, sum_squares_js, "sumSquares"));
   exports.Set("scaleInPlace", Napi::Function::New(env, scale_in_place_js, "scaleInPlace"));

@@ -75,3 +75,31 @@ export function crossEntropyLoss(losses: Float32Array, h: Float32Array, wte: Flo
   T: number, D: number, V: number): void {
   native.crossEntropyLoss(losses, h, wte, targets, T, D, V);
 }
+
+// The same kernels on a libuv worker thread (the model's training step awaits these, so the event
+// loop keeps running during a step). The arrays must not be touched until the promise settles.
+
+/** attentionForward on a worker thread. */
+export function attentionForwardAsync(y: Float32Array, qkv: Float32Array, att: Float32Array, ctx: Float32Array,
+  x: Float32Array, wQkv: Float32Array, wO: Float32Array, B: number, S: number, D: number, H: number): Promise<void> {
+  return native.attentionForwardAsync(y, qkv, att, ctx, x, wQkv, wO, B, S, D, H);
+}
+
+/** attentionBackward on a worker thread. */
+export function attentionBackwardAsync(dx: Float32Array, dwQkv: Float32Array, dwO: Float32Array, dy: Float32Array,
+  x: Float32Array, wQkv: Float32Array, wO: Float32Array, qkv: Float32Array, att: Float32Array, ctx: Float32Array,
+  B: number, S: number, D: number, H: number): Promise<void> {
+  return native.attentionBackwardAsync(dx, dwQkv, dwO, dy, x, wQkv, wO, qkv, att, ctx, B, S, D, H);
+}
+
+/** crossEntropyForwardBackward on a worker thread. */
+export function crossEntropyForwardBackwardAsync(losses: Float32Array, dh: Float32Array, dwte: Float32Array, h: Float32Array,
+  wte: Float32Array, targets: Int32Array, dlosses: Float32Array, T: number, D: number, V: number, accumulate: boolean): Promise<void> {
+  return native.crossEntropyForwardBackwardAsync(losses, dh, dwte, h, wte, targets, dlosses, T, D, V, accumulate);
+}
+
+/** crossEntropyLoss on a worker thread. */
+export function crossEntropyLossAsync(losses: Float32Array, h: Float32Array, wte: Float32Array, targets: Int32Array,
+  T: number, D: number, V: number): Promise<void> {
+  return native.crossEntropyLossAsync(losses, h, wte, targets, T, D, V);
+}

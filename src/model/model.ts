@@ -263,7 +263,7 @@ export class SwitchTransformerLM {
       k.rmsnormForward(norm1, rstd1, x, b.norm1, T, D, c.normEps);
       const attnOut = ws.f32('attnOut', T * D), qkv = ws.f32(name(i, 'qkv'), T * 3 * D);
       const att = ws.f32(name(i, 'att'), B * H * S * S), ctx = ws.f32(name(i, 'ctx'), T * D);
-      k.attentionForward(attnOut, qkv, att, ctx, norm1, b.wQkv, b.wO, B, S, D, H);
+      await k.attentionForwardAsync(attnOut, qkv, att, ctx, norm1, b.wQkv, b.wO, B, S, D, H);
       const maskAttention = useDropout ? this.dropoutMask(ws.f32(name(i, 'maskAttention'), T * D)) : undefined;
       const mid = ws.f32(name(i, 'mid'), T * D);
       k.residualForward(mid, x, attnOut, maskAttention);
@@ -296,10 +296,23 @@ export class SwitchTransformerLM {
     if (!(targets instanceof Int32Array) || targets.length !== tokens.length)
       throw rangeError('ERR_SWITCH_SHAPE', `argument 'targets' must be an Int32Array of shape (B=${batch}, S=${S})`);
     const training = options.training ?? false;
-    const B = batch, T = B * S, D = c.dModel, V = c.vocabSize;
+    const B = batch;
     const blocks: BlockSaved[] = [];
     const stats: SwitchLayerStats[] = [];
-    const { final, finalNorm, rstd } = await this.trunk(tokens, B, S, training, training ? blocks : null, stats);
+    // One call at a time through the loss too: its kernel runs on a worker thread and reads the trunk's buffers.
+    this.enter();
+    try {
+      return await this.runForward(tokens, targets, B, S, training, blocks, stats);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async runForward(tokens: Int32Array, targets: Int32Array, B: number, S: number, training: boolean,
+    blocks: BlockSaved[], stats: SwitchLayerStats[]): Promise<ForwardResult> {
+    const c = this.config;
+    const T = B * S, D = c.dModel, V = c.vocabSize;
+    const { final, finalNorm, rstd } = await this.runTrunk(tokens, B, S, training, training ? blocks : null, stats);
     const ws = training ? this.wsTrain : this.wsEval;
     const losses = ws.f32('losses', T);
     let dFinalNorm: Float32Array | undefined, dwteOutput: Float32Array | undefined;
@@ -309,10 +322,10 @@ export class SwitchTransformerLM {
       dFinalNorm = ws.f32('dFinalNorm', T * D);
       dwteOutput = ws.f32('dwteOutput', V * D);
       const dlosses = ws.f32('dlosses', T).fill(1 / T);
-      k.crossEntropyForwardBackward(losses, dFinalNorm, dwteOutput, finalNorm, this.wte, targets, dlosses, T, D, V, false);
+      await k.crossEntropyForwardBackwardAsync(losses, dFinalNorm, dwteOutput, finalNorm, this.wte, targets, dlosses, T, D, V, false);
     } else {
       // Evaluation: the loss alone, in blocks of tokens (no (T, V) buffer).
-      k.crossEntropyLoss(losses, finalNorm, this.wte, targets, T, D, V);
+      await k.crossEntropyLossAsync(losses, finalNorm, this.wte, targets, T, D, V);
     }
     let sum = 0;
     for (let t = 0; t < T; t++) sum += losses[t];
@@ -384,7 +397,7 @@ export class SwitchTransformerLM {
         for (let j = 0; j < dAttn.length; j++) dAttn[j] = dMid[j] * sb.maskAttention[j];
       }
       const dNorm1 = ws.f32('dNorm1', T * D);
-      k.attentionBackward(dNorm1, g(`blocks.${i}.attention.wQkv`), g(`blocks.${i}.attention.wO`), dAttn, sb.norm1,
+      await k.attentionBackwardAsync(dNorm1, g(`blocks.${i}.attention.wQkv`), g(`blocks.${i}.attention.wO`), dAttn, sb.norm1,
         b.wQkv, b.wO, sb.qkv, sb.att, sb.ctx, B, S, D, H);
       parity ^= 1;
       const dBlockIn = ws.f32(`dx${parity}`, T * D);
