@@ -3,7 +3,6 @@
 //   node bench/reference/profile.mjs [--threads 1] [--steps 5] [--vocab 8193] [--experts 8]
 // Prints per phase the median over steps (ms) and the rest (TypeScript, allocation) as "other".
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
 import { AdamW, Random, SwitchTransformerLM, clipGradientNorm, setNumThreads } from 'switch-transformer';
 
 const { values } = parseArgs({ options: {
@@ -13,7 +12,6 @@ const { values } = parseArgs({ options: {
 const threads = Number(values.threads), V = Number(values.vocab), E = Number(values.experts), steps = Number(values.steps);
 const B = 16, S = 128;
 setNumThreads(threads);
-const require = createRequire(import.meta.url);
 const { native } = await import('../../dist/src/native.js');
 
 const phases = new Map();
@@ -22,10 +20,20 @@ const add = (name, ms) => { current.set(name, (current.get(name) ?? 0) + ms); };
 const wrapNative = (name, label = name) => {
   const f = native[name];
   if (typeof f !== 'function') return;
-  native[name] = (...args) => { const t = performance.now(); try { return f(...args); } finally { add(label, performance.now() - t); } };
+  native[name] = (...args) => {
+    const t = performance.now();
+    const out = f(...args);
+    // The …Async kernels return a promise: their time runs until it settles.
+    if (out instanceof Promise) return out.finally(() => add(label, performance.now() - t));
+    add(label, performance.now() - t);
+    return out;
+  };
 };
-for (const name of ['rmsnormForward', 'rmsnormBackward', 'attentionForward', 'attentionBackward', 'embeddingForward',
-  'embeddingBackward', 'crossEntropyForwardBackward', 'adamwUpdate', 'sumSquares', 'scaleInPlace']) wrapNative(name);
+for (const name of ['rmsnormForward', 'rmsnormBackward', 'residualForward', 'attentionForward', 'attentionBackward',
+  'embeddingForward', 'embeddingBackward', 'crossEntropyForwardBackward', 'adamwUpdate', 'sumSquares', 'scaleInPlace']) {
+  wrapNative(name);
+  wrapNative(`${name}Async`, name);
+}
 
 const model = new SwitchTransformerLM({ vocabSize: V, numExperts: E, maxSeqLen: S });
 for (let i = 0; i < model.config.numLayers; i++) {

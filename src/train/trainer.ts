@@ -141,7 +141,10 @@ export class Trainer {
       ? await this.clipShardedNorm(dp)
       : clipGradientNorm(params.map((p) => p.grad), this.options.clipNorm);
     const lr = this.schedule(this.step);
-    this.optimizer.step(params, lr);
+    // Sliced experts: an optimizer that looks at whole tensors (Adafactor's RMS terms) reduces over the devices.
+    if (dp?.sharded?.size && this.optimizer.shardedStep)
+      await this.optimizer.shardedStep(params, lr, { names: dp.sharded, devices: dp.size, allReduce: (b) => dp.allReduce(b) });
+    else this.optimizer.step(params, lr);
     this.step++;
     const seconds = (performance.now() - start) / 1000;
     return {
