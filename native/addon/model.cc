@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "../kernels/adafactor.h"
 #include "../kernels/adamw.h"
 #include "../kernels/attention.h"
 #include "../kernels/cross_entropy.h"
@@ -337,6 +338,76 @@ Napi::Value adamw_update_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The optional momentum buffer m of the Adafactor updates: a Float32Array of n elements, or null.
+float* momentum_arg(const Napi::CallbackInfo& info, size_t i, size_t n) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return f32(info, i, "m", n, shape({{"N", static_cast<int64_t>(n)}})).data;
+}
+
+struct FactoredShape {
+  int64_t mats, rows, cols;
+};
+
+FactoredShape factored_shape(const Napi::CallbackInfo& info, size_t first, size_t n) {
+  FactoredShape f{integer(info[first], "mats", 1, kMaxSize), integer(info[first + 1], "rows", 1, kMaxSize),
+                  integer(info[first + 2], "cols", 1, kMaxSize)};
+  if (f.mats * f.rows * f.cols != static_cast<int64_t>(n))
+    throw_range_error(info.Env(), "ERR_SWITCH_SHAPE",
+                      "argument 'g' must have shape (mats, rows, cols) = " +
+                          shape({{"mats", f.mats}, {"rows", f.rows}, {"cols", f.cols}}) + ", got " + std::to_string(n) +
+                          " elements");
+  return f;
+}
+
+// adafactorFactoredStatistics(R, C, g, mats, rows, cols, beta2, eps1) → Σ u²
+Napi::Value adafactor_factored_statistics_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 8, "adafactorFactoredStatistics");
+  auto g = float32_array(info[2], "g");
+  const FactoredShape f = factored_shape(info, 3, g.length);
+  auto R = f32(info, 0, "R", f.mats * f.rows, shape({{"mats", f.mats}, {"rows", f.rows}}));
+  auto C = f32(info, 1, "C", f.mats * f.cols, shape({{"mats", f.mats}, {"cols", f.cols}}));
+  const double sum = adafactor_factored_statistics(R.data, C.data, g.data, f.mats, f.rows, f.cols, number(info[6], "beta2"),
+                                                   number(info[7], "eps1"));
+  return Napi::Number::New(info.Env(), sum);
+}
+
+// adafactorVectorStatistics(v, g, beta2, eps1) → Σ u²
+Napi::Value adafactor_vector_statistics_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 4, "adafactorVectorStatistics");
+  auto g = float32_array(info[1], "g");
+  auto v = f32(info, 0, "v", g.length, shape({{"N", static_cast<int64_t>(g.length)}}));
+  return Napi::Number::New(info.Env(), adafactor_vector_statistics(v.data, g.data, static_cast<int64_t>(g.length),
+                                                                   number(info[2], "beta2"), number(info[3], "eps1")));
+}
+
+// adafactorFactoredUpdate(w, m | null, g, R, C, mats, rows, cols, scale, decay, beta1)
+Napi::Value adafactor_factored_update_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 11, "adafactorFactoredUpdate");
+  auto g = float32_array(info[2], "g");
+  const FactoredShape f = factored_shape(info, 5, g.length);
+  const std::string n = shape({{"N", static_cast<int64_t>(g.length)}});
+  auto w = f32(info, 0, "w", g.length, n);
+  float* m = momentum_arg(info, 1, g.length);
+  auto R = f32(info, 3, "R", f.mats * f.rows, shape({{"mats", f.mats}, {"rows", f.rows}}));
+  auto C = f32(info, 4, "C", f.mats * f.cols, shape({{"mats", f.mats}, {"cols", f.cols}}));
+  adafactor_factored_update(w.data, m, g.data, R.data, C.data, f.mats, f.rows, f.cols, number(info[8], "scale"),
+                            number(info[9], "decay"), number(info[10], "beta1"));
+  return info.Env().Undefined();
+}
+
+// adafactorVectorUpdate(w, m | null, g, v, scale, decay, beta1)
+Napi::Value adafactor_vector_update_js(const Napi::CallbackInfo& info) {
+  expect_args(info, 7, "adafactorVectorUpdate");
+  auto g = float32_array(info[2], "g");
+  const std::string n = shape({{"N", static_cast<int64_t>(g.length)}});
+  auto w = f32(info, 0, "w", g.length, n);
+  float* m = momentum_arg(info, 1, g.length);
+  auto v = f32(info, 3, "v", g.length, n);
+  adafactor_vector_update(w.data, m, g.data, v.data, static_cast<int64_t>(g.length), number(info[4], "scale"),
+                          number(info[5], "decay"), number(info[6], "beta1"));
+  return info.Env().Undefined();
+}
+
 // sumSquares(g) → Σ g² (double)
 Napi::Value sum_squares_js(const Napi::CallbackInfo& info) {
   expect_args(info, 1, "sumSquares");
@@ -373,6 +444,12 @@ void init_model(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, cross_entropy_forward_backward_async_js, "crossEntropyForwardBackwardAsync"));
   exports.Set("crossEntropyLossAsync", Napi::Function::New(env, cross_entropy_loss_async_js, "crossEntropyLossAsync"));
   exports.Set("adamwUpdate", Napi::Function::New(env, adamw_update_js, "adamwUpdate"));
+  exports.Set("adafactorFactoredStatistics",
+              Napi::Function::New(env, adafactor_factored_statistics_js, "adafactorFactoredStatistics"));
+  exports.Set("adafactorVectorStatistics",
+              Napi::Function::New(env, adafactor_vector_statistics_js, "adafactorVectorStatistics"));
+  exports.Set("adafactorFactoredUpdate", Napi::Function::New(env, adafactor_factored_update_js, "adafactorFactoredUpdate"));
+  exports.Set("adafactorVectorUpdate", Napi::Function::New(env, adafactor_vector_update_js, "adafactorVectorUpdate"));
   exports.Set("sumSquares", Napi::Function::New(env, sum_squares_js, "sumSquares"));
   exports.Set("scaleInPlace", Napi::Function::New(env, scale_in_place_js, "scaleInPlace"));
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "check.h"
+#include "kernels/adafactor.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cpu.h"
@@ -255,7 +256,55 @@ void test_adamw(int64_t N) {
   ST_CHECK(one == three && std::fabs(one - ref) <= 1e-9 * ref, "sum_squares N=%lld: %g %g %g", (long long)N, one, three, ref);
 }
 
+void test_adafactor(int64_t mats, int64_t rows, int64_t cols) {
+  const int64_t n = mats * rows * cols;
+  auto g = randn(n, 0.1f), w = randn(n), m = randn(n, 0.01f);
+  auto R = randn(mats * rows), C = randn(mats * cols);
+  for (auto& x : R) x = std::fabs(x) * 1e-2f;
+  for (auto& x : C) x = std::fabs(x) * 1e-2f;
+  const double beta2 = 0.9, eps1 = 1e-30;
+  for (bool momentum : {false, true}) {
+    std::vector<float> first_w;
+    for (int threads : {1, 3}) {
+      st::set_num_threads(threads);
+      auto R1 = R, C1 = C, R2 = R, C2 = C, w1 = w, w2 = w, m1 = m, m2 = m;
+      const double s1 = st::adafactor_factored_statistics(R1.data(), C1.data(), g.data(), mats, rows, cols, beta2, eps1);
+      const double s2 = st::adafactor_factored_statistics_reference(R2.data(), C2.data(), g.data(), mats, rows, cols, beta2, eps1);
+      ST_CHECK(max_rel_diff(R1, R2) < 1e-6f && max_rel_diff(C1, C2) < 1e-6f, "adafactor R, C (%lld, %lld, %lld)", (long long)mats,
+               (long long)rows, (long long)cols);
+      ST_CHECK(std::fabs(s1 - s2) <= 1e-9 * s2, "adafactor sum u² %g vs %g", s1, s2);
+      const double scale = 1e-3, decay = 0.999, beta1 = momentum ? 0.9 : 0.0;
+      st::adafactor_factored_update(w1.data(), momentum ? m1.data() : nullptr, g.data(), R1.data(), C1.data(), mats, rows,
+                                    cols, scale, decay, beta1);
+      st::adafactor_factored_update_reference(w2.data(), momentum ? m2.data() : nullptr, g.data(), R2.data(), C2.data(),
+                                              mats, rows, cols, scale, decay, beta1);
+      ST_CHECK(max_rel_diff(w1, w2) < 1e-5f && (!momentum || max_rel_diff(m1, m2) < 1e-5f), "adafactor update momentum=%d: %g",
+               momentum, max_rel_diff(w1, w2));
+      if (first_w.empty()) first_w = w1;
+      else ST_CHECK(same_bits(first_w, w1), "adafactor update differs at %d threads", threads);
+    }
+  }
+  st::set_num_threads(st::hardware_threads());
+  // The unfactored statistic against its formula.
+  auto v = R, v2 = R;
+  const int64_t k = static_cast<int64_t>(v.size());
+  double expect = 0.0;
+  for (int64_t i = 0; i < k; ++i) {
+    v2[i] = static_cast<float>(beta2 * v2[i] + (1 - beta2) * (static_cast<double>(g[i]) * g[i] + eps1));
+    expect += static_cast<double>(g[i]) * g[i] / v2[i];
+  }
+  const double got = st::adafactor_vector_statistics(v.data(), g.data(), k, beta2, eps1);
+  ST_CHECK(same_bits(v, v2) && std::fabs(got - expect) <= 1e-9 * expect, "adafactor vector statistics %g vs %g", got, expect);
+  auto wv = std::vector<float>(w.begin(), w.begin() + k), wv2 = wv;
+  st::adafactor_vector_update(wv.data(), nullptr, g.data(), v.data(), k, 1e-3, 0.999, 0.0);
+  for (int64_t i = 0; i < k; ++i) wv2[i] = static_cast<float>(wv2[i] * 0.999 - 1e-3 * (g[i] / std::sqrt(static_cast<double>(v[i]))));
+  ST_CHECK(same_bits(wv, wv2), "adafactor vector update");
+}
+
 void run_all(bool quick) {
+  test_adafactor(1, 1, 1);
+  test_adafactor(3, 5, 7);
+  test_adafactor(2, 33, 70);
   test_adamw(1);
   test_adamw(13);  // a vector body and a scalar tail
   test_adamw(100000);

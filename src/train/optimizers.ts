@@ -176,7 +176,7 @@ export class Adafactor implements Optimizer {
     this.t++;
     for (const p of params) {
       const update = this.scaledUpdate(p);
-      this.apply(p, update, lr, update.sumSquaresU / p.data.length, update.sumSquaresW / p.data.length);
+      this.apply(p, lr, update.sumSquaresU / p.data.length, update.sumSquaresW / p.data.length);
     }
   }
 
@@ -197,81 +197,50 @@ export class Adafactor implements Optimizer {
     params.forEach((p, i) => {
       const sums = whole.get(i);
       const n = sums ? p.data.length * sharded.devices : p.data.length;
-      this.apply(p, updates[i], lr, (sums ? sums[0] : updates[i].sumSquaresU) / n, (sums ? sums[1] : updates[i].sumSquaresW) / n);
+      this.apply(p, lr, (sums ? sums[0] : updates[i].sumSquaresU) / n, (sums ? sums[1] : updates[i].sumSquaresW) / n);
     });
   }
 
-  /** Updates the second-moment statistics from the gradient; returns u = g / sqrt(v̂) and the sums of u² and w². */
-  private scaledUpdate(p: OptimizerParameter): { u: Float64Array; sumSquaresU: number; sumSquaresW: number } {
-    const o = this.options;
-    const beta2 = 1 - Math.pow(this.t, -o.decayRate);
-    const w = p.data, g = p.grad, n = w.length;
-    const u = new Float64Array(n);
+  /** The factored shape (matrices, rows, columns) of a parameter, or null for a vector statistic. */
+  private factoredShape(p: OptimizerParameter): [number, number, number] | null {
     const dims = p.shape;
-    if (o.factored && dims.length >= 2) {
-      // Factored second moment per matrix (the last two dimensions): row and column means of g² + ε1.
-      const cols = dims[dims.length - 1], rows = dims[dims.length - 2];
-      const mats = n / (rows * cols);
-      const R = this.buffer(`${p.name}.row`, mats * rows), C = this.buffer(`${p.name}.col`, mats * cols);
-      for (let m = 0; m < mats; m++) {
-        const base = m * rows * cols;
-        const colSum = new Float64Array(cols);
-        let rowMeanSum = 0;
-        for (let r = 0; r < rows; r++) {
-          let rowSum = 0;
-          for (let c = 0; c < cols; c++) {
-            const g2 = g[base + r * cols + c] ** 2 + o.eps1;
-            rowSum += g2;
-            colSum[c] += g2;
-          }
-          const ri = m * rows + r;
-          R[ri] = beta2 * R[ri] + (1 - beta2) * (rowSum / cols);
-          rowMeanSum += R[ri];
-        }
-        for (let c = 0; c < cols; c++) {
-          const ci = m * cols + c;
-          C[ci] = beta2 * C[ci] + (1 - beta2) * (colSum[c] / rows);
-        }
-        // v̂_rc = R_r C_c / mean(R)
-        const rowMean = rowMeanSum / rows;
-        for (let r = 0; r < rows; r++) {
-          const Rr = R[m * rows + r] / rowMean;
-          for (let c = 0; c < cols; c++) {
-            const i = base + r * cols + c;
-            u[i] = g[i] / Math.sqrt(Rr * C[m * cols + c]);
-          }
-        }
-      }
-    } else {
-      const v = this.buffer(`${p.name}.v`, n);
-      for (let i = 0; i < n; i++) {
-        v[i] = beta2 * v[i] + (1 - beta2) * (g[i] * g[i] + o.eps1);
-        u[i] = g[i] / Math.sqrt(v[i]);
-      }
-    }
-    let sumSquaresU = 0, sumSquaresW = 0;
-    for (let i = 0; i < n; i++) sumSquaresU += u[i] * u[i];
-    if (o.multiplyByParameterScale) for (let i = 0; i < n; i++) sumSquaresW += w[i] * w[i];
-    return { u, sumSquaresU, sumSquaresW };
+    if (!this.options.factored || dims.length < 2) return null;
+    const cols = dims[dims.length - 1], rows = dims[dims.length - 2];
+    return [p.data.length / (rows * cols), rows, cols];
   }
 
-  /** Update clipping by RMS(u), the step scaled by RMS(w), weight decay, optional momentum. */
-  private apply(p: OptimizerParameter, update: { u: Float64Array }, lr: number, meanSquareU: number, meanSquareW: number): void {
+  /**
+   * First pass (native/kernels/adafactor.cc): the second-moment statistics from the gradient, and
+   * the sums of squares of u = g / sqrt(v̂) and of the parameter.
+   */
+  private scaledUpdate(p: OptimizerParameter): { sumSquaresU: number; sumSquaresW: number } {
     const o = this.options;
-    const w = p.data, u = update.u, n = w.length;
+    const beta2 = 1 - Math.pow(this.t, -o.decayRate);
+    const n = p.data.length;
+    const f = this.factoredShape(p);
+    // Factored: row and column means of g² + ε1 per matrix (the last two dimensions); v̂_rc = R_r C_c / mean(R).
+    const sumSquaresU: number = f
+      ? native.adafactorFactoredStatistics(this.buffer(`${p.name}.row`, f[0] * f[1]), this.buffer(`${p.name}.col`, f[0] * f[2]),
+        p.grad, f[0], f[1], f[2], beta2, o.eps1)
+      : native.adafactorVectorStatistics(this.buffer(`${p.name}.v`, n), p.grad, beta2, o.eps1);
+    const sumSquaresW: number = o.multiplyByParameterScale ? native.sumSquares(p.data) : 0;
+    return { sumSquaresU, sumSquaresW };
+  }
+
+  /** Second pass: update clipping by RMS(u), the step scaled by RMS(w), weight decay, optional momentum. */
+  private apply(p: OptimizerParameter, lr: number, meanSquareU: number, meanSquareW: number): void {
+    const o = this.options;
+    const n = p.data.length;
     const clip = Math.max(1, Math.sqrt(meanSquareU) / o.clipThreshold);
     let scale = lr / clip;
     if (o.multiplyByParameterScale) scale *= Math.max(o.eps2, Math.sqrt(meanSquareW));
     const decay = 1 - lr * o.weightDecay;
-    if (o.beta1 > 0) {
-      const m = this.buffer(`${p.name}.m`, n);
-      for (let i = 0; i < n; i++) {
-        m[i] = o.beta1 * m[i] + (1 - o.beta1) * u[i] * scale;
-        w[i] = w[i] * decay - m[i];
-      }
-    } else {
-      for (let i = 0; i < n; i++) w[i] = w[i] * decay - scale * u[i];
-    }
+    const m = o.beta1 > 0 ? this.buffer(`${p.name}.m`, n) : null;
+    const f = this.factoredShape(p);
+    if (f)
+      native.adafactorFactoredUpdate(p.data, m, p.grad, this.tensors.get(`${p.name}.row`)!, this.tensors.get(`${p.name}.col`)!,
+        f[0], f[1], f[2], scale, decay, o.beta1);
+    else native.adafactorVectorUpdate(p.data, m, p.grad, this.tensors.get(`${p.name}.v`)!, scale, decay, o.beta1);
   }
 
   state(): OptimizerState {
