@@ -1,7 +1,8 @@
 // Optimizers over the model's named parameters: AdamW (decoupled weight decay) and Adafactor
 // (Shazeer & Stern 2018, the optimizer the Switch Transformer paper trains with): factored second
 // moments for matrices, update clipping, relative step scaled by the parameter's RMS.
-// Updates are applied in place to each Parameter's data from its grad.
+// Updates are applied in place to each Parameter's data from its grad, by native kernels
+// (native/kernels/adamw.cc, adafactor.cc).
 import { rangeError } from '../errors.js';
 import { native } from '../native.js';
 
