@@ -5,7 +5,7 @@ import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.j
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { modelKernels as k, Random } from 'switch-transformer';
-import { maxAbsDiff, poisoned, randn, relError } from './model-helpers.js';
+import { maxAbsDiff, poisoned, randn, relError, sameBits } from './model-helpers.js';
 
 await tf.setBackend('cpu');
 const random = new Random(Date.now() >>> 0);  // fresh inputs every run
@@ -41,11 +41,17 @@ describe('rmsnorm kernels', () => {
     const dw2 = Float32Array.from(dw);
     k.rmsnormBackward(dx, dw2, dy, x, w, rstd, T, D, true);
     expect(relError(dw2, dw.map((v) => 2 * v))).toBeLessThan(1e-6);
+    // a residual gradient is added to dx, element by element
+    const residual = randn(T * D, random), dxResidual = poisoned(T * D), dw3 = poisoned(D);
+    k.rmsnormBackward(dxResidual, dw3, dy, x, w, rstd, T, D, false, residual);
+    for (let i = 0; i < T * D; i++) expect(dxResidual[i]).toBe(Math.fround(dx[i] + residual[i]));
+    expect(sameBits(dw3, dw)).toBe(true);
   });
 });
 
 describe('attention kernels', () => {
-  it.each([[1, 1, 1, 1], [1, 4, 6, 2], [2, 9, 8, 4], [3, 17, 12, 3]])('B=%i S=%i D=%i H=%i matches tfjs autograd', (B, S, D, H) => {
+  // S = 70: several causal tiles of 32 query rows, the last one partial.
+  it.each([[1, 1, 1, 1], [1, 4, 6, 2], [2, 9, 8, 4], [3, 17, 12, 3], [1, 70, 8, 2]])('B=%i S=%i D=%i H=%i matches tfjs autograd', (B, S, D, H) => {
     const T = B * S;
     const x = randn(T * D, random), wQkv = randn(D * 3 * D, random, 0.4), wO = randn(D * D, random, 0.4), dy = randn(T * D, random);
     const y = poisoned(T * D), qkv = poisoned(T * 3 * D), att = poisoned(B * H * S * S), ctx = poisoned(T * D);
@@ -139,6 +145,52 @@ describe('cross-entropy kernels', () => {
     expect(relError(fl, losses)).toBeLessThan(1e-6);
     expect(relError(fdh, gh.dataSync())).toBeLessThan(1e-4);
     expect(relError(fdw, gw.dataSync())).toBeLessThan(1e-4);
+  });
+});
+
+describe('kernels on a worker thread (…Async)', () => {
+  it('give the same bits as the synchronous kernels, into poisoned outputs', async () => {
+    const B = 2, S = 9, D = 8, H = 2, T = B * S, V = 11;
+    const x = randn(T * D, random), wQkv = randn(D * 3 * D, random, 0.4), wO = randn(D * D, random, 0.4), dy = randn(T * D, random);
+    const sync = { y: poisoned(T * D), qkv: poisoned(T * 3 * D), att: poisoned(B * H * S * S), ctx: poisoned(T * D) };
+    const async = { y: poisoned(T * D), qkv: poisoned(T * 3 * D), att: poisoned(B * H * S * S), ctx: poisoned(T * D) };
+    k.attentionForward(sync.y, sync.qkv, sync.att, sync.ctx, x, wQkv, wO, B, S, D, H);
+    const pending = k.attentionForwardAsync(async.y, async.qkv, async.att, async.ctx, x, wQkv, wO, B, S, D, H);
+    expect(pending).toBeInstanceOf(Promise);
+    await pending;
+    for (const key of ['y', 'qkv', 'att', 'ctx'] as const) expect(sameBits(async[key], sync[key]), key).toBe(true);
+    const gs = [poisoned(T * D), poisoned(D * 3 * D), poisoned(D * D)], ga = [poisoned(T * D), poisoned(D * 3 * D), poisoned(D * D)];
+    k.attentionBackward(gs[0], gs[1], gs[2], dy, x, wQkv, wO, sync.qkv, sync.att, sync.ctx, B, S, D, H);
+    await k.attentionBackwardAsync(ga[0], ga[1], ga[2], dy, x, wQkv, wO, sync.qkv, sync.att, sync.ctx, B, S, D, H);
+    gs.forEach((g, i) => expect(sameBits(ga[i], g)).toBe(true));
+    const h = randn(T * D, random), wte = randn(V * D, random, 0.5), dl = randn(T, random);
+    const targets = Int32Array.from({ length: T }, () => random.int(V));
+    const ls = poisoned(T), dhs = poisoned(T * D), dws = poisoned(V * D), la = poisoned(T), dha = poisoned(T * D), dwa = poisoned(V * D);
+    k.crossEntropyForwardBackward(ls, dhs, dws, h, wte, targets, dl, T, D, V, false);
+    await k.crossEntropyForwardBackwardAsync(la, dha, dwa, h, wte, targets, dl, T, D, V, false);
+    expect(sameBits(la, ls) && sameBits(dha, dhs) && sameBits(dwa, dws)).toBe(true);
+    const lossOnly = poisoned(T), lossOnlyAsync = poisoned(T);
+    k.crossEntropyLoss(lossOnly, h, wte, targets, T, D, V);
+    await k.crossEntropyLossAsync(lossOnlyAsync, h, wte, targets, T, D, V);
+    expect(sameBits(lossOnlyAsync, lossOnly)).toBe(true);
+    expect(relError(lossOnly, ls)).toBeLessThan(1e-6);  // the evaluation path gives the training path's losses
+    // Bad input is refused before any work is queued, with the same coded errors.
+    expect(() => k.crossEntropyLossAsync(poisoned(T), h, wte, Int32Array.from(targets, () => V), T, D, V))
+      .toThrow(expect.objectContaining({ code: 'ERR_SWITCH_RANGE', message: expect.stringContaining("'targets'") }));
+    expect(() => k.attentionForwardAsync(poisoned(5), async.qkv, async.att, async.ctx, x, wQkv, wO, B, S, D, H))
+      .toThrow(expect.objectContaining({ code: 'ERR_SWITCH_SHAPE', message: expect.stringContaining("'y'") }));
+  });
+
+  it('residualForward adds the branch (scaled by its dropout mask) to the input', () => {
+    const n = 37, x = randn(n, random), y = randn(n, random), mask = Float32Array.from({ length: n }, () => (random.uniform() < 0.3 ? 0 : 1.5));
+    const out = poisoned(n), masked = poisoned(n);
+    k.residualForward(out, x, y);
+    k.residualForward(masked, x, y, mask);
+    for (let i = 0; i < n; i++) {
+      expect(out[i]).toBe(Math.fround(x[i] + y[i]));
+      expect(masked[i]).toBe(Math.fround(x[i] + Math.fround(y[i] * mask[i])));
+    }
+    expect(() => k.residualForward(poisoned(n - 1), x, y)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_SHAPE' }));
   });
 });
 

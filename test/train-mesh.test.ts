@@ -109,10 +109,40 @@ describe('trainOnMesh', () => {
       }
       await expect(trainOnMesh({ devices: 2, strategy: 'expert-data', model: { ...model, numExperts: 3 }, data, trainer, steps }))
         .rejects.toMatchObject({ code: 'ERR_SWITCH_OPTION' });
-      await expect(trainOnMesh({ devices: 2, strategy: 'expert-data', model, data, trainer: { ...trainer, optimizer: 'adafactor' }, steps }))
-        .rejects.toMatchObject({ code: 'ERR_SWITCH_UNSUPPORTED' });
       await expect(trainOnMesh({ devices: 2, strategy: 'expert-data', wire: 'float32', model: { ...model, precision: 'bf16-wire' }, data, trainer, steps }))
         .rejects.toMatchObject({ code: 'ERR_SWITCH_OPTION' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("strategy 'expert-data' with Adafactor: float32 wire == 1 device, and its checkpoint (row and column statistics gathered) resumes on one device", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mesh-train-adafactor-'));
+    try {
+      const data = { corpus: corpus(dir), validationFraction: 0.2 };
+      const ds = prepareDataset(data);
+      const model: Partial<ModelConfig> = { ...base, switchLayers: 'all' };
+      const adafactor = { ...trainer, optimizer: 'adafactor' as const, lr: 1e-2 };
+      const steps = 3;
+      const ckpt = join(dir, 'ckpt');
+      const mesh = await trainOnMesh({ devices: 2, strategy: 'expert-data', wire: 'float32', model, data, trainer: adafactor, steps,
+        returnParameters: true, threadsPerDevice: 1, checkpoint: ckpt });
+      const singleModel = new SwitchTransformerLM({ ...model, vocabSize: ds.tokenizer.vocabSize });
+      const single = new Trainer(singleModel, { ...adafactor, train: ds.train });
+      const { history } = await single.fit({ steps });
+      // The RMS terms of the experts' tensors are sums over both devices (float32 on the wire).
+      expectSameSteps(mesh.history, history, B * S, 1e-6);
+      for (const p of singleModel.parameters)
+        expect(relError(mesh.parameters![p.name], p.data), p.name).toBeLessThan(1e-5);
+      const saved = readCheckpoint(ckpt);
+      expect(saved.optimizer?.name).toBe('adafactor');
+      // Per expert matrix of (D, F) = (16, 24): 4 experts' row (D) and column (F) statistics, gathered.
+      expect(saved.optimizer?.tensors['blocks.1.ffn.wIn.row']).toHaveLength(4 * 16);
+      expect(saved.optimizer?.tensors['blocks.1.ffn.wIn.col']).toHaveLength(4 * 24);
+      const { trainer: resumed } = Trainer.resume(ckpt, { train: ds.train });
+      const after = (await resumed.fit({ steps: 2 })).history;
+      const continued = (await single.fit({ steps: 2 })).history;
+      expectSameSteps(after, continued, B * S, 1e-5);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

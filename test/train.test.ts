@@ -75,6 +75,29 @@ describe('Trainer', () => {
     }
   });
 
+  it('keeps the event loop turning during a step (timers fire before the step resolves)', async () => {
+    const trainer = new Trainer(new SwitchTransformerLM(tiny), { train, batchSize: 4, seqLen: 8 });
+    for (const run of [() => trainer.trainStep(), () => trainer.evaluate(validation, 2)]) {
+      const events: string[] = [];
+      setImmediate(() => events.push('immediate'));
+      setTimeout(() => events.push('timer'), 0);
+      const done = run().then(() => events.push('done'));
+      // The loss and attention kernels run on worker threads: the loop reaches its check phase (and
+      // its timers) while the step is still pending, which a step of synchronous calls never lets it.
+      await done;
+      expect(events.indexOf('immediate')).toBeGreaterThanOrEqual(0);
+      expect(events.indexOf('immediate')).toBeLessThan(events.indexOf('done'));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(events).toContain('timer');
+    }
+    // A second forward while one is pending is refused, not interleaved.
+    const model = trainer.model;
+    const tokens = train.slice(0, 32), targets = train.slice(1, 33);
+    const first = model.forward(tokens, targets, 4, { training: true });
+    await expect(model.forward(tokens, targets, 4, { training: true })).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
+    await first;
+  });
+
   it('learns a tiny task and evaluates loss and perplexity', async () => {
     const trainer = new Trainer(new SwitchTransformerLM({ ...tiny, dropout: 0, expertDropout: 0, jitter: 0 }),
       { train, validation, batchSize: 8, seqLen: 8, lr: 1e-2, warmupSteps: 5 });

@@ -37,8 +37,11 @@ async function ours() {
 }
 
 function theirs() {
+  // torch.set_num_threads does not reach the BLAS that Debian's PyTorch calls (OpenBLAS, pthreads,
+  // one thread per core by default): without these, "1 thread" of PyTorch runs its matmuls on 2 cores.
+  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
   const out = execFileSync(values.python, [script, 'bench', '--vocab', String(V), '--experts', String(E), '--steps', String(steps),
-    '--threads', String(threads)], { encoding: 'utf8' });
+    '--threads', String(threads)], { encoding: 'utf8', env });
   return JSON.parse(out).tokensPerSecond;
 }
 

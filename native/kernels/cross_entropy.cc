@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu.h"
+#include "exp_approx.h"
 #include "gemm.h"
 #include "threadpool.h"
 
@@ -16,30 +18,6 @@ constexpr int kRowsPerTask = 8;
 constexpr int kLanes = 8;
 // Tokens per block of the fused training pass: a (block, V) logits buffer of a few MB.
 constexpr int kTokensPerBlock = 256;
-
-// exp(x) for x <= 0 in plain float arithmetic that the compiler vectorizes (std::exp does not):
-// x = n·ln2 + f·ln2 with n integer and |f| <= 1/2, 2^f by its degree-6 Taylor polynomial
-// (relative error below 2e-7), 2^n through the exponent bits. Below −87 the result flushes to 0.
-inline float exp_nonpositive(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding and subtracting it rounds to an integer
-  x = std::max(x, -87.0f);
-  const float t = x * kLog2e;
-  const float n = (t + kRound) - kRound;
-  const float f = t - n;
-  float p = 1.540353039e-4f;
-  p = p * f + 1.333355815e-3f;
-  p = p * f + 9.618129108e-3f;
-  p = p * f + 5.550410866e-2f;
-  p = p * f + 2.402265070e-1f;
-  p = p * f + 6.931471806e-1f;
-  p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
 
 // Normalises one row of logits into probabilities in place; returns loss = logsumexp − logit[target].
 float softmax_row(float* row, int target, int V) {
@@ -71,6 +49,43 @@ void dlogits_row(float* row, int target, float dloss, int V) {
   row[target] = dloss * p_target - dloss;
 }
 
+// The training path's row in three passes (max; exp and sum; one scale): loss = logsumexp − logit[target],
+// and with gradient the row becomes dloss · (p − onehot(target)).
+float cross_entropy_row_portable(float* row, int target, float dloss, int V, bool gradient) {
+  float lane_max[kLanes], lane_sum[kLanes];
+  for (int l = 0; l < kLanes; ++l) lane_max[l] = -INFINITY, lane_sum[l] = 0.0f;
+  const int V8 = V - V % kLanes;
+  for (int v = 0; v < V8; v += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane_max[l] = std::max(lane_max[l], row[v + l]);
+  float max = -INFINITY;
+  for (int l = 0; l < kLanes; ++l) max = std::max(max, lane_max[l]);
+  for (int v = V8; v < V; ++v) max = std::max(max, row[v]);
+  const float target_logit = row[target];
+  for (int v = 0; v < V8; v += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float e = exp_nonpositive(row[v + l] - max);
+      row[v + l] = e;
+      lane_sum[l] += e;
+    }
+  float sum = 0.0f;
+  for (int l = 0; l < kLanes; ++l) sum += lane_sum[l];
+  for (int v = V8; v < V; ++v) {
+    row[v] = exp_nonpositive(row[v] - max);
+    sum += row[v];
+  }
+  if (gradient) {
+    const float scale = dloss / sum;
+    for (int v = 0; v < V; ++v) row[v] *= scale;
+    row[target] -= dloss;
+  }
+  return std::log(sum) + max - target_logit;
+}
+
+float cross_entropy_row(float* row, int target, float dloss, int V, bool gradient) {
+  return active_isa() == Isa::avx2 ? cross_entropy_row_avx2(row, target, dloss, V, gradient)
+                                   : cross_entropy_row_portable(row, target, dloss, V, gradient);
+}
+
 }  // namespace
 
 void cross_entropy_forward(float* losses, float* probs, const float* h, const float* wte, const int32_t* targets,
@@ -96,12 +111,25 @@ void cross_entropy_forward_backward(float* losses, float* dh, float* dwte, const
       const int r1 = std::min<int64_t>(rows, (task + 1) * kRowsPerTask);
       for (int r = static_cast<int>(task * kRowsPerTask); r < r1; ++r) {
         float* row = logits.data() + static_cast<int64_t>(r) * V;
-        losses[t0 + r] = softmax_row(row, targets[t0 + r], V);
-        dlogits_row(row, targets[t0 + r], dlosses[t0 + r], V);
+        losses[t0 + r] = cross_entropy_row(row, targets[t0 + r], dlosses[t0 + r], V, true);
       }
     });
     matmul(dh + static_cast<int64_t>(t0) * D, logits.data(), wte, rows, D, V, V, D, D, false, false, false);
     matmul(dwte, logits.data(), hb, V, D, rows, V, D, D, true, false, accumulate || t0 > 0);
+  }
+}
+
+void cross_entropy_loss(float* losses, const float* h, const float* wte, const int32_t* targets, int T, int D, int V) {
+  const int block = std::min(T, kTokensPerBlock);
+  std::vector<float> logits(static_cast<size_t>(block) * V);
+  for (int t0 = 0; t0 < T; t0 += block) {
+    const int rows = std::min(block, T - t0);
+    matmul(logits.data(), h + static_cast<int64_t>(t0) * D, wte, rows, V, D, D, D, V, false, true, false);
+    parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
+      const int r1 = std::min<int64_t>(rows, (task + 1) * kRowsPerTask);
+      for (int r = static_cast<int>(task * kRowsPerTask); r < r1; ++r)
+        losses[t0 + r] = cross_entropy_row(logits.data() + static_cast<int64_t>(r) * V, targets[t0 + r], 0.0f, V, false);
+    });
   }
 }
 

@@ -23,6 +23,15 @@ void cross_entropy_backward(float* dh, float* dwte, const float* dlosses, float*
 void cross_entropy_forward_backward(float* losses, float* dh, float* dwte, const float* h, const float* wte,
                                     const int32_t* targets, const float* dlosses, int T, int D, int V, bool accumulate);
 
+// Evaluation path: the losses alone, in blocks of tokens (no (T, V) buffer).
+// losses: (T)  h: (T, D)  wte: (V, D)  targets: (T)
+void cross_entropy_loss(float* losses, const float* h, const float* wte, const int32_t* targets, int T, int D, int V);
+
+// One row of the fused pass, AVX2 (cross_entropy_avx2.cc; only after the run-time check): returns
+// logsumexp(row) − row[target]; with gradient, row becomes dloss · (softmax(row) − onehot(target)).
+// row: (V)
+float cross_entropy_row_avx2(float* row, int target, float dloss, int V, bool gradient);
+
 void cross_entropy_forward_reference(float* losses, float* probs, const float* h, const float* wte,
                                      const int32_t* targets, int T, int D, int V);
 void cross_entropy_backward_reference(float* dh, float* dwte, const float* dlosses, const float* probs,

@@ -36,7 +36,7 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* weight,
 
 // dx_j = r · (w_j dy_j − x_j · r² · (Σ_i w_i dy_i x_i) / D), dweight_j = Σ_t dy_tj x_tj r_t.
 void rmsnorm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* weight,
-                      const float* rstd, int T, int D, bool accumulate) {
+                      const float* rstd, int T, int D, bool accumulate, const float* residual) {
   const int64_t tasks = row_tasks(T);
   std::vector<float> partial(static_cast<size_t>(tasks) * D, 0.0f);
   parallel_for(tasks, [&](int64_t task, int) {
@@ -47,6 +47,7 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dy, const float* x
       const float* xr = x + static_cast<int64_t>(t) * D;
       const float* dyr = dy + static_cast<int64_t>(t) * D;
       float* dxr = dx + static_cast<int64_t>(t) * D;
+      const float* res = residual ? residual + static_cast<int64_t>(t) * D : nullptr;
       const float r = rstd[t];
       float dot = 0.0f;
       for (int i = 0; i < D; ++i) dot += weight[i] * dyr[i] * xr[i];
@@ -55,6 +56,8 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dy, const float* x
         dxr[i] = r * (weight[i] * dyr[i] - xr[i] * c);
         dw[i] += dyr[i] * xr[i] * r;
       }
+      if (res)
+        for (int i = 0; i < D; ++i) dxr[i] += res[i];
     }
   });
   for (int i = 0; i < D; ++i) {
@@ -74,7 +77,7 @@ void rmsnorm_forward_reference(float* y, float* rstd, const float* x, const floa
 }
 
 void rmsnorm_backward_reference(float* dx, float* dweight, const float* dy, const float* x, const float* weight,
-                                const float* rstd, int T, int D, bool accumulate) {
+                                const float* rstd, int T, int D, bool accumulate, const float* residual) {
   if (!accumulate)
     for (int i = 0; i < D; ++i) dweight[i] = 0.0f;
   for (int t = 0; t < T; ++t) {
@@ -83,7 +86,8 @@ void rmsnorm_backward_reference(float* dx, float* dweight, const float* dy, cons
     double dot = 0.0;
     for (int i = 0; i < D; ++i) dot += static_cast<double>(dy[t * D + i]) * weight[i] * x[t * D + i];
     for (int j = 0; j < D; ++j) {
-      dx[t * D + j] = static_cast<float>(dy[t * D + j] * weight[j] * r - dot * r * r * r * x[t * D + j] / D);
+      dx[t * D + j] = static_cast<float>(dy[t * D + j] * weight[j] * r - dot * r * r * r * x[t * D + j] / D +
+                                         (residual ? residual[t * D + j] : 0.0));
       dweight[j] += static_cast<float>(dy[t * D + j] * x[t * D + j] * r);
     }
   }

@@ -3,16 +3,20 @@
 // differences of the reference forward. B = batch, S = sequence, D = d_model, H = heads, V = vocabulary.
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <random>
 #include <vector>
 
 #include "check.h"
+#include "kernels/adafactor.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
+#include "kernels/cpu.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
+#include "kernels/residual.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/threadpool.h"
 
@@ -85,6 +89,17 @@ void test_rmsnorm(int T, int D) {
     return dot(yy, dy);
   };
   if (D > 1) check_fd("rmsnorm dx", x, dxr, loss);  // D = 1: y = sign(x)·w, flat almost everywhere
+  // With a residual gradient: dx is the same plus the residual, elementwise.
+  auto res = randn(x.size());
+  auto dxs = poisoned(x.size()), dws = poisoned(D), dxsr = poisoned(x.size()), dwsr = poisoned(D);
+  st::rmsnorm_backward(dxs.data(), dws.data(), dy.data(), x.data(), w.data(), r.data(), T, D, false, res.data());
+  st::rmsnorm_backward_reference(dxsr.data(), dwsr.data(), dy.data(), x.data(), w.data(), r.data(), T, D, false, res.data());
+  ST_CHECK(max_rel_diff(dxs, dxsr) < 1e-3f, "rmsnorm dx + residual T=%d D=%d: %g", T, D, max_rel_diff(dxs, dxsr));
+  ST_CHECK(same_bits(dws, dw), "rmsnorm dweight changed with a residual");
+  for (size_t i = 0; i < dx.size(); ++i) dx[i] += res[i];
+  ST_CHECK(same_bits(dxs, dx), "rmsnorm dx + residual is not dx plus the residual");
+  for (size_t i = 0; i < dx.size(); ++i) dx[i] = dxr[i];  // restore for the thread check below
+  st::rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), r.data(), T, D, false);
   check_fd("rmsnorm dweight", w, dwr, loss);
   // Thread-count invariance.
   for (int threads : {1, 3}) {
@@ -193,6 +208,27 @@ void test_cross_entropy(int T, int D, int V) {
   check_fd("cross-entropy dwte", wte, dwr, objective);
 }
 
+void test_residual(int64_t N) {
+  auto x = randn(N), y = randn(N), mask = randn(N);
+  for (auto& m : mask) m = m < 0 ? 0.0f : 1.25f;
+  for (const float* mk : {static_cast<const float*>(nullptr), static_cast<const float*>(mask.data())}) {
+    auto out = poisoned(N), outr = poisoned(N);
+    st::residual_forward(out.data(), x.data(), y.data(), mk, N);
+    st::residual_forward_reference(outr.data(), x.data(), y.data(), mk, N);
+    ST_CHECK(same_bits(out, outr), "residual N=%lld mask=%d", (long long)N, mk != nullptr);
+  }
+}
+
+void test_cross_entropy_loss(int T, int D, int V) {
+  auto h = randn(static_cast<size_t>(T) * D), wte = randn(static_cast<size_t>(V) * D, 0.5f);
+  std::vector<int32_t> targets(T);
+  for (auto& t : targets) t = static_cast<int32_t>(rng() % V);
+  auto l = poisoned(T), lr = poisoned(T), pr = poisoned(static_cast<size_t>(T) * V);
+  st::cross_entropy_loss(l.data(), h.data(), wte.data(), targets.data(), T, D, V);
+  st::cross_entropy_forward_reference(lr.data(), pr.data(), h.data(), wte.data(), targets.data(), T, D, V);
+  ST_CHECK(max_rel_diff(l, lr) < 1e-4f, "cross-entropy loss (blocks) T=%d D=%d V=%d: %g", T, D, V, max_rel_diff(l, lr));
+}
+
 void test_adamw(int64_t N) {
   auto w = randn(N), m = randn(N, 0.1f), v = randn(N, 0.1f), g = randn(N);
   for (auto& x : v) x = std::fabs(x);
@@ -200,7 +236,16 @@ void test_adamw(int64_t N) {
   st::AdamWStep s{1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 1 - 0.9 * 0.9 * 0.9, 1 - 0.999 * 0.999 * 0.999};
   st::adamw_forward(w.data(), m.data(), v.data(), g.data(), N, s);
   st::adamw_forward_reference(w2.data(), m2.data(), v2.data(), g.data(), N, s);
-  ST_CHECK(max_rel_diff(w, w2) < 1e-5f && max_rel_diff(m, m2) < 1e-6f && max_rel_diff(v, v2) < 1e-6f, "adamw N=%lld", (long long)N);
+  // The kernel runs in float (the reference in double): the update term, up to ~lr·|m̂|/sqrt(v̂) where
+  // v is near 0, carries float rounding, so w is compared to an absolute bound scaled by the step.
+  // m and v may differ by an ulp where the AVX2 path fuses a multiply-add and the sum cancels.
+  auto err = [&](const std::vector<float>& a, const std::vector<float>& b) {
+    float e = 0.0f;
+    for (int64_t i = 0; i < N; ++i) e = std::isnan(a[i]) ? INFINITY : std::max(e, std::fabs(a[i] - b[i]) / (1.0f + std::fabs(b[i])));
+    return e;
+  };
+  ST_CHECK(err(w, w2) < 2e-6f && err(m, m2) < 1e-7f && err(v, v2) < 1e-7f, "adamw N=%lld: w %g m %g v %g", (long long)N,
+           err(w, w2), err(m, m2), err(v, v2));
   double ref = 0.0;
   for (float x : g) ref += static_cast<double>(x) * x;
   st::set_num_threads(1);
@@ -211,12 +256,60 @@ void test_adamw(int64_t N) {
   ST_CHECK(one == three && std::fabs(one - ref) <= 1e-9 * ref, "sum_squares N=%lld: %g %g %g", (long long)N, one, three, ref);
 }
 
-}  // namespace
+void test_adafactor(int64_t mats, int64_t rows, int64_t cols) {
+  const int64_t n = mats * rows * cols;
+  auto g = randn(n, 0.1f), w = randn(n), m = randn(n, 0.01f);
+  auto R = randn(mats * rows), C = randn(mats * cols);
+  for (auto& x : R) x = std::fabs(x) * 1e-2f;
+  for (auto& x : C) x = std::fabs(x) * 1e-2f;
+  const double beta2 = 0.9, eps1 = 1e-30;
+  for (bool momentum : {false, true}) {
+    std::vector<float> first_w;
+    for (int threads : {1, 3}) {
+      st::set_num_threads(threads);
+      auto R1 = R, C1 = C, R2 = R, C2 = C, w1 = w, w2 = w, m1 = m, m2 = m;
+      const double s1 = st::adafactor_factored_statistics(R1.data(), C1.data(), g.data(), mats, rows, cols, beta2, eps1);
+      const double s2 = st::adafactor_factored_statistics_reference(R2.data(), C2.data(), g.data(), mats, rows, cols, beta2, eps1);
+      ST_CHECK(max_rel_diff(R1, R2) < 1e-6f && max_rel_diff(C1, C2) < 1e-6f, "adafactor R, C (%lld, %lld, %lld)", (long long)mats,
+               (long long)rows, (long long)cols);
+      ST_CHECK(std::fabs(s1 - s2) <= 1e-9 * s2, "adafactor sum u² %g vs %g", s1, s2);
+      const double scale = 1e-3, decay = 0.999, beta1 = momentum ? 0.9 : 0.0;
+      st::adafactor_factored_update(w1.data(), momentum ? m1.data() : nullptr, g.data(), R1.data(), C1.data(), mats, rows,
+                                    cols, scale, decay, beta1);
+      st::adafactor_factored_update_reference(w2.data(), momentum ? m2.data() : nullptr, g.data(), R2.data(), C2.data(),
+                                              mats, rows, cols, scale, decay, beta1);
+      ST_CHECK(max_rel_diff(w1, w2) < 1e-5f && (!momentum || max_rel_diff(m1, m2) < 1e-5f), "adafactor update momentum=%d: %g",
+               momentum, max_rel_diff(w1, w2));
+      if (first_w.empty()) first_w = w1;
+      else ST_CHECK(same_bits(first_w, w1), "adafactor update differs at %d threads", threads);
+    }
+  }
+  st::set_num_threads(st::hardware_threads());
+  // The unfactored statistic against its formula.
+  auto v = R, v2 = R;
+  const int64_t k = static_cast<int64_t>(v.size());
+  double expect = 0.0;
+  for (int64_t i = 0; i < k; ++i) {
+    v2[i] = static_cast<float>(beta2 * v2[i] + (1 - beta2) * (static_cast<double>(g[i]) * g[i] + eps1));
+    expect += static_cast<double>(g[i]) * g[i] / v2[i];
+  }
+  const double got = st::adafactor_vector_statistics(v.data(), g.data(), k, beta2, eps1);
+  ST_CHECK(same_bits(v, v2) && std::fabs(got - expect) <= 1e-9 * expect, "adafactor vector statistics %g vs %g", got, expect);
+  auto wv = std::vector<float>(w.begin(), w.begin() + k), wv2 = wv;
+  st::adafactor_vector_update(wv.data(), nullptr, g.data(), v.data(), k, 1e-3, 0.999, 0.0);
+  for (int64_t i = 0; i < k; ++i) wv2[i] = static_cast<float>(wv2[i] * 0.999 - 1e-3 * (g[i] / std::sqrt(static_cast<double>(v[i]))));
+  ST_CHECK(same_bits(wv, wv2), "adafactor vector update");
+}
 
-int main() {
+void run_all(bool quick) {
+  test_adafactor(1, 1, 1);
+  test_adafactor(3, 5, 7);
+  test_adafactor(2, 33, 70);
   test_adamw(1);
+  test_adamw(13);  // a vector body and a scalar tail
   test_adamw(100000);
-  const bool quick = st::test::quick();
+  test_residual(1);
+  test_residual(70001);
   // Degenerate shapes first: one token, D = 1, one head, one batch row.
   test_rmsnorm(1, 1);
   test_rmsnorm(1, 7);
@@ -226,6 +319,7 @@ int main() {
   test_attention(1, 5, 4, 1);
   test_attention(2, 7, 8, 2);
   if (!quick) test_attention(3, 33, 32, 4);
+  test_attention(1, 70, 8, 2);  // two causal tiles, the second partial
   test_embedding(1, 1, 1, 1);
   test_embedding(2, 5, 3, 4);
   test_embedding(3, 9, 70, 11);
@@ -234,5 +328,21 @@ int main() {
   test_cross_entropy(17, 8, 33);
   if (!quick) test_cross_entropy(64, 32, 300);
   test_cross_entropy(600, 4, 9);  // more than one block of the fused pass
+  test_cross_entropy(5, 8, 37);    // V not a multiple of 8 or 16: the SIMD rows' tails
+  test_cross_entropy_loss(1, 1, 1);
+  test_cross_entropy_loss(300, 8, 21);
+}
+
+}  // namespace
+
+int main() {
+  const bool quick = st::test::quick();
+  // Every kernel on every ISA this CPU runs (the portable path always).
+  for (st::Isa isa : {st::Isa::portable, st::Isa::avx2}) {
+    if (!st::set_active_isa(isa)) continue;
+    std::printf("ISA %s\n", st::isa_name(isa));
+    run_all(quick);
+  }
+  st::set_active_isa(st::best_isa());
   return st::test::summary("test_model_kernels");
 }

@@ -9,10 +9,18 @@ export function rmsnormForward(y: Float32Array, rstd: Float32Array, x: Float32Ar
   native.rmsnormForward(y, rstd, x, weight, T, D, eps);
 }
 
-/** dx, dy, x: (T, D), dweight, weight: (D), rstd: (T). dweight is added to when accumulate. */
+/**
+ * dx, dy, x: (T, D), dweight, weight: (D), rstd: (T). dweight is added to when accumulate; residual
+ * (T, D), when given, is added to dx (the gradient around the norm through a residual connection).
+ */
 export function rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array,
-  weight: Float32Array, rstd: Float32Array, T: number, D: number, accumulate: boolean): void {
-  native.rmsnormBackward(dx, dweight, dy, x, weight, rstd, T, D, accumulate);
+  weight: Float32Array, rstd: Float32Array, T: number, D: number, accumulate: boolean, residual?: Float32Array): void {
+  native.rmsnormBackward(dx, dweight, dy, x, weight, rstd, T, D, accumulate, residual);
+}
+
+/** out = x + mask ⊙ y (a residual connection; mask: the branch's dropout scale), all of x's length. */
+export function residualForward(out: Float32Array, x: Float32Array, y: Float32Array, mask?: Float32Array): void {
+  native.residualForward(out, x, y, mask);
 }
 
 /** y, ctx, x: (T, D), qkv: (T, 3D), att: (B, H, S, S), wQkv: (D, 3D), wO: (D, D). */
@@ -60,4 +68,38 @@ export function crossEntropyBackward(dh: Float32Array, dwte: Float32Array, dloss
 export function crossEntropyForwardBackward(losses: Float32Array, dh: Float32Array, dwte: Float32Array, h: Float32Array,
   wte: Float32Array, targets: Int32Array, dlosses: Float32Array, T: number, D: number, V: number, accumulate: boolean): void {
   native.crossEntropyForwardBackward(losses, dh, dwte, h, wte, targets, dlosses, T, D, V, accumulate);
+}
+
+/** Evaluation: losses (T) alone, the logits computed in blocks of tokens (no (T, V) buffer). */
+export function crossEntropyLoss(losses: Float32Array, h: Float32Array, wte: Float32Array, targets: Int32Array,
+  T: number, D: number, V: number): void {
+  native.crossEntropyLoss(losses, h, wte, targets, T, D, V);
+}
+
+// The same kernels on a libuv worker thread (the model's training step awaits these, so the event
+// loop keeps running during a step). The arrays must not be touched until the promise settles.
+
+/** attentionForward on a worker thread. */
+export function attentionForwardAsync(y: Float32Array, qkv: Float32Array, att: Float32Array, ctx: Float32Array,
+  x: Float32Array, wQkv: Float32Array, wO: Float32Array, B: number, S: number, D: number, H: number): Promise<void> {
+  return native.attentionForwardAsync(y, qkv, att, ctx, x, wQkv, wO, B, S, D, H);
+}
+
+/** attentionBackward on a worker thread. */
+export function attentionBackwardAsync(dx: Float32Array, dwQkv: Float32Array, dwO: Float32Array, dy: Float32Array,
+  x: Float32Array, wQkv: Float32Array, wO: Float32Array, qkv: Float32Array, att: Float32Array, ctx: Float32Array,
+  B: number, S: number, D: number, H: number): Promise<void> {
+  return native.attentionBackwardAsync(dx, dwQkv, dwO, dy, x, wQkv, wO, qkv, att, ctx, B, S, D, H);
+}
+
+/** crossEntropyForwardBackward on a worker thread. */
+export function crossEntropyForwardBackwardAsync(losses: Float32Array, dh: Float32Array, dwte: Float32Array, h: Float32Array,
+  wte: Float32Array, targets: Int32Array, dlosses: Float32Array, T: number, D: number, V: number, accumulate: boolean): Promise<void> {
+  return native.crossEntropyForwardBackwardAsync(losses, dh, dwte, h, wte, targets, dlosses, T, D, V, accumulate);
+}
+
+/** crossEntropyLoss on a worker thread. */
+export function crossEntropyLossAsync(losses: Float32Array, h: Float32Array, wte: Float32Array, targets: Int32Array,
+  T: number, D: number, V: number): Promise<void> {
+  return native.crossEntropyLossAsync(losses, h, wte, targets, T, D, V);
 }

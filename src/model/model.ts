@@ -6,6 +6,7 @@
 // B = batch, S = sequence length, T = B·S tokens, D = d_model, H = heads, V = vocabulary, P = positions.
 import { codedError, rangeError, typeError } from '../errors.js';
 import type { FeedForwardLayer, FeedForwardOutput } from '../layers/types.js';
+import { Workspace } from '../layers/switch_steps.js';
 import { packageFeedForward } from './feed_forward.js';
 import { isSwitchBlock, resolveModelConfig, type ModelConfig } from './config.js';
 import * as k from './kernels.js';
@@ -131,8 +132,13 @@ export class SwitchTransformerLM {
   /** Dropout masks; its state is part of a checkpoint. */
   readonly random: Random;
   private saved?: Saved;
-  private dwteBuffer?: Float32Array;
   private busy = false;
+  // Activations and gradients live in buffers reused from step to step (fresh multi-MB arrays cost
+  // page faults and zeroing every step): one set for training forwards (what backward reads), one
+  // for evaluation forwards (so an evaluation in between keeps the training state), one for backward.
+  private readonly wsTrain = new Workspace(true);
+  private readonly wsEval = new Workspace(true);
+  private readonly wsBackward = new Workspace(true);
 
   constructor(options: Partial<ModelConfig> = {}, modelOptions: ModelOptions = {}) {
     const c = resolveModelConfig(options);
@@ -213,9 +219,8 @@ export class SwitchTransformerLM {
     return S;
   }
 
-  private dropoutMask(n: number): Float32Array {
-    const p = this.config.dropout;
-    const mask = new Float32Array(n);
+  private dropoutMask(mask: Float32Array): Float32Array {
+    const p = this.config.dropout, n = mask.length;
     const keep = 1 / (1 - p);
     for (let i = 0; i < n; i++) mask[i] = this.random.uniform() < p ? 0 : keep;
     return mask;
@@ -245,35 +250,37 @@ export class SwitchTransformerLM {
     blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[]): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
     const c = this.config;
     const D = c.dModel, H = c.numHeads, T = B * S;
-    let x = new Float32Array(T * D);
+    // Training: every block's activations under their own names (backward reads them all);
+    // evaluation: one set shared by the blocks, the block input and output alternating.
+    const ws = blocksOut ? this.wsTrain : this.wsEval;
+    const name = (i: number, what: string) => (blocksOut ? `${i}.${what}` : what);
+    let x = ws.f32(blocksOut ? '0.x' : 'x0', T * D);
     k.embeddingForward(x, tokens, this.wte, this.wpe, B, S, D, c.vocabSize);
     const useDropout = training && c.dropout > 0;
     for (let i = 0; i < this.blocks.length; i++) {
       const b = this.blocks[i];
-      const norm1 = new Float32Array(T * D), rstd1 = new Float32Array(T);
+      const norm1 = ws.f32(name(i, 'norm1'), T * D), rstd1 = ws.f32(name(i, 'rstd1'), T);
       k.rmsnormForward(norm1, rstd1, x, b.norm1, T, D, c.normEps);
-      const attnOut = new Float32Array(T * D), qkv = new Float32Array(T * 3 * D);
-      const att = new Float32Array(B * H * S * S), ctx = new Float32Array(T * D);
-      k.attentionForward(attnOut, qkv, att, ctx, norm1, b.wQkv, b.wO, B, S, D, H);
-      const maskAttention = useDropout ? this.dropoutMask(T * D) : undefined;
-      const mid = new Float32Array(T * D);
-      if (maskAttention) for (let j = 0; j < mid.length; j++) mid[j] = x[j] + attnOut[j] * maskAttention[j];
-      else for (let j = 0; j < mid.length; j++) mid[j] = x[j] + attnOut[j];
-      const norm2 = new Float32Array(T * D), rstd2 = new Float32Array(T);
+      const attnOut = ws.f32('attnOut', T * D), qkv = ws.f32(name(i, 'qkv'), T * 3 * D);
+      const att = ws.f32(name(i, 'att'), B * H * S * S), ctx = ws.f32(name(i, 'ctx'), T * D);
+      await k.attentionForwardAsync(attnOut, qkv, att, ctx, norm1, b.wQkv, b.wO, B, S, D, H);
+      const maskAttention = useDropout ? this.dropoutMask(ws.f32(name(i, 'maskAttention'), T * D)) : undefined;
+      const mid = ws.f32(name(i, 'mid'), T * D);
+      k.residualForward(mid, x, attnOut, maskAttention);
+      const norm2 = ws.f32(name(i, 'norm2'), T * D), rstd2 = ws.f32(name(i, 'rstd2'), T);
       k.rmsnormForward(norm2, rstd2, mid, b.norm2, T, D, c.normEps);
       const out: FeedForwardOutput = await b.feedForward.forward(norm2, { training });
       if (out.y.length !== T * D)
         throw rangeError('ERR_SWITCH_SHAPE', `block ${i} feed-forward returned ${out.y.length} values, expected (T=${T}, D=${D})`);
       if (b.isSwitch) stats.push(switchStats(i, out, c.numExperts, T));
       else if (out.auxLoss !== 0) stats.push(switchStats(i, out, 0, T));
-      const maskFeedForward = useDropout ? this.dropoutMask(T * D) : undefined;
-      const next = new Float32Array(T * D);
-      if (maskFeedForward) for (let j = 0; j < next.length; j++) next[j] = mid[j] + out.y[j] * maskFeedForward[j];
-      else for (let j = 0; j < next.length; j++) next[j] = mid[j] + out.y[j];
+      const maskFeedForward = useDropout ? this.dropoutMask(ws.f32(name(i, 'maskFeedForward'), T * D)) : undefined;
+      const next = ws.f32(blocksOut ? `${i + 1}.x` : `x${(i + 1) % 2}`, T * D);
+      k.residualForward(next, mid, out.y, maskFeedForward);
       blocksOut?.push({ x, norm1, rstd1, qkv, att, ctx, mid, norm2, rstd2, maskAttention, maskFeedForward });
       x = next;
     }
-    const finalNorm = new Float32Array(T * D), rstd = new Float32Array(T);
+    const finalNorm = ws.f32('finalNorm', T * D), rstd = ws.f32('rstdFinal', T);
     k.rmsnormForward(finalNorm, rstd, x, this.normFinal, T, D, c.normEps);
     return { final: x, finalNorm, rstd };
   }
@@ -289,21 +296,36 @@ export class SwitchTransformerLM {
     if (!(targets instanceof Int32Array) || targets.length !== tokens.length)
       throw rangeError('ERR_SWITCH_SHAPE', `argument 'targets' must be an Int32Array of shape (B=${batch}, S=${S})`);
     const training = options.training ?? false;
-    const B = batch, T = B * S, D = c.dModel, V = c.vocabSize;
+    const B = batch;
     const blocks: BlockSaved[] = [];
     const stats: SwitchLayerStats[] = [];
-    const { final, finalNorm, rstd } = await this.trunk(tokens, B, S, training, training ? blocks : null, stats);
-    const losses = new Float32Array(T);
+    // One call at a time through the loss too: its kernel runs on a worker thread and reads the trunk's buffers.
+    this.enter();
+    try {
+      return await this.runForward(tokens, targets, B, S, training, blocks, stats);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async runForward(tokens: Int32Array, targets: Int32Array, B: number, S: number, training: boolean,
+    blocks: BlockSaved[], stats: SwitchLayerStats[]): Promise<ForwardResult> {
+    const c = this.config;
+    const T = B * S, D = c.dModel, V = c.vocabSize;
+    const { final, finalNorm, rstd } = await this.runTrunk(tokens, B, S, training, training ? blocks : null, stats);
+    const ws = training ? this.wsTrain : this.wsEval;
+    const losses = ws.f32('losses', T);
     let dFinalNorm: Float32Array | undefined, dwteOutput: Float32Array | undefined;
     if (training) {
       // The loss is a mean over the T tokens, so its gradient is known now: the fused pass computes
       // both and never materialises the (T, V) logits.
-      dFinalNorm = new Float32Array(T * D);
-      if (this.dwteBuffer?.length !== V * D) this.dwteBuffer = new Float32Array(V * D);
-      dwteOutput = this.dwteBuffer;
-      k.crossEntropyForwardBackward(losses, dFinalNorm, dwteOutput, finalNorm, this.wte, targets, new Float32Array(T).fill(1 / T), T, D, V, false);
+      dFinalNorm = ws.f32('dFinalNorm', T * D);
+      dwteOutput = ws.f32('dwteOutput', V * D);
+      const dlosses = ws.f32('dlosses', T).fill(1 / T);
+      await k.crossEntropyForwardBackwardAsync(losses, dFinalNorm, dwteOutput, finalNorm, this.wte, targets, dlosses, T, D, V, false);
     } else {
-      k.crossEntropyForward(losses, new Float32Array(T * V), finalNorm, this.wte, targets, T, D, V);
+      // Evaluation: the loss alone, in blocks of tokens (no (T, V) buffer).
+      await k.crossEntropyLossAsync(losses, finalNorm, this.wte, targets, T, D, V);
     }
     let sum = 0;
     for (let t = 0; t < T; t++) sum += losses[t];
@@ -344,7 +366,10 @@ export class SwitchTransformerLM {
     const grads = new Map(this.parameterList.map((p) => [p.name, p.grad]));
     const g = (name: string) => grads.get(name)!;
     g('wte').set(s.dwteOutput);
-    let dx = new Float32Array(T * D);
+    const ws = this.wsBackward;
+    // The gradient at a block's output and input alternate between two buffers.
+    let parity = 0;
+    let dx = ws.f32('dx0', T * D);
     k.rmsnormBackward(dx, g('normFinal'), s.dFinalNorm, s.final, this.normFinal, s.rstdFinal, T, D, false);
     for (let i = this.blocks.length - 1; i >= 0; i--) {
       const b = this.blocks[i];
@@ -352,7 +377,7 @@ export class SwitchTransformerLM {
       // Feed-forward branch: next = mid + mask ⊙ ffn(norm2(mid)).
       let dy = dx;
       if (sb.maskFeedForward) {
-        dy = new Float32Array(T * D);
+        dy = ws.f32('dMasked', T * D);
         for (let j = 0; j < dy.length; j++) dy[j] = dx[j] * sb.maskFeedForward[j];
       }
       const ff = await b.feedForward.backward(dy);
@@ -362,21 +387,21 @@ export class SwitchTransformerLM {
           throw rangeError('ERR_SWITCH_SHAPE', `block ${i} feed-forward returned an unexpected gradient '${name}'`);
         target.set(grad);
       }
-      const dMid = new Float32Array(T * D);
-      k.rmsnormBackward(dMid, g(`blocks.${i}.norm2`), ff.dx, sb.mid, b.norm2, sb.rstd2, T, D, false);
-      for (let j = 0; j < dMid.length; j++) dMid[j] += dx[j];
+      // dMid = norm2's backward + dx (the residual path around the feed-forward branch).
+      const dMid = ws.f32('dMid', T * D);
+      k.rmsnormBackward(dMid, g(`blocks.${i}.norm2`), ff.dx, sb.mid, b.norm2, sb.rstd2, T, D, false, dx);
       // Attention branch: mid = x + mask ⊙ attention(norm1(x)).
       let dAttn = dMid;
       if (sb.maskAttention) {
-        dAttn = new Float32Array(T * D);
+        dAttn = ws.f32('dMasked', T * D);
         for (let j = 0; j < dAttn.length; j++) dAttn[j] = dMid[j] * sb.maskAttention[j];
       }
-      const dNorm1 = new Float32Array(T * D);
-      k.attentionBackward(dNorm1, g(`blocks.${i}.attention.wQkv`), g(`blocks.${i}.attention.wO`), dAttn, sb.norm1,
+      const dNorm1 = ws.f32('dNorm1', T * D);
+      await k.attentionBackwardAsync(dNorm1, g(`blocks.${i}.attention.wQkv`), g(`blocks.${i}.attention.wO`), dAttn, sb.norm1,
         b.wQkv, b.wO, sb.qkv, sb.att, sb.ctx, B, S, D, H);
-      const dBlockIn = new Float32Array(T * D);
-      k.rmsnormBackward(dBlockIn, g(`blocks.${i}.norm1`), dNorm1, sb.x, b.norm1, sb.rstd1, T, D, false);
-      for (let j = 0; j < dBlockIn.length; j++) dBlockIn[j] += dMid[j];
+      parity ^= 1;
+      const dBlockIn = ws.f32(`dx${parity}`, T * D);
+      k.rmsnormBackward(dBlockIn, g(`blocks.${i}.norm1`), dNorm1, sb.x, b.norm1, sb.rstd1, T, D, false, dMid);
       dx = dBlockIn;
     }
     // The tied embedding's gradient already holds the output projection's part; positions past S get none.

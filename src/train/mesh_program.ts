@@ -79,8 +79,6 @@ export default async function train(device: Device, args: MeshTrainingOptions & 
       sharded: expertData ? sharded : undefined,
     },
   });
-  if (expertData && trainer.optimizer.name !== 'adamw')  // a resumed run's saved optimizer
-    throw codedError('ERR_SWITCH_UNSUPPORTED', "strategy 'expert-data' supports optimizer 'adamw' only");
   if (saved) restore(device, trainer, saved, sharded);
   const lead = device.rank === 0;
   const { history } = await trainer.fit({

@@ -10,7 +10,7 @@
 // one device's tokens), with bf16 one device in precision 'bf16-wire'. Checkpoints gather the
 // experts (and their optimizer state): the same layout as a single-device checkpoint.
 import { fileURLToPath } from 'node:url';
-import { codedError, rangeError } from '../errors.js';
+import { rangeError } from '../errors.js';
 import { launchMesh } from '../mesh/launch.js';
 import type { MpiLaunchOptions } from '../mesh/mpi.js';
 import type { ModelConfig } from '../model/config.js';
@@ -77,9 +77,6 @@ export async function trainOnMesh(options: MeshTrainingOptions & { returnParamet
     const experts = args.model.numExperts ?? 8;
     if (experts % options.devices !== 0)
       throw rangeError('ERR_SWITCH_OPTION', `strategy 'expert-data' needs numExperts (${experts}) to be a multiple of the devices (${options.devices})`);
-    if ((options.trainer.optimizer ?? 'adamw') !== 'adamw')
-      throw codedError('ERR_SWITCH_UNSUPPORTED',
-        "strategy 'expert-data' supports optimizer 'adamw' only (Adafactor's parameter and update RMS span a whole expert tensor, which no device holds)");
     args = { ...args, wire, model: { ...args.model, precision: wire === 'bf16' ? 'bf16-wire' : 'float32' } };
   } else if (options.wire !== undefined) {
     throw rangeError('ERR_SWITCH_OPTION', "option 'wire' applies to strategy 'expert-data' only (data parallelism all-reduces in float32)");

@@ -1,7 +1,8 @@
 // Optimizers over the model's named parameters: AdamW (decoupled weight decay) and Adafactor
 // (Shazeer & Stern 2018, the optimizer the Switch Transformer paper trains with): factored second
 // moments for matrices, update clipping, relative step scaled by the parameter's RMS.
-// Updates are applied in place to each Parameter's data from its grad.
+// Updates are applied in place to each Parameter's data from its grad, by native kernels
+// (native/kernels/adamw.cc, adafactor.cc).
 import { rangeError } from '../errors.js';
 import { native } from '../native.js';
 
@@ -28,8 +29,25 @@ export interface Optimizer {
   readonly stepCount: number;
   /** One update of every parameter with learning rate lr. */
   step(params: readonly OptimizerParameter[], lr: number): void;
+  /**
+   * The same update when some parameters are slices of a tensor split over devices (expert
+   * parallelism): `sharded` names them, and `allReduce` sums a buffer over the devices (a fixed
+   * order, so every device gets the same numbers). Only optimizers whose update of an element looks
+   * beyond that element need it (Adafactor's RMS terms); AdamW has none.
+   */
+  shardedStep?(params: readonly OptimizerParameter[], lr: number, sharded: ShardedReduction): Promise<void>;
   state(): OptimizerState;
   loadState(state: OptimizerState): void;
+}
+
+/** How sliced parameters (see Optimizer.shardedStep) see their whole tensors. */
+export interface ShardedReduction {
+  /** Names of the parameters each device holds a slice of (equal slices). */
+  names: ReadonlySet<string>;
+  /** Devices the tensors are split over. */
+  devices: number;
+  /** Element-wise sum over the devices. */
+  allReduce(buffer: Float32Array): Float32Array | Promise<Float32Array>;
 }
 
 export interface AdamWOptions {
@@ -157,74 +175,73 @@ export class Adafactor implements Optimizer {
   step(params: readonly OptimizerParameter[], lr: number): void {
     checkLr(lr);
     this.t++;
+    for (const p of params) {
+      const update = this.scaledUpdate(p);
+      this.apply(p, lr, update.sumSquaresU / p.data.length, update.sumSquaresW / p.data.length);
+    }
+  }
+
+  /**
+   * Expert parallelism: the factored statistics are per expert matrix (local to the device that
+   * holds it), but the update clipping RMS(u) and the parameter scale RMS(w) span the whole tensor,
+   * so the sliced parameters' sums of squares are all-reduced (one call for all of them) first.
+   */
+  async shardedStep(params: readonly OptimizerParameter[], lr: number, sharded: ShardedReduction): Promise<void> {
+    checkLr(lr);
+    this.t++;
+    const updates = params.map((p) => this.scaledUpdate(p));
+    const slices = params.flatMap((p, i) => (sharded.names.has(p.name) ? [i] : []));
+    const local = new Float32Array(2 * slices.length);
+    slices.forEach((i, j) => { local[2 * j] = updates[i].sumSquaresU; local[2 * j + 1] = updates[i].sumSquaresW; });
+    const total = slices.length > 0 ? await sharded.allReduce(local) : local;
+    const whole = new Map(slices.map((i, j) => [i, [total[2 * j], total[2 * j + 1]]]));
+    params.forEach((p, i) => {
+      const sums = whole.get(i);
+      const n = sums ? p.data.length * sharded.devices : p.data.length;
+      this.apply(p, lr, (sums ? sums[0] : updates[i].sumSquaresU) / n, (sums ? sums[1] : updates[i].sumSquaresW) / n);
+    });
+  }
+
+  /** The factored shape (matrices, rows, columns) of a parameter, or null for a vector statistic. */
+  private factoredShape(p: OptimizerParameter): [number, number, number] | null {
+    const dims = p.shape;
+    if (!this.options.factored || dims.length < 2) return null;
+    const cols = dims[dims.length - 1], rows = dims[dims.length - 2];
+    return [p.data.length / (rows * cols), rows, cols];
+  }
+
+  /**
+   * First pass (native/kernels/adafactor.cc): the second-moment statistics from the gradient, and
+   * the sums of squares of u = g / sqrt(v̂) and of the parameter.
+   */
+  private scaledUpdate(p: OptimizerParameter): { sumSquaresU: number; sumSquaresW: number } {
     const o = this.options;
     const beta2 = 1 - Math.pow(this.t, -o.decayRate);
-    for (const p of params) {
-      const w = p.data, g = p.grad, n = w.length;
-      const u = new Float64Array(n);
-      const dims = p.shape;
-      if (o.factored && dims.length >= 2) {
-        // Factored second moment per matrix (the last two dimensions): row and column means of g² + ε1.
-        const cols = dims[dims.length - 1], rows = dims[dims.length - 2];
-        const mats = n / (rows * cols);
-        const R = this.buffer(`${p.name}.row`, mats * rows), C = this.buffer(`${p.name}.col`, mats * cols);
-        for (let m = 0; m < mats; m++) {
-          const base = m * rows * cols;
-          const colSum = new Float64Array(cols);
-          let rowMeanSum = 0;
-          for (let r = 0; r < rows; r++) {
-            let rowSum = 0;
-            for (let c = 0; c < cols; c++) {
-              const g2 = g[base + r * cols + c] ** 2 + o.eps1;
-              rowSum += g2;
-              colSum[c] += g2;
-            }
-            const ri = m * rows + r;
-            R[ri] = beta2 * R[ri] + (1 - beta2) * (rowSum / cols);
-            rowMeanSum += R[ri];
-          }
-          for (let c = 0; c < cols; c++) {
-            const ci = m * cols + c;
-            C[ci] = beta2 * C[ci] + (1 - beta2) * (colSum[c] / rows);
-          }
-          // v̂_rc = R_r C_c / mean(R)
-          const rowMean = rowMeanSum / rows;
-          for (let r = 0; r < rows; r++) {
-            const Rr = R[m * rows + r] / rowMean;
-            for (let c = 0; c < cols; c++) {
-              const i = base + r * cols + c;
-              u[i] = g[i] / Math.sqrt(Rr * C[m * cols + c]);
-            }
-          }
-        }
-      } else {
-        const v = this.buffer(`${p.name}.v`, n);
-        for (let i = 0; i < n; i++) {
-          v[i] = beta2 * v[i] + (1 - beta2) * (g[i] * g[i] + o.eps1);
-          u[i] = g[i] / Math.sqrt(v[i]);
-        }
-      }
-      // Update clipping.
-      let sq = 0;
-      for (let i = 0; i < n; i++) sq += u[i] * u[i];
-      const clip = Math.max(1, Math.sqrt(sq / n) / o.clipThreshold);
-      let scale = lr / clip;
-      if (o.multiplyByParameterScale) {
-        let ws = 0;
-        for (let i = 0; i < n; i++) ws += w[i] * w[i];
-        scale *= Math.max(o.eps2, Math.sqrt(ws / n));
-      }
-      const decay = 1 - lr * o.weightDecay;
-      if (o.beta1 > 0) {
-        const m = this.buffer(`${p.name}.m`, n);
-        for (let i = 0; i < n; i++) {
-          m[i] = o.beta1 * m[i] + (1 - o.beta1) * u[i] * scale;
-          w[i] = w[i] * decay - m[i];
-        }
-      } else {
-        for (let i = 0; i < n; i++) w[i] = w[i] * decay - scale * u[i];
-      }
-    }
+    const n = p.data.length;
+    const f = this.factoredShape(p);
+    // Factored: row and column means of g² + ε1 per matrix (the last two dimensions); v̂_rc = R_r C_c / mean(R).
+    const sumSquaresU: number = f
+      ? native.adafactorFactoredStatistics(this.buffer(`${p.name}.row`, f[0] * f[1]), this.buffer(`${p.name}.col`, f[0] * f[2]),
+        p.grad, f[0], f[1], f[2], beta2, o.eps1)
+      : native.adafactorVectorStatistics(this.buffer(`${p.name}.v`, n), p.grad, beta2, o.eps1);
+    const sumSquaresW: number = o.multiplyByParameterScale ? native.sumSquares(p.data) : 0;
+    return { sumSquaresU, sumSquaresW };
+  }
+
+  /** Second pass: update clipping by RMS(u), the step scaled by RMS(w), weight decay, optional momentum. */
+  private apply(p: OptimizerParameter, lr: number, meanSquareU: number, meanSquareW: number): void {
+    const o = this.options;
+    const n = p.data.length;
+    const clip = Math.max(1, Math.sqrt(meanSquareU) / o.clipThreshold);
+    let scale = lr / clip;
+    if (o.multiplyByParameterScale) scale *= Math.max(o.eps2, Math.sqrt(meanSquareW));
+    const decay = 1 - lr * o.weightDecay;
+    const m = o.beta1 > 0 ? this.buffer(`${p.name}.m`, n) : null;
+    const f = this.factoredShape(p);
+    if (f)
+      native.adafactorFactoredUpdate(p.data, m, p.grad, this.tensors.get(`${p.name}.row`)!, this.tensors.get(`${p.name}.col`)!,
+        f[0], f[1], f[2], scale, decay, o.beta1);
+    else native.adafactorVectorUpdate(p.data, m, p.grad, this.tensors.get(`${p.name}.v`)!, scale, decay, o.beta1);
   }
 
   state(): OptimizerState {

@@ -141,7 +141,10 @@ export class Trainer {
       ? await this.clipShardedNorm(dp)
       : clipGradientNorm(params.map((p) => p.grad), this.options.clipNorm);
     const lr = this.schedule(this.step);
-    this.optimizer.step(params, lr);
+    // Sliced experts: an optimizer that looks at whole tensors (Adafactor's RMS terms) reduces over the devices.
+    if (dp?.sharded?.size && this.optimizer.shardedStep)
+      await this.optimizer.shardedStep(params, lr, { names: dp.sharded, devices: dp.size, allReduce: (b) => dp.allReduce(b) });
+    else this.optimizer.step(params, lr);
     this.step++;
     const seconds = (performance.now() - start) / 1000;
     return {
@@ -172,9 +175,10 @@ export class Trainer {
     const sum = await dp.allReduce(flat);
     at = 0;
     for (const p of params) {
-      const g = p.grad;
-      for (let i = 0; i < g.length; i++) g[i] = sum[at + i] * inv;
-      at += g.length;
+      // Two native passes (a copy, a scale) instead of a per-element loop over millions of values.
+      p.grad.set(sum.subarray(at, at + p.grad.length));
+      native.scaleInPlace(p.grad, inv);
+      at += p.grad.length;
     }
     out.loss = sum[at] * inv; out.crossEntropy = sum[at + 1] * inv; out.auxLoss = sum[at + 2] * inv; out.droppedFraction = sum[at + 3] * inv;
     at += 4;
