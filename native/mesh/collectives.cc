@@ -2,8 +2,12 @@
 #include "collectives.h"
 
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "../kernels/bf16.h"
@@ -104,8 +108,25 @@ Group group_of(const std::vector<int>& axis_sizes, int rank, int kind, const std
   return g;
 }
 
-Communicator::Communicator(Arena& arena, int rank, const std::vector<std::string>& axis_names, int64_t timeout_ms)
-    : arena_(arena), rank_(rank), timeout_ns_(timeout_ms * 1000000) {
+namespace {
+// What a child reads back from its launcher to test cross-memory attach ("SWXMEMOK").
+volatile uint64_t probe_word = 0x4b4f4d454d585753ull;
+}  // namespace
+
+uint64_t cross_memory_probe_address() { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&probe_word)); }
+
+bool probe_cross_memory(int pid, uint64_t address) {
+  if (pid <= 0 || address == 0) return false;
+  uint64_t value = 0;
+  struct iovec local = {&value, sizeof(value)};
+  struct iovec remote = {reinterpret_cast<void*>(static_cast<uintptr_t>(address)), sizeof(value)};
+  return process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(sizeof(value)) &&
+         value == probe_word;
+}
+
+Communicator::Communicator(Arena& arena, int rank, const std::vector<std::string>& axis_names, int64_t timeout_ms,
+                           bool cross_memory)
+    : arena_(arena), rank_(rank), timeout_ns_(timeout_ms * 1000000), cross_memory_(cross_memory) {
   if (rank < 0 || rank >= arena.n_ranks()) throw std::invalid_argument("mesh: rank out of range");
   const std::vector<int> sizes = arena.axis_sizes();
   for (int k = 0; k < arena.n_kinds(); ++k) {
@@ -117,6 +138,10 @@ Communicator::Communicator(Arena& arena, int rank, const std::vector<std::string
     // Resume from what the arena says (a fresh arena: 0).
     seq_.push_back(load_seq(&arena.posted(rank, k)->value));
   }
+  group_cross_memory_.assign(static_cast<size_t>(arena.n_kinds()), 0);
+  Control* c = arena.control();
+  __atomic_store_n(&c->pid[rank], static_cast<int32_t>(getpid()), __ATOMIC_SEQ_CST);
+  store_seq(&c->cross_memory[rank], cross_memory ? 1u : 2u);
   arena.mark_state(rank, RankState::running);
 }
 
@@ -198,13 +223,35 @@ float* Communicator::alloc(int64_t n) {
   return p;
 }
 
+bool Communicator::adopt(const void* p, size_t bytes, Adopted* out) {
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t lo = (begin + kPage - 1) / kPage * kPage, hi = (begin + bytes) / kPage * kPage;
+  if (hi <= lo) return false;
+  const size_t size = hi - lo;
+  const size_t at = (heap_used_ + kPage - 1) / kPage * kPage;
+  if (at + size > arena_.heap_bytes()) return false;
+  uint8_t* region = arena_.heap(rank_) + at;
+  std::memcpy(region, reinterpret_cast<const void*>(lo), size);
+  // A second mapping of the same shared pages, at the buffer's own addresses (it replaces the
+  // private pages there); the arena's mapping of the region stays, for the protocol's offsets.
+  void* moved = mremap(region, 0, size, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(lo));
+  if (moved == MAP_FAILED) return false;   // the private pages are still in place, untouched
+  heap_used_ = at + size;
+  out->lo = lo;
+  out->hi = hi;
+  out->arena_offset = static_cast<uint64_t>(region - arena_.base());
+  return true;
+}
+
 bool Communicator::in_heap(const void* p, size_t bytes) const {
   const uint8_t* b = static_cast<const uint8_t*>(p);
   const uint8_t* heap = arena_.heap(rank_);
   return b >= heap && b + bytes <= heap + arena_.heap_bytes();
 }
 
-void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts, uint64_t direct) {
+void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts, uint64_t direct,
+                           uint64_t remote, uint64_t direct_begin, uint64_t direct_end) {
   RoundHeader* h = arena_.header(rank_, kind, static_cast<int>(s & 1));
   h->seq = s;
   h->op = static_cast<uint32_t>(sig.op);
@@ -213,6 +260,9 @@ void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int
   h->count = sig.count;
   h->rounds = sig.rounds;
   h->direct = direct;
+  h->direct_begin = direct_begin;
+  h->direct_end = direct_end;
+  h->remote = remote;
   if (counts)
     for (int p = 0; p < group(kind).size(); ++p) h->counts[p] = static_cast<uint64_t>(counts[p]);
   counter_publish(arena_.posted(rank_, kind), s);   // release: the header and the data before it
@@ -238,6 +288,55 @@ const uint8_t* Communicator::wait_posted(int kind, int peer, uint32_t s, const S
 }
 
 void Communicator::finish_round(int kind, uint32_t s) { counter_publish(arena_.consumed(rank_, kind), s); }
+
+bool Communicator::group_cross_memory(int kind) {
+  uint8_t& cached = group_cross_memory_[static_cast<size_t>(kind)];
+  if (cached) return true;
+  if (!cross_memory_) return false;
+  // A peer that has not attached yet counts as no: this call stages, a later one will not.
+  for (int r : group(kind).ranks)
+    if (load_acquire(&arena_.control()->cross_memory[r]) != 1) return false;
+  cached = 1;
+  return true;
+}
+
+void Communicator::read_remote(int kind, int peer_rank, float* recv, uint64_t address, int64_t n) {
+  const pid_t pid = static_cast<pid_t>(__atomic_load_n(&arena_.control()->pid[peer_rank], __ATOMIC_ACQUIRE));
+  size_t done = 0;
+  const size_t bytes = static_cast<size_t>(n) * 4;
+  while (done < bytes) {
+    struct iovec local = {reinterpret_cast<uint8_t*>(recv) + done, bytes - done};
+    struct iovec remote = {reinterpret_cast<void*>(static_cast<uintptr_t>(address + done)), bytes - done};
+    const ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (got > 0) {
+      done += static_cast<size_t>(got);
+      stats_.bytes_read_in_place += static_cast<uint64_t>(got);
+      stats_.bytes_cross_memory += static_cast<uint64_t>(got);
+      continue;
+    }
+    const int err = got < 0 ? errno : EFAULT;
+    if (err == EINTR) continue;
+    if (arena_.lost_rank() >= 0) throw_lost(kind);
+    if (err == ESRCH || arena_.state(peer_rank) == RankState::lost)
+      throw MeshError(MeshError::Kind::peer_lost, peer_rank,
+                      "mesh: device rank " + std::to_string(peer_rank) + " was lost; rank " + std::to_string(rank_) +
+                          " cannot complete " + op_name(current_op_) + " over the " + group(kind).name);
+    // The peers must not wait for a device that cannot go on.
+    arena_.mark_lost(rank_);
+    throw MeshError(MeshError::Kind::system, peer_rank,
+                    "mesh: rank " + std::to_string(rank_) + " cannot read rank " + std::to_string(peer_rank) +
+                        "'s buffer by cross-memory attach in " + op_name(current_op_) + ": " + std::strerror(err) +
+                        " (SWITCH_MESH_CROSS_MEMORY=0 stages every chunk through shared memory instead)");
+  }
+}
+
+void Communicator::wait_all_consumed(int kind, uint32_t s) {
+  const Group& g = group(kind);
+  for (int i = 1; i < g.size(); ++i) {
+    const int q = g.ranks[static_cast<size_t>((g.index + i) % g.size())];
+    wait_reached(arena_.consumed(q, kind), s, q, kind, "finish reading");
+  }
+}
 
 // A scope that times a collective and checks the mesh is still whole before it starts.
 #define ST_COLLECTIVE_BEGIN(op_value)                    \
@@ -414,7 +513,7 @@ void Communicator::all_reduce(int kind, float* recv, const float* send, int64_t 
   ST_COLLECTIVE_END()
 }
 
-void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t n, Wire wire) {
+void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t n, Wire wire, const Adopted* adopted) {
   ST_COLLECTIVE_BEGIN(Op::all_to_all)
   const Group& g = group(kind);
   const int P = g.size(), me = g.index;
@@ -423,43 +522,80 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
   const Signature sig{Op::all_to_all, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
   const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
   const size_t send_bytes = static_cast<size_t>(P) * static_cast<size_t>(n) * 4;
-  // A float32 send buffer in this device's heap is read by the peers in place (one copy, not
-  // two); then it must stay untouched until every peer has read it. Not in place (recv == send):
-  // this device would overwrite what a peer has yet to read.
-  const bool direct = wire == Wire::float32 && n > 0 && in_heap(send, send_bytes) &&
-                      (recv + static_cast<int64_t>(P) * n <= send || send + static_cast<int64_t>(P) * n <= recv);
-  const uint64_t direct_at = direct ? 1 + static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(send) - arena_.base()) : 0;
+  // A float32 send buffer is read by the peers in place (one copy instead of two) where it lives in
+  // this device's heap: bytes [d_begin, d_end) of it (all of a buffer from alloc(), the whole pages
+  // of an adopted one; the rest goes through the slot). Else, by cross-memory attach when the
+  // chunks are large enough to pay for the system call. Either way it must stay untouched until
+  // every peer has read it; so not in place (recv == send): this device would overwrite what a
+  // peer has yet to read.
+  const uintptr_t send_at = reinterpret_cast<uintptr_t>(send);
+  const bool apart = recv + static_cast<int64_t>(P) * n <= send || send + static_cast<int64_t>(P) * n <= recv;
+  const bool in_place_ok = wire == Wire::float32 && n > 0 && P > 1 && apart;
+  size_t d_begin = 0, d_end = 0;
+  uint64_t direct_at = 0;
+  if (in_place_ok && in_heap(send, send_bytes)) {
+    d_end = send_bytes;
+    direct_at = 1 + static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(send) - arena_.base());
+  } else if (in_place_ok && adopted && adopted->lo < send_at + send_bytes && adopted->hi > send_at) {
+    d_begin = adopted->lo > send_at ? adopted->lo - send_at : 0;
+    d_end = std::min<size_t>(send_bytes, adopted->hi - send_at);
+    direct_at = 1 + adopted->arena_offset + (send_at + d_begin - adopted->lo);
+  }
+  const bool direct = direct_at != 0;
+  const bool remote = in_place_ok && !direct &&
+                      static_cast<size_t>(std::min(n, c)) * 4 >= cross_memory_min_bytes_ && group_cross_memory(kind);
+  const uint64_t remote_at = remote ? static_cast<uint64_t>(send_at) : 0;
   uint32_t last = 0;
   for (int64_t k = 0; k < rounds; ++k) {
     const int64_t off = k * c, len = clamp_len(n, off, c);
     const uint32_t s = last = next_seq(kind);
     uint8_t* out = begin_round(kind, s);
-    if (!direct)
-      for (int p = 0; p < P; ++p)
-        if (p != me) to_wire(out + static_cast<size_t>(p) * sub, send + static_cast<int64_t>(p) * n + off, len, wire);
+    if (!remote)
+      for (int p = 0; p < P; ++p) {
+        if (p == me) continue;
+        // Bytes [a, b) of the send buffer; what is not read in place goes to the slot.
+        const size_t a = (static_cast<size_t>(p) * static_cast<size_t>(n) + static_cast<size_t>(off)) * 4;
+        const size_t b = a + static_cast<size_t>(len) * 4;
+        uint8_t* to = out + static_cast<size_t>(p) * sub;
+        if (!direct) {
+          to_wire(to, send + static_cast<int64_t>(p) * n + off, len, wire);
+          continue;
+        }
+        const uint8_t* from = reinterpret_cast<const uint8_t*>(send);
+        if (a < std::min(b, d_begin)) std::memcpy(to, from + a, std::min(b, d_begin) - a);
+        if (std::max(a, d_end) < b) std::memcpy(to + (std::max(a, d_end) - a), from + std::max(a, d_end), b - std::max(a, d_end));
+      }
     stats_.bytes_sent += static_cast<uint64_t>(len) * static_cast<uint64_t>(P - 1) * wire_bytes(wire);
-    publish(kind, s, sig, nullptr, direct_at);
+    publish(kind, s, sig, nullptr, direct_at, remote_at, d_begin, d_end);
     // In place (recv == send) works: this round's chunks were packed before any is overwritten.
     self_copy(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, wire);
     for (int i = 1; i < P; ++i) {
       const int q = (me + i) % P;
       const int peer = g.ranks[static_cast<size_t>(q)];
-      const uint8_t* in = wait_posted(kind, peer, s, sig);
-      const uint64_t their = arena_.header(peer, kind, static_cast<int>(s & 1))->direct;
-      if (their != 0)
-        std::memcpy(recv + static_cast<int64_t>(q) * n + off,
-                    arena_.base() + (their - 1) + (static_cast<size_t>(me) * static_cast<size_t>(n) + static_cast<size_t>(off)) * 4,
-                    static_cast<size_t>(len) * 4);
-      else
-        from_wire(recv + static_cast<int64_t>(q) * n + off, in + static_cast<size_t>(me) * sub, len, wire);
+      const uint8_t* in = wait_posted(kind, peer, s, sig) + static_cast<size_t>(me) * sub;
+      const RoundHeader* h = arena_.header(peer, kind, static_cast<int>(s & 1));
+      const size_t a = (static_cast<size_t>(me) * static_cast<size_t>(n) + static_cast<size_t>(off)) * 4;
+      const size_t b = a + static_cast<size_t>(len) * 4;
+      float* dst = recv + static_cast<int64_t>(q) * n + off;
+      if (h->direct != 0) {
+        uint8_t* to = reinterpret_cast<uint8_t*>(dst);
+        const size_t lo = std::max<size_t>(a, h->direct_begin), hi = std::min<size_t>(b, h->direct_end);
+        if (lo < hi) {
+          std::memcpy(to + (lo - a), arena_.base() + (h->direct - 1) + (lo - h->direct_begin), hi - lo);
+          stats_.bytes_read_in_place += hi - lo;
+        }
+        if (a < std::min<size_t>(b, h->direct_begin)) std::memcpy(to, in, std::min<size_t>(b, h->direct_begin) - a);
+        const size_t tail = std::max<size_t>(a, h->direct_end);
+        if (tail < b) std::memcpy(to + (tail - a), in + (tail - a), b - tail);
+      } else if (h->remote != 0) {
+        read_remote(kind, peer, dst, h->remote + a, len);
+      } else {
+        from_wire(dst, in, len, wire);
+      }
     }
     finish_round(kind, s);
   }
-  if (direct)
-    for (int i = 1; i < P; ++i) {
-      const int q = g.ranks[static_cast<size_t>((me + i) % P)];
-      wait_reached(arena_.consumed(q, kind), last, q, kind, "finish reading");
-    }
+  if (direct || remote) wait_all_consumed(kind, last);
   ST_COLLECTIVE_END()
 }
 
@@ -483,44 +619,67 @@ void Communicator::all_to_allv(int kind, float* recv, const int64_t* recv_counts
   // The round count depends on the largest count anywhere in the group, which every device learns
   // from the headers of the first round (they carry each sender's counts).
   const Signature sig{Op::all_to_allv, wire, 0, 0, 0};
+  // Plain float32 memory is read by the peers in place (cross-memory attach) when the chunks are
+  // large enough on average; the buffer then stays untouched until every peer has read it.
+  int64_t to_peers = 0;
+  for (int p = 0; p < P; ++p)
+    if (p != me) to_peers += send_counts[p];
+  const float* send_end = send + send_at[static_cast<size_t>(P)];
+  const float* recv_end = recv + recv_at[static_cast<size_t>(P)];
+  const bool apart = send_end <= recv || recv_end <= send;
+  const bool remote = wire == Wire::float32 && P > 1 && apart &&
+                      static_cast<size_t>(std::min(to_peers / (P - 1), c)) * 4 >= cross_memory_min_bytes_ &&
+                      group_cross_memory(kind);
+  const uint64_t remote_at = remote ? static_cast<uint64_t>(reinterpret_cast<uintptr_t>(send)) : 0;
   int64_t rounds = 1;
+  uint32_t last = 0;
   for (int64_t k = 0; k < rounds; ++k) {
     const int64_t off = k * c;
-    const uint32_t s = next_seq(kind);
+    const uint32_t s = last = next_seq(kind);
     uint8_t* out = begin_round(kind, s);
     for (int p = 0; p < P; ++p) {
       if (p == me) continue;
       const int64_t len = clamp_len(send_counts[p], off, c);
-      to_wire(out + static_cast<size_t>(p) * sub, send + send_at[static_cast<size_t>(p)] + off, len, wire);
+      if (!remote) to_wire(out + static_cast<size_t>(p) * sub, send + send_at[static_cast<size_t>(p)] + off, len, wire);
       stats_.bytes_sent += static_cast<uint64_t>(len) * wire_bytes(wire);
     }
-    publish(kind, s, sig, send_counts);
+    publish(kind, s, sig, send_counts, 0, remote_at);
     self_copy(recv + recv_at[static_cast<size_t>(me)] + off, send + send_at[static_cast<size_t>(me)] + off,
               clamp_len(send_counts[me], off, c), wire);
     int64_t largest = 0;
     for (int p = 0; p < P; ++p) largest = std::max(largest, send_counts[p]);
     for (int i = 1; i < P; ++i) {
       const int q = (me + i) % P;
-      const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig, false);
+      const int peer = g.ranks[static_cast<size_t>(q)];
+      const uint8_t* in = wait_posted(kind, peer, s, sig, false);
+      const RoundHeader* h = arena_.header(peer, kind, static_cast<int>(s & 1));
       if (k == 0) {
-        const RoundHeader* h = arena_.header(g.ranks[static_cast<size_t>(q)], kind, static_cast<int>(s & 1));
         if (static_cast<int64_t>(h->counts[me]) != recv_counts[q]) {
           arena_.mark_lost(rank_);
-          throw MeshError(MeshError::Kind::mismatch, g.ranks[static_cast<size_t>(q)],
+          throw MeshError(MeshError::Kind::mismatch, peer,
                           "allToAllv over the " + g.name + ": peer " + std::to_string(q) + " (rank " +
-                              std::to_string(g.ranks[static_cast<size_t>(q)]) + ") sends " +
+                              std::to_string(peer) + ") sends " +
                               std::to_string(h->counts[me]) + " elements to this device (rank " +
                               std::to_string(rank_) + "), but recvCounts[" + std::to_string(q) + "] is " +
                               std::to_string(recv_counts[q]));
         }
         for (int p = 0; p < P; ++p) largest = std::max(largest, static_cast<int64_t>(h->counts[p]));
       }
-      from_wire(recv + recv_at[static_cast<size_t>(q)] + off, in + static_cast<size_t>(me) * sub,
-                clamp_len(recv_counts[q], off, c), wire);
+      float* dst = recv + recv_at[static_cast<size_t>(q)] + off;
+      const int64_t len = clamp_len(recv_counts[q], off, c);
+      if (h->remote != 0) {
+        // This device's part of the peer's packed buffer starts after its chunks for peers 0 .. me − 1.
+        uint64_t before = 0;
+        for (int p = 0; p < me; ++p) before += h->counts[p];
+        if (len > 0) read_remote(kind, peer, dst, h->remote + (before + static_cast<uint64_t>(off)) * 4, len);
+      } else {
+        from_wire(dst, in + static_cast<size_t>(me) * sub, len, wire);
+      }
     }
     if (k == 0) rounds = std::max<int64_t>(1, ceil_div(largest, c));
     finish_round(kind, s);
   }
+  if (remote) wait_all_consumed(kind, last);
   ST_COLLECTIVE_END()
 }
 

@@ -9,6 +9,8 @@ interface ChildConfig extends DeviceConfig {
   fd: number;
   threads: number;
   pin: boolean;
+  /** Address of the launcher's probe word for cross-memory attach (0: off). */
+  crossMemoryProbe: number;
 }
 
 function send(message: unknown): Promise<void> {
@@ -38,7 +40,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   delete process.env.SWITCH_MESH_DEVICE;   // a nested launch starts from a clean slate
-  const handle = native.meshAttach(config.fd, config.rank, config.axes.map(([name]) => name), config.timeoutMs, config.parentPid);
+  // SWITCH_MESH_CROSS_MEMORY=0 turns the single-copy path of plain arrays off (every chunk is then
+  // staged through the arena, as on systems that forbid reading a peer's memory).
+  const probe = process.env.SWITCH_MESH_CROSS_MEMORY === '0' ? 0 : config.crossMemoryProbe ?? 0;
+  const handle = native.meshAttach(config.fd, config.rank, config.axes.map(([name]) => name), config.timeoutMs, config.parentPid, probe);
+  if (process.env.SWITCH_MESH_CROSS_MEMORY_BYTES !== undefined)
+    native.meshSetCrossMemoryMinBytes(handle, Number(process.env.SWITCH_MESH_CROSS_MEMORY_BYTES));
   if (config.pin) native.meshPinCpus(config.rank * config.threads, config.threads);
   native.setNumThreads(config.threads);
   // How a waiting device waits: a microsecond of busy-polling, then polling with sched_yield for

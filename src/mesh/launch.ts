@@ -237,6 +237,7 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
 
     const config = (rank: number): DeviceConfig & Record<string, unknown> => ({
       rank, axes, wire, timeoutMs, programUrl: href, parentPid: process.pid, fd: ARENA_FD, threads, pin,
+      crossMemoryProbe: native.meshCrossMemoryProbe() as number,
     });
     try {
       for (let rank = 0; rank < devices; rank++) {
@@ -290,7 +291,7 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
 export function singleDevice(options: { wire?: Wire; axes?: Record<string, number>; timeoutMs?: number } = {}): Device {
   const checked = checkOptions({ devices: 1, axes: options.axes, wire: options.wire, timeoutMs: options.timeoutMs });
   const created = native.meshCreateArena(checked.axes.map(([, s]) => s), checked.slotBytes, checked.heapBytes) as { fd: number; arena: unknown };
-  const handle = native.meshAttach(created.fd, 0, checked.axes.map(([name]) => name), checked.timeoutMs, 0);
+  const handle = native.meshAttach(created.fd, 0, checked.axes.map(([name]) => name), checked.timeoutMs, 0, 0);
   native.meshArenaCloseFd(created.arena);
   // The device's own mapping keeps the memory; the launcher-side handle can go.
   native.meshArenaClose(created.arena);
