@@ -44,7 +44,7 @@ struct DeviceHandle {
   std::unique_ptr<Arena> arena;
   std::unique_ptr<Communicator> comm;
   std::vector<SeenBuffer> seen;
-  size_t adopt_min_bytes = 64 * 1024;   // 0: never
+  size_t adopt_min_bytes = 32 * 1024;   // send buffers from this size on; 0: never
 };
 
 constexpr size_t kMaxSeenBuffers = 64;
@@ -389,7 +389,7 @@ Napi::Value all_to_all(const Napi::CallbackInfo& info) {
   expect_apart(env, "allToAll", send, recv, true);
   const Wire wire = wire_arg(info[4]);
   const mesh::Adopted* pages = nullptr;
-  if (wire == Wire::float32 && P > 1 && send.data != recv.data && !comm.in_heap(send.data, send.length * 4))
+  if (P > 1 && send.data != recv.data && !comm.in_heap(send.data, send.length * 4))
     pages = adopted_pages(env, *handle<DeviceHandle>(info[0], "device"), info[2], send.length * 4);
   run(env, [&] { comm.all_to_all(kind, recv.data, send.data, static_cast<int64_t>(send.length / P), wire, pages); });
   return info[3];

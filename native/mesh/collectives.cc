@@ -161,8 +161,12 @@ void Communicator::throw_lost(int kind) {
                       " cannot complete " + op_name(current_op_) + " over the " + group(kind).name);
 }
 
-void Communicator::wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what) {
-  if (reached(load_acquire(&counter->value), target)) return;
+void Communicator::wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what,
+                                const uint32_t* early) {
+  // `early`: a word on the line the caller reads next (the round header's seq, stored with release
+  // after the header): polling it saves a cache miss per round over polling the counter.
+  const uint32_t* poll = early ? early : &counter->value;
+  if (reached(load_acquire(poll), target)) return;
   const int64_t start = now_ns();
   const int64_t deadline = start + timeout_ns_;
   int64_t now = start;
@@ -170,7 +174,7 @@ void Communicator::wait_reached(Counter* counter, uint32_t target, int peer_rank
   // with more devices than cores a spinning waiter steals the core its peer needs.
   while (now - start < policy_.spin_ns) {
     for (int i = 0; i < 64; ++i) {
-      if (reached(load_acquire(&counter->value), target)) goto done;
+      if (reached(load_acquire(poll), target)) goto done;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
@@ -179,7 +183,7 @@ void Communicator::wait_reached(Counter* counter, uint32_t target, int peer_rank
   }
   while (now - start < policy_.spin_ns + policy_.yield_ns) {
     sched_yield();
-    if (reached(load_acquire(&counter->value), target)) goto done;
+    if (reached(load_acquire(poll), target)) goto done;
     now = now_ns();
   }
   for (;;) {
@@ -253,7 +257,6 @@ bool Communicator::in_heap(const void* p, size_t bytes) const {
 void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts, uint64_t direct,
                            uint64_t remote, uint64_t direct_begin, uint64_t direct_end) {
   RoundHeader* h = arena_.header(rank_, kind, static_cast<int>(s & 1));
-  h->seq = s;
   h->op = static_cast<uint32_t>(sig.op);
   h->wire = static_cast<uint32_t>(sig.wire);
   h->root = sig.root;
@@ -265,12 +268,13 @@ void Communicator::publish(int kind, uint32_t s, const Signature& sig, const int
   h->remote = remote;
   if (counts)
     for (int p = 0; p < group(kind).size(); ++p) h->counts[p] = static_cast<uint64_t>(counts[p]);
-  counter_publish(arena_.posted(rank_, kind), s);   // release: the header and the data before it
+  __atomic_store_n(&h->seq, s, __ATOMIC_RELEASE);   // last: a reader that sees it sees the header and data
+  counter_publish(arena_.posted(rank_, kind), s);   // for sleepers
 }
 
 const uint8_t* Communicator::wait_posted(int kind, int peer, uint32_t s, const Signature& sig, bool check_rounds) {
-  wait_reached(arena_.posted(peer, kind), s, peer, kind, "publish its data");
   const RoundHeader* h = arena_.header(peer, kind, static_cast<int>(s & 1));
+  wait_reached(arena_.posted(peer, kind), s, peer, kind, "publish its data", &h->seq);
   const bool same = h->seq == s && h->op == static_cast<uint32_t>(sig.op) && h->wire == static_cast<uint32_t>(sig.wire) &&
                     h->root == sig.root && h->count == sig.count && (!check_rounds || h->rounds == sig.rounds);
   if (!same) {
@@ -522,15 +526,15 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
   const Signature sig{Op::all_to_all, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
   const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
   const size_t send_bytes = static_cast<size_t>(P) * static_cast<size_t>(n) * 4;
-  // A float32 send buffer is read by the peers in place (one copy instead of two) where it lives in
-  // this device's heap: bytes [d_begin, d_end) of it (all of a buffer from alloc(), the whole pages
-  // of an adopted one; the rest goes through the slot). Else, by cross-memory attach when the
-  // chunks are large enough to pay for the system call. Either way it must stay untouched until
-  // every peer has read it; so not in place (recv == send): this device would overwrite what a
-  // peer has yet to read.
+  // The send buffer is read by the peers in place (one copy instead of two; on a bf16 wire the
+  // reader rounds as it copies) where it lives in this device's heap: bytes [d_begin, d_end) of it
+  // (all of a buffer from alloc(), the whole pages of an adopted one; the rest goes through the
+  // slot). Else, on the float32 wire, by cross-memory attach when the chunks are large enough to
+  // pay for the system call. Either way it must stay untouched until every peer has read it; so
+  // not in place (recv == send): this device would overwrite what a peer has yet to read.
   const uintptr_t send_at = reinterpret_cast<uintptr_t>(send);
   const bool apart = recv + static_cast<int64_t>(P) * n <= send || send + static_cast<int64_t>(P) * n <= recv;
-  const bool in_place_ok = wire == Wire::float32 && n > 0 && P > 1 && apart;
+  const bool in_place_ok = n > 0 && P > 1 && apart;
   size_t d_begin = 0, d_end = 0;
   uint64_t direct_at = 0;
   if (in_place_ok && in_heap(send, send_bytes)) {
@@ -542,7 +546,7 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
     direct_at = 1 + adopted->arena_offset + (send_at + d_begin - adopted->lo);
   }
   const bool direct = direct_at != 0;
-  const bool remote = in_place_ok && !direct &&
+  const bool remote = in_place_ok && !direct && wire == Wire::float32 &&
                       static_cast<size_t>(std::min(n, c)) * 4 >= cross_memory_min_bytes_ && group_cross_memory(kind);
   const uint64_t remote_at = remote ? static_cast<uint64_t>(send_at) : 0;
   uint32_t last = 0;
@@ -553,17 +557,17 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
     if (!remote)
       for (int p = 0; p < P; ++p) {
         if (p == me) continue;
-        // Bytes [a, b) of the send buffer; what is not read in place goes to the slot.
-        const size_t a = (static_cast<size_t>(p) * static_cast<size_t>(n) + static_cast<size_t>(off)) * 4;
-        const size_t b = a + static_cast<size_t>(len) * 4;
+        // Elements [a, b) of the send buffer; what is not read in place goes to the slot.
         uint8_t* to = out + static_cast<size_t>(p) * sub;
+        const int64_t a = static_cast<int64_t>(p) * n + off, b = a + len;
         if (!direct) {
-          to_wire(to, send + static_cast<int64_t>(p) * n + off, len, wire);
+          to_wire(to, send + a, len, wire);
           continue;
         }
-        const uint8_t* from = reinterpret_cast<const uint8_t*>(send);
-        if (a < std::min(b, d_begin)) std::memcpy(to, from + a, std::min(b, d_begin) - a);
-        if (std::max(a, d_end) < b) std::memcpy(to + (std::max(a, d_end) - a), from + std::max(a, d_end), b - std::max(a, d_end));
+        const int64_t in_lo = static_cast<int64_t>(d_begin / 4), in_hi = static_cast<int64_t>(d_end / 4);
+        if (a < std::min(b, in_lo)) to_wire(to, send + a, std::min(b, in_lo) - a, wire);
+        const int64_t tail = std::max(a, in_hi);
+        if (tail < b) to_wire(to + static_cast<size_t>(tail - a) * wire_bytes(wire), send + tail, b - tail, wire);
       }
     stats_.bytes_sent += static_cast<uint64_t>(len) * static_cast<uint64_t>(P - 1) * wire_bytes(wire);
     publish(kind, s, sig, nullptr, direct_at, remote_at, d_begin, d_end);
@@ -574,21 +578,23 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
       const int peer = g.ranks[static_cast<size_t>(q)];
       const uint8_t* in = wait_posted(kind, peer, s, sig) + static_cast<size_t>(me) * sub;
       const RoundHeader* h = arena_.header(peer, kind, static_cast<int>(s & 1));
-      const size_t a = (static_cast<size_t>(me) * static_cast<size_t>(n) + static_cast<size_t>(off)) * 4;
-      const size_t b = a + static_cast<size_t>(len) * 4;
+      const int64_t a = static_cast<int64_t>(me) * n + off, b = a + len;
       float* dst = recv + static_cast<int64_t>(q) * n + off;
       if (h->direct != 0) {
-        uint8_t* to = reinterpret_cast<uint8_t*>(dst);
-        const size_t lo = std::max<size_t>(a, h->direct_begin), hi = std::min<size_t>(b, h->direct_end);
+        // The peer's float32 in place, rounded on the way on a bf16 wire (one pass: the values
+        // are those a trip through bf16 gives); the parts outside its heap pages from the slot.
+        const int64_t in_lo = static_cast<int64_t>(h->direct_begin / 4), in_hi = static_cast<int64_t>(h->direct_end / 4);
+        const int64_t lo = std::max(a, in_lo), hi = std::min(b, in_hi);
         if (lo < hi) {
-          std::memcpy(to + (lo - a), arena_.base() + (h->direct - 1) + (lo - h->direct_begin), hi - lo);
-          stats_.bytes_read_in_place += hi - lo;
+          const float* src = reinterpret_cast<const float*>(arena_.base() + (h->direct - 1)) + (lo - in_lo);
+          self_copy(dst + (lo - a), src, hi - lo, wire);
+          stats_.bytes_read_in_place += static_cast<uint64_t>(hi - lo) * 4;
         }
-        if (a < std::min<size_t>(b, h->direct_begin)) std::memcpy(to, in, std::min<size_t>(b, h->direct_begin) - a);
-        const size_t tail = std::max<size_t>(a, h->direct_end);
-        if (tail < b) std::memcpy(to + (tail - a), in + (tail - a), b - tail);
+        if (a < std::min(b, in_lo)) from_wire(dst, in, std::min(b, in_lo) - a, wire);
+        const int64_t tail = std::max(a, in_hi);
+        if (tail < b) from_wire(dst + (tail - a), in + static_cast<size_t>(tail - a) * wire_bytes(wire), b - tail, wire);
       } else if (h->remote != 0) {
-        read_remote(kind, peer, dst, h->remote + a, len);
+        read_remote(kind, peer, dst, h->remote + static_cast<uint64_t>(a) * 4, len);
       } else {
         from_wire(dst, in, len, wire);
       }

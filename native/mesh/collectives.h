@@ -146,7 +146,8 @@ class Communicator {
                uint64_t remote = 0, uint64_t direct_begin = 0, uint64_t direct_end = 0);
   const uint8_t* wait_posted(int kind, int peer, uint32_t s, const Signature& sig, bool check_rounds = true);
   void finish_round(int kind, uint32_t s);
-  void wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what);
+  void wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what,
+                    const uint32_t* early = nullptr);
   [[noreturn]] void throw_lost(int kind);
   bool group_cross_memory(int kind);
   // recv: (n) ← n floats at `address` in the peer's process (cross-memory attach).
@@ -165,7 +166,7 @@ class Communicator {
   std::vector<float> scratch_;
   size_t heap_used_ = 0;
   bool cross_memory_ = false;
-  size_t cross_memory_min_bytes_ = 16 * 1024;
+  size_t cross_memory_min_bytes_ = 32 * 1024;
   std::vector<uint8_t> group_cross_memory_;   // per kind: every peer has said yes (cached once true)
 };
 

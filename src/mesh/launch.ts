@@ -28,16 +28,18 @@ export interface LaunchOptions {
   /** Each device's staging slot per group, in bytes (default 2 MiB); larger collectives are chunked. */
   slotBytes?: number;
   /**
-   * Each device's shared heap, in bytes (default 64 MiB, reserved lazily): `device.alloc(n)` carves
-   * Float32Arrays from it, and an all-to-all reads a float32 send buffer there in place.
+   * Each device's shared heap, in bytes (default 256 MiB, reserved lazily): `device.alloc(n)` carves
+   * Float32Arrays from it, and an all-to-all reads a float32 send buffer there in place. A plain
+   * send buffer of 32 KiB or more that an all-to-all sees a second time has its whole pages moved
+   * here too (SWITCH_MESH_ADOPT_BYTES sets the size, 0 never), so that it is read in place as well.
    */
   heapBytes?: number;
   /**
    * Bind each device to its own CPUs (device r: CPUs r·t ... r·t + t − 1 of those this process may
-   * use, t = threadsPerDevice; ignored when they do not fit). Default false: on a machine shared
-   * with other work, bound devices cannot move off a busy core (bench/RESULTS.md: 1 KiB latency
-   * 1.4-3.6 µs bound against up to ~10 µs free, heap all-to-all as fast or faster, but
-   * plain-array all-to-all 3-10× slower under load).
+   * use, t = threadsPerDevice; ignored when they do not fit). Default true, as Open MPI binds the
+   * ranks of a job that fits on the cores: unbound, two devices often end up time-sharing one core
+   * and every exchange pays a context switch (bench/RESULTS.md: 1 KiB all-to-all ~9 µs unbound,
+   * ~1 µs bound). Pass false on a machine where other work keeps the cores busy.
    */
   pinDevices?: boolean;
   /** After a device fails, how long the others get to report before they are killed (default 2000 ms). */
@@ -50,7 +52,7 @@ export interface LaunchOptions {
 export type DeviceProgram<A = unknown, R = unknown> = (device: import('./device.js').Device, args: A) => R | Promise<R>;
 
 const DEFAULT_SLOT_BYTES = 2 * 1024 * 1024;
-const DEFAULT_HEAP_BYTES = 64 * 1024 * 1024;
+const DEFAULT_HEAP_BYTES = 256 * 1024 * 1024;
 const AXIS_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 /** The descriptor number of the arena in every device process. */
@@ -185,7 +187,7 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
   const devices = options.devices;
   if (options.pinDevices !== undefined && typeof options.pinDevices !== 'boolean')
     throw typeError('ERR_SWITCH_OPTION', `launchMesh: option 'pinDevices' must be a boolean, got ${String(options.pinDevices)}`);
-  const pin = (options.pinDevices ?? false) && devices * threads <= availableCpus();
+  const pin = (options.pinDevices ?? true) && devices * threads <= availableCpus();
   const created = native.meshCreateArena(axes.map(([, s]) => s), slotBytes, heapBytes) as { fd: number; arena: unknown };
   const arena = created.arena;
 
