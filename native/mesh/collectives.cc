@@ -6,8 +6,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <emmintrin.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "../kernels/bf16.h"
@@ -45,6 +48,44 @@ void add_from_wire(float* acc, const uint8_t* src, int64_t n, Wire w) {
     const float* f = reinterpret_cast<const float*>(src);
     for (int64_t i = 0; i < n; ++i) acc[i] += f[i];
   }
+}
+
+// Per-peer chunks from this size on are copied with non-temporal stores: the receive buffer is far
+// larger than the caches then, and streaming saves reading each destination line before writing it.
+// (SWITCH_MESH_STREAM_BYTES overrides it, for tuning.)
+int64_t stream_bytes() {
+  static const int64_t bytes = [] {
+    const char* v = std::getenv("SWITCH_MESH_STREAM_BYTES");
+    return v ? static_cast<int64_t>(std::strtoll(v, nullptr, 10)) : int64_t{4} << 20;
+  }();
+  return bytes;
+}
+
+// memcpy with non-temporal stores (SSE2: every x86-64). dst and src may not overlap.
+void copy_stream(void* dst, const void* src, size_t bytes) {
+  uint8_t* d = static_cast<uint8_t*>(dst);
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  const size_t head = std::min(bytes, (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15);
+  std::memcpy(d, s, head);
+  size_t i = head;
+  for (; i + 64 <= bytes; i += 64) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+    const __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+  }
+  std::memcpy(d + i, s + i, bytes - i);
+  _mm_sfence();   // weakly ordered: done before the round is published as consumed
+}
+
+void copy_f32(float* dst, const float* src, int64_t n, bool stream) {
+  if (n <= 0) return;
+  if (stream) copy_stream(dst, src, static_cast<size_t>(n) * 4);
+  else std::memcpy(dst, src, static_cast<size_t>(n) * 4);
 }
 
 // What a device's own contribution looks like after crossing the wire (its chunk to itself is
@@ -549,6 +590,7 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
   const bool remote = in_place_ok && !direct && wire == Wire::float32 &&
                       static_cast<size_t>(std::min(n, c)) * 4 >= cross_memory_min_bytes_ && group_cross_memory(kind);
   const uint64_t remote_at = remote ? static_cast<uint64_t>(send_at) : 0;
+  const bool stream = apart && n * 4 >= stream_bytes();
   uint32_t last = 0;
   for (int64_t k = 0; k < rounds; ++k) {
     const int64_t off = k * c, len = clamp_len(n, off, c);
@@ -572,7 +614,10 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
     stats_.bytes_sent += static_cast<uint64_t>(len) * static_cast<uint64_t>(P - 1) * wire_bytes(wire);
     publish(kind, s, sig, nullptr, direct_at, remote_at, d_begin, d_end);
     // In place (recv == send) works: this round's chunks were packed before any is overwritten.
-    self_copy(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, wire);
+    if (stream && wire == Wire::float32)
+      copy_f32(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, true);
+    else
+      self_copy(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, wire);
     for (int i = 1; i < P; ++i) {
       const int q = (me + i) % P;
       const int peer = g.ranks[static_cast<size_t>(q)];
@@ -587,7 +632,8 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
         const int64_t lo = std::max(a, in_lo), hi = std::min(b, in_hi);
         if (lo < hi) {
           const float* src = reinterpret_cast<const float*>(arena_.base() + (h->direct - 1)) + (lo - in_lo);
-          self_copy(dst + (lo - a), src, hi - lo, wire);
+          if (wire == Wire::float32) copy_f32(dst + (lo - a), src, hi - lo, stream);
+          else self_copy(dst + (lo - a), src, hi - lo, wire);
           stats_.bytes_read_in_place += static_cast<uint64_t>(hi - lo) * 4;
         }
         if (a < std::min(b, in_lo)) from_wire(dst, in, std::min(b, in_lo) - a, wire);
