@@ -3,7 +3,8 @@
 // buffer's pages moved into the shared heap; arrays from device.alloc; both wires. Every path must
 // give the same values: the sender's chunk as it crossed the wire (bf16: toBfloat16 then
 // fromBfloat16, the library's own conversions). Environment switches force each path:
-// SWITCH_MESH_CROSS_MEMORY=0 (no cross-memory attach), SWITCH_MESH_ADOPT_BYTES (0: no page moves).
+// SWITCH_MESH_CROSS_MEMORY=0 (no cross-memory attach), SWITCH_MESH_ADOPT_BYTES (0: no page moves),
+// SWITCH_MESH_STREAM_BYTES (chunks copied with non-temporal stores from this size on).
 import { describe, expect, it } from 'vitest';
 import { fromBfloat16, launchMesh, toBfloat16 } from 'switch-transformer';
 // @ts-expect-error plain JS fixture shared with the device processes
@@ -86,8 +87,9 @@ function check(reports: Report[], seed: number, list: Case[]): void {
 }
 
 describe('all-to-all data paths', () => {
-  // Small thresholds so that test sizes take the single-copy paths.
-  const SMALL = { SWITCH_MESH_ADOPT_BYTES: '4096', SWITCH_MESH_CROSS_MEMORY_BYTES: '1024' };
+  // Small thresholds so that test sizes take the single-copy paths (and the streaming copies of
+  // large chunks, SWITCH_MESH_STREAM_BYTES).
+  const SMALL = { SWITCH_MESH_ADOPT_BYTES: '4096', SWITCH_MESH_CROSS_MEMORY_BYTES: '1024', SWITCH_MESH_STREAM_BYTES: '4096' };
 
   it.each([2, 3])('plain arrays are read in place (cross-memory attach, then their pages in the shared heap) with the same results, %i devices', async (devices) => {
     const seed = randomInt(1, 2 ** 30);
