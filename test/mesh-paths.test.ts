@@ -119,6 +119,14 @@ describe('all-to-all data paths', () => {
     }
   });
 
+  it('the portable kernels (SWITCH_TRANSFORMER_ISA=portable) give the same results on every path', async () => {
+    const seed = randomInt(1, 2 ** 30);
+    const list = cases();
+    const reports = await launchWith({ ...SMALL, SWITCH_TRANSFORMER_ISA: 'portable' }, 2, { seed, cases: list });
+    check(reports, seed, list);
+    for (const rep of reports) expect(rep.stats[1].bytesReadInPlace, 'bf16 plain, adopted pages').toBeGreaterThan(0);
+  });
+
   it('SWITCH_MESH_CROSS_MEMORY=0 and SWITCH_MESH_ADOPT_BYTES=0 stage every plain array, with the same results', async () => {
     const seed = randomInt(1, 2 ** 30);
     const list = cases();

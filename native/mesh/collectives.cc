@@ -2,6 +2,7 @@
 #include "collectives.h"
 
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 
 #include "../kernels/bf16.h"
+#include "../kernels/cpu.h"
 #include "sync.h"
 
 namespace st::mesh {
@@ -81,6 +83,19 @@ void copy_stream(void* dst, const void* src, size_t bytes) {
   std::memcpy(d + i, s + i, bytes - i);
   _mm_sfence();   // weakly ordered: done before the round is published as consumed
 }
+
+// Rounds through bf16 as it copies (the receiving end of a bf16 wire read in place), streaming
+// the stores like copy_stream.
+void round_stream(float* dst, const float* src, int64_t n) {
+  if (n <= 0) return;
+  if (active_isa() == Isa::avx2) bf16_round_avx2(dst, src, n, true);
+  else bf16_round_sse2(dst, src, n, true);
+}
+
+// In-place reads pay a wait at the end (the sender returns once its readers are done); below
+// this many bytes per peer the second copy through the slot is cheaper (with more devices than
+// cores the wait is a context switch).
+constexpr int64_t kDirectMinBytes = 8 * 1024;
 
 void copy_f32(float* dst, const float* src, int64_t n, bool stream) {
   if (n <= 0) return;
@@ -361,8 +376,16 @@ void Communicator::read_remote(int kind, int peer_rank, float* recv, uint64_t ad
     }
     const int err = got < 0 ? errno : EFAULT;
     if (err == EINTR) continue;
-    if (arena_.lost_rank() >= 0) throw_lost(kind);
-    if (err == ESRCH || arena_.state(peer_rank) == RankState::lost)
+    // A peer that is dying fails the read in several ways (ESRCH once it is gone; EFAULT or a
+    // short read while its memory is torn down) before the launcher marks it lost: wait for the
+    // mark (the launcher sets it within milliseconds), so that the lost peer is named as the cause
+    // and not this device.
+    const int64_t until = now_ns() + 1000000000;
+    while (now_ns() < until) {
+      if (arena_.lost_rank() >= 0) throw_lost(kind);
+      usleep(1000);
+    }
+    if (arena_.state(peer_rank) == RankState::lost || (kill(pid, 0) != 0 && errno == ESRCH))
       throw MeshError(MeshError::Kind::peer_lost, peer_rank,
                       "mesh: device rank " + std::to_string(peer_rank) + " was lost; rank " + std::to_string(rank_) +
                           " cannot complete " + op_name(current_op_) + " over the " + group(kind).name);
@@ -575,7 +598,7 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
   // not in place (recv == send): this device would overwrite what a peer has yet to read.
   const uintptr_t send_at = reinterpret_cast<uintptr_t>(send);
   const bool apart = recv + static_cast<int64_t>(P) * n <= send || send + static_cast<int64_t>(P) * n <= recv;
-  const bool in_place_ok = n > 0 && P > 1 && apart;
+  const bool in_place_ok = n * 4 >= kDirectMinBytes && P > 1 && apart;
   size_t d_begin = 0, d_end = 0;
   uint64_t direct_at = 0;
   if (in_place_ok && in_heap(send, send_bytes)) {
@@ -616,6 +639,8 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
     // In place (recv == send) works: this round's chunks were packed before any is overwritten.
     if (stream && wire == Wire::float32)
       copy_f32(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, true);
+    else if (stream)
+      round_stream(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len);
     else
       self_copy(recv + static_cast<int64_t>(me) * n + off, send + static_cast<int64_t>(me) * n + off, len, wire);
     for (int i = 1; i < P; ++i) {
@@ -633,6 +658,7 @@ void Communicator::all_to_all(int kind, float* recv, const float* send, int64_t 
         if (lo < hi) {
           const float* src = reinterpret_cast<const float*>(arena_.base() + (h->direct - 1)) + (lo - in_lo);
           if (wire == Wire::float32) copy_f32(dst + (lo - a), src, hi - lo, stream);
+          else if (stream) round_stream(dst + (lo - a), src, hi - lo);
           else self_copy(dst + (lo - a), src, hi - lo, wire);
           stats_.bytes_read_in_place += static_cast<uint64_t>(hi - lo) * 4;
         }
