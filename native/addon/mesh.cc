@@ -56,6 +56,13 @@ const mesh::Adopted* adopted_pages(Napi::Env env, DeviceHandle& h, const Napi::V
   if (napi_get_typedarray_info(env, send, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok) return nullptr;
   bool plain = false;   // not a SharedArrayBuffer: nothing else writes it while its pages move
   if (napi_is_arraybuffer(env, buffer, &plain) != napi_ok || !plain) return nullptr;
+  // Nor a resizable one: V8 counts on fresh pages reading zero when it grows one back after a
+  // shrink, which shared pages (that keep their bytes) would not.
+  napi_value resizable = nullptr;
+  bool is_resizable = false;
+  if (napi_get_named_property(env, buffer, "resizable", &resizable) == napi_ok)
+    napi_get_value_bool(env, resizable, &is_resizable);   // undefined on older engines: false
+  if (is_resizable) return nullptr;
   SeenBuffer* entry = nullptr;
   for (size_t i = 0; i < h.seen.size();) {
     napi_value v = nullptr;
