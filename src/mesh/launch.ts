@@ -39,7 +39,8 @@ export interface LaunchOptions {
    * use, t = threadsPerDevice; ignored when they do not fit). Default true, as Open MPI binds the
    * ranks of a job that fits on the cores: unbound, two devices often end up time-sharing one core
    * and every exchange pays a context switch (bench/RESULTS.md: 1 KiB all-to-all ~9 µs unbound,
-   * ~1 µs bound). Pass false on a machine where other work keeps the cores busy.
+   * ~1 µs bound). Pass false (or set SWITCH_MESH_PIN=0) on a machine where other work keeps the
+   * cores busy.
    */
   pinDevices?: boolean;
   /** After a device fails, how long the others get to report before they are killed (default 2000 ms). */
@@ -187,7 +188,8 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
   const devices = options.devices;
   if (options.pinDevices !== undefined && typeof options.pinDevices !== 'boolean')
     throw typeError('ERR_SWITCH_OPTION', `launchMesh: option 'pinDevices' must be a boolean, got ${String(options.pinDevices)}`);
-  const pin = (options.pinDevices ?? true) && devices * threads <= availableCpus();
+  // SWITCH_MESH_PIN=0 changes the default (for machines shared with other work).
+  const pin = (options.pinDevices ?? process.env.SWITCH_MESH_PIN !== '0') && devices * threads <= availableCpus();
   const created = native.meshCreateArena(axes.map(([, s]) => s), slotBytes, heapBytes) as { fd: number; arena: unknown };
   const arena = created.arena;
 
