@@ -300,7 +300,10 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
     delete h;
     throw_error(env, "ERR_MESH_LAUNCH", e.what());
   }
-  return Napi::External<DeviceHandle>::New(env, h, [](Napi::Env, DeviceHandle* p) { delete p; });
+  return Napi::External<DeviceHandle>::New(env, h, [](Napi::Env e, DeviceHandle* p) {
+    for (SeenBuffer& b : p->seen) napi_delete_reference(e, b.buffer);
+    delete p;
+  });
 }
 
 Napi::Value group_info(const Napi::CallbackInfo& info) {
