@@ -84,6 +84,36 @@ describe('mesh faults', () => {
     expectCleanedUp(devicePids);
   });
 
+  it.each([
+    ['by cross-memory attach', { SWITCH_MESH_ADOPT_BYTES: '0' }],
+    ['staged through the slots', { SWITCH_MESH_ADOPT_BYTES: '0', SWITCH_MESH_CROSS_MEMORY: '0' }],
+  ])('a device SIGKILLed while its peers read its plain arrays %s: they throw ERR_MESH_PEER_LOST within 2 s, nothing is left', async (_path, env) => {
+    const saved = { ...process.env };
+    Object.assign(process.env, env);
+    let launch: Promise<unknown>;
+    try {
+      launch = launchMesh(PROGRAM, { devices: 3, timeoutMs: 30000, args: { mode: 'kill', dir, perPeer: 200000 } });
+    } finally {
+      for (const k of Object.keys(env)) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
+    }
+    const settled = launch.then(() => undefined, (e) => e as Error & { code?: string; rank?: number });
+    await waitFor(() => [0, 1, 2].every((r) => existsSync(join(dir, `running-${r}`))), 20000);
+    const devicePids = pids(3);
+    const killedAt = Date.now();
+    process.kill(devicePids[1], 'SIGKILL');
+    const error = await settled;
+    expect(error).toBeInstanceOf(Error);
+    expect(error!.code).toBe('ERR_MESH_PEER_LOST');
+    expect(error!.rank).toBe(1);
+    for (const r of [0, 2]) {
+      const c = caught(`caught-${r}.json`);
+      expect(c.code).toBe('ERR_MESH_PEER_LOST');
+      expect(c.rank).toBe(1);
+      expect(c.t - killedAt).toBeLessThan(2000);
+    }
+    expectCleanedUp(devicePids);
+  });
+
   it('a device that throws: the launch rejects with its error naming its rank, the others and their later collectives get ERR_MESH_PEER_LOST', async () => {
     const error = await launchMesh(PROGRAM, { devices: 3, args: { mode: 'throw', dir, victim: 1 } }).then(() => undefined, (e) => e);
     expect(error).toBeInstanceOf(RangeError);

@@ -3,13 +3,16 @@
 // device processes (a barrier, then one collective, per repeat; each device's median, the slowest
 // device reported). Payload GB/s count float32 bytes whatever the wire: all-to-all (P − 1) × bytes
 // per peer sent by each device; all-reduce 2 (P − 1) / P × bytes (the bus bandwidth of a
-// reduce-scatter + all-gather). All-to-all rows: `float32` (plain Float32Arrays: staged through the
-// arena, two copies), `float32 heap` (send buffer from `device.alloc`: read in place, one copy),
-// `bf16`; `pinned` rows bind each device to its own core (where they fit), as Open MPI does for
-// small jobs. `--compare mpi` times Open MPI's MPI_Alltoall / MPI_Allreduce (bench/baselines, built
-// with mpicc, shared-memory transport) in the same rounds, and each mesh row gets `speedupVsMpi`.
-// The machine is shared: every measurement runs once per round, rounds interleave the variants and
-// the baseline, and rows report the median over rounds.
+// reduce-scatter + all-gather). All-to-all rows, on the mesh's defaults (devices bound to cores
+// where they fit, as Open MPI binds its ranks): `float32` / `bf16` (plain Float32Arrays: read in
+// place from the shared heap once their pages moved there, else by cross-memory attach (float32)
+// or staged), `heap` (send buffer from `device.alloc`), `staged` (SWITCH_MESH_ADOPT_BYTES=0 and
+// SWITCH_MESH_CROSS_MEMORY=0: every chunk through the arena's slots, two copies, the bf16 wire
+// converting on both copies), `unbound` (pinDevices: false). `--compare mpi` times Open MPI's
+// MPI_Alltoall / MPI_Allreduce (bench/baselines, built with mpicc, shared-memory transport) in
+// the same rounds, and each mesh row gets `speedupVsMpi`. The machine is shared: every measurement
+// runs once per round, rounds interleave the variants and the baseline, and rows report the
+// median over rounds.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -24,15 +27,17 @@ const KiB = 1024;
 const MiB = 1024 * 1024;
 
 type Op = 'allToAll' | 'allReduce';
-interface Variant { op: Op; wire: Wire; heap: boolean; label: string; pin?: boolean }
+interface Variant { op: Op; wire: Wire; heap: boolean; label: string; pin?: boolean; env?: Record<string, string>; staged?: boolean }
 
+const STAGED = { SWITCH_MESH_ADOPT_BYTES: '0', SWITCH_MESH_CROSS_MEMORY: '0' };
 const VARIANTS: Variant[] = [
   { op: 'allToAll', wire: 'float32', heap: false, label: 'allToAll float32' },
   { op: 'allToAll', wire: 'float32', heap: true, label: 'allToAll float32 heap' },
+  { op: 'allToAll', wire: 'float32', heap: false, env: STAGED, staged: true, label: 'allToAll float32 staged' },
   { op: 'allToAll', wire: 'bf16', heap: false, label: 'allToAll bf16' },
-  // Devices bound to their own cores (pinDevices; only where they fit), as Open MPI binds its ranks.
-  { op: 'allToAll', wire: 'float32', heap: true, pin: true, label: 'allToAll float32 heap pinned' },
-  { op: 'allToAll', wire: 'bf16', heap: false, pin: true, label: 'allToAll bf16 pinned' },
+  { op: 'allToAll', wire: 'bf16', heap: true, label: 'allToAll bf16 heap' },
+  { op: 'allToAll', wire: 'bf16', heap: false, env: STAGED, staged: true, label: 'allToAll bf16 staged' },
+  { op: 'allToAll', wire: 'float32', heap: false, pin: false, label: 'allToAll float32 unbound' },
   { op: 'allReduce', wire: 'float32', heap: false, label: 'allReduce float32' },
   { op: 'allReduce', wire: 'bf16', heap: false, label: 'allReduce bf16' },
 ];
@@ -101,11 +106,20 @@ async function runMesh(devices: number, v: Variant, sizes: number[], quick: bool
     op: v.op, wire: v.wire, sizes, sendInHeap: v.heap,
     budgetSeconds: quick ? 0.05 : 0.25, minRepeats: quick ? 3 : 7, maxRepeats: quick ? 50 : 400,
   };
-  const results = await launchMesh<CollectivesBenchResult>(PROGRAM, {
-    devices, wire: v.wire, timeoutMs: 120_000, threadsPerDevice: 1, args, pinDevices: v.pin ?? false,
-    // The program allocates a send buffer per size (never freed): Σ sizes ≤ 4/3 of the largest.
-    heapBytes: v.heap ? Math.ceil((2 * largest + MiB) / 4096) * 4096 : 0,
-  });
+  // The device processes take the environment when they are forked, inside launchMesh's call.
+  const saved = { ...process.env };
+  Object.assign(process.env, v.env ?? {});
+  let launched: Promise<CollectivesBenchResult[]>;
+  try {
+    launched = launchMesh<CollectivesBenchResult>(PROGRAM, {
+      devices, wire: v.wire, timeoutMs: 120_000, threadsPerDevice: 1, args, pinDevices: v.pin,
+      // Send buffers are allocated per size (never freed) from the heap, or moved there (plain ones).
+      heapBytes: Math.ceil((2 * largest + MiB) / 4096) * 4096,
+    });
+  } finally {
+    for (const k of Object.keys(v.env ?? {})) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
+  }
+  const results = await launched;
   const seconds = new Map<number, number>();
   sizes.forEach((bytes, i) => seconds.set(bytes, Math.max(...results.map((r) => median(r.times[i])))));
   return seconds;
@@ -124,7 +138,8 @@ export const collectivesSuite: Suite = {
     const mpi = ctx.compare.includes('mpi') ? buildMpiBaseline(ctx.log) : undefined;
     const records: BenchRecord[] = [];
     for (const devices of [2, 4]) {
-      const variants = VARIANTS.filter((v) => !v.pin || devices <= availableParallelism());
+      // Unbound rows only where binding applies (the devices fit on the cores).
+      const variants = VARIANTS.filter((v) => v.pin !== false || devices <= availableParallelism());
       // key → bytes → seconds of each round
       const measured = new Map<string, Map<number, number[]>>();
       const keep = (key: string, seconds: Map<number, number>) => {
@@ -159,8 +174,10 @@ export const collectivesSuite: Suite = {
           const baseline = at(`mpi ${v.op}`, bytes);
           if (baseline !== undefined) record.speedupVsMpi = baseline / seconds;
           if (v.op === 'allToAll' && v.wire === 'bf16') {
-            record.timeVsFloat32 = seconds / at('allToAll float32', bytes)!;
-            record.timeVsFloat32Heap = seconds / at(v.pin ? 'allToAll float32 heap pinned' : 'allToAll float32 heap', bytes)!;
+            // Against the float32 wire on the same path (plain, heap, staged).
+            const twin = v.label.replace('bf16', 'float32');
+            record.timeVsFloat32 = seconds / at(twin, bytes)!;
+            if (!v.staged) record.timeVsFloat32Staged = seconds / at('allToAll float32 staged', bytes)!;
           }
           if (v.op === 'allReduce' && v.wire === 'bf16') record.timeVsFloat32 = seconds / at('allReduce float32', bytes)!;
           records.push(record);

@@ -41,6 +41,12 @@ void run(Napi::Env env, F&& f) {
         error.Set("rank", Napi::Number::New(env, e.rank));
         throw error;
       }
+      case MeshError::Kind::system: {
+        Napi::Error error = Napi::Error::New(env, e.what());
+        error.Set("code", Napi::String::New(env, "ERR_MESH_CROSS_MEMORY"));
+        error.Set("rank", Napi::Number::New(env, e.rank));
+        throw error;
+      }
       case MeshError::Kind::argument: throw_range_error(env, "ERR_SWITCH_SHAPE", e.what());
     }
   }
@@ -166,11 +172,18 @@ Napi::Value reduce_scatter(const Napi::CallbackInfo& info) {
   return info[3];
 }
 
-template <class C, C& (*Get)(const Napi::Value&)>
-Napi::Value all_to_all(const Napi::CallbackInfo& info) {
+// The checked arguments of allToAll(handle, kind, send, recv, wire).
+struct AllToAllArgs {
+  int kind;
+  View<float> send, recv;
+  size_t P;
+  Wire wire;
+};
+
+template <class C>
+AllToAllArgs all_to_all_args(const Napi::CallbackInfo& info, C& comm) {
   Napi::Env env = info.Env();
   expect_args(info, 5, "allToAll");
-  C& comm = Get(info[0]);
   const int kind = kind_arg(info[1], comm);
   View<float> send = f32(info[2], "send");
   View<float> recv = f32(info[3], "recv");
@@ -181,8 +194,14 @@ Napi::Value all_to_all(const Napi::CallbackInfo& info) {
                           " elements (one equal chunk per peer), got " + std::to_string(send.length) + where(comm, kind));
   if (recv.length != send.length) expect_length(env, recv, send.length, "recv", "[" + std::to_string(P) + " × " + std::to_string(send.length / P) + "], like 'send'" + where(comm, kind));
   expect_apart(env, "allToAll", send, recv, true);
-  const Wire wire = wire_arg(info[4]);
-  run(env, [&] { comm.all_to_all(kind, recv.data, send.data, static_cast<int64_t>(send.length / P), wire); });
+  return {kind, send, recv, P, wire_arg(info[4])};
+}
+
+template <class C, C& (*Get)(const Napi::Value&)>
+Napi::Value all_to_all(const Napi::CallbackInfo& info) {
+  C& comm = Get(info[0]);
+  const AllToAllArgs a = all_to_all_args(info, comm);
+  run(info.Env(), [&] { comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire); });
   return info[3];
 }
 
@@ -248,6 +267,9 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   out.Set("seconds", s.seconds);
   out.Set("waitSeconds", s.wait_seconds);
   out.Set("bytesSent", static_cast<double>(s.bytes_sent));
+  out.Set("bytesReadInPlace", static_cast<double>(s.bytes_read_in_place));
+  out.Set("bytesCrossMemory", static_cast<double>(s.bytes_cross_memory));
+  out.Set("crossMemory", Napi::Boolean::New(info.Env(), Get(info[0]).cross_memory()));
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,10 +30,83 @@ struct ArenaHandle {
   std::unique_ptr<Arena> arena;
 };
 
+// A plain send buffer seen by an all-to-all: on its second use its pages move into the shared
+// heap (Communicator::adopt), so that the peers read it in place from then on. One-off buffers
+// are never moved (the heap pages of a moved buffer are never reused). Held weakly: a collected
+// buffer's entry goes, and a new buffer at the same address starts afresh.
+struct SeenBuffer {
+  napi_ref buffer = nullptr;   // weak reference to the ArrayBuffer
+  int uses = 0;
+  bool adopted = false;
+  mesh::Adopted pages;
+};
+
 struct DeviceHandle {
   std::unique_ptr<Arena> arena;
   std::unique_ptr<Communicator> comm;
+  std::vector<SeenBuffer> seen;
+  size_t adopt_min_bytes = 32 * 1024;   // send buffers from this size on; 0: never
 };
+
+constexpr size_t kMaxSeenBuffers = 64;
+
+// The adopted pages of a plain Float32Array `send` (nullptr: none yet, or not worth it).
+const mesh::Adopted* adopted_pages(Napi::Env env, DeviceHandle& h, const Napi::Value& send, size_t bytes) {
+  if (h.adopt_min_bytes == 0 || bytes < h.adopt_min_bytes) return nullptr;
+  napi_value buffer = nullptr;
+  if (napi_get_typedarray_info(env, send, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok) return nullptr;
+  bool plain = false;   // not a SharedArrayBuffer: nothing else writes it while its pages move
+  if (napi_is_arraybuffer(env, buffer, &plain) != napi_ok || !plain) return nullptr;
+  // Nor a resizable one: V8 counts on fresh pages reading zero when it grows one back after a
+  // shrink, which shared pages (that keep their bytes) would not.
+  napi_value resizable = nullptr;
+  bool is_resizable = false;
+  if (napi_get_named_property(env, buffer, "resizable", &resizable) == napi_ok)
+    napi_get_value_bool(env, resizable, &is_resizable);   // undefined on older engines: false
+  if (is_resizable) return nullptr;
+  SeenBuffer* entry = nullptr;
+  for (size_t i = 0; i < h.seen.size();) {
+    napi_value v = nullptr;
+    napi_get_reference_value(env, h.seen[i].buffer, &v);
+    if (v == nullptr) {   // collected
+      napi_delete_reference(env, h.seen[i].buffer);
+      h.seen.erase(h.seen.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    bool same = false;
+    if (!entry && napi_strict_equals(env, v, buffer, &same) == napi_ok && same) entry = &h.seen[i];
+    ++i;
+  }
+  if (!entry) {
+    if (h.seen.size() >= kMaxSeenBuffers) {
+      // Forget the oldest buffer seen once (adopted ones stay: their pages are in the heap).
+      for (size_t i = 0; i < h.seen.size(); ++i)
+        if (!h.seen[i].adopted) {
+          napi_delete_reference(env, h.seen[i].buffer);
+          h.seen.erase(h.seen.begin() + static_cast<std::ptrdiff_t>(i));
+          break;
+        }
+      if (h.seen.size() >= kMaxSeenBuffers) return nullptr;
+    }
+    SeenBuffer fresh;
+    if (napi_create_reference(env, buffer, 0, &fresh.buffer) != napi_ok) return nullptr;
+    fresh.uses = 1;
+    h.seen.push_back(fresh);
+    return nullptr;
+  }
+  if (entry->adopted) return &entry->pages;
+  if (++entry->uses < 2) return nullptr;
+  void* data = nullptr;
+  size_t length = 0;
+  if (napi_get_arraybuffer_info(env, buffer, &data, &length) != napi_ok || data == nullptr) return nullptr;
+  // The whole ArrayBuffer: other views of it (subarrays) then go in place too.
+  if (!h.comm->adopt(data, length, &entry->pages)) {
+    entry->uses = -(1 << 30);   // do not try again
+    return nullptr;
+  }
+  entry->adopted = true;
+  return &entry->pages;
+}
 
 template <class T>
 T* handle(const Napi::Value& value, const char* what) {
@@ -115,7 +189,7 @@ Napi::Value arena_close(const Napi::CallbackInfo& info) {
 
 Napi::Value attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  expect_args(info, 5, "meshAttach");
+  expect_args(info, 6, "meshAttach");
   const int fd = static_cast<int>(integer(info[0], "fd", 0, 1 << 20));
   const int rank = static_cast<int>(integer(info[1], "rank", 0, mesh::kMaxRanks - 1));
   if (!info[2].IsArray()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'axisNames' must be an array");
@@ -124,6 +198,9 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < names_js.Length(); ++i) names.push_back(names_js.Get(i).ToString().Utf8Value());
   const int64_t timeout_ms = integer(info[3], "timeoutMs", 1, int64_t{1} << 40);
   const int64_t parent = integer(info[4], "parentPid", 0, int64_t{1} << 31);
+  // The launcher's probe word (0: cross-memory attach off): readable means the system lets a
+  // device read its peers' memory (same user, no ptrace restriction, no seccomp filter).
+  const int64_t probe = integer(info[5], "crossMemoryProbe", 0, int64_t{1} << 52);
   // A device dies with its launcher, whatever kills the launcher; if the launcher is already gone
   // (it died before this line), leave at once.
   // (parentPid 0: a device inside the calling process itself, no launcher to watch.)
@@ -132,6 +209,7 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
     if (getppid() != static_cast<pid_t>(parent)) _exit(70);
   }
   auto* h = new DeviceHandle();
+  if (const char* v = getenv("SWITCH_MESH_ADOPT_BYTES")) h->adopt_min_bytes = static_cast<size_t>(std::strtoull(v, nullptr, 10));
   try {
     // In-process, the creator keeps its descriptor: map a duplicate. Either way the mapping is
     // all a device needs.
@@ -145,12 +223,31 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
     }
     h->arena->close_fd();
     if (rank >= h->arena->n_ranks()) throw std::runtime_error("mesh: rank beyond the arena's ranks");
-    h->comm = std::make_unique<Communicator>(*h->arena, rank, names, timeout_ms);
+    const bool cross_memory = parent != 0 && probe != 0 &&
+                              mesh::probe_cross_memory(static_cast<int>(parent), static_cast<uint64_t>(probe));
+    h->comm = std::make_unique<Communicator>(*h->arena, rank, names, timeout_ms, cross_memory);
   } catch (const std::exception& e) {
     delete h;
     throw_error(env, "ERR_MESH_LAUNCH", e.what());
   }
-  return Napi::External<DeviceHandle>::New(env, h, [](Napi::Env, DeviceHandle* p) { delete p; });
+  return Napi::External<DeviceHandle>::New(env, h, [](Napi::Env e, DeviceHandle* p) {
+    for (SeenBuffer& b : p->seen) napi_delete_reference(e, b.buffer);
+    delete p;
+  });
+}
+
+// The shared-memory all-to-all: a plain send buffer that comes back gets its pages moved into the
+// shared heap (adopted_pages), so that the peers read it in place.
+Napi::Value all_to_all(const Napi::CallbackInfo& info) {
+  Communicator& comm = device(info[0]);
+  const collectives::AllToAllArgs a = collectives::all_to_all_args(info, comm);
+  const mesh::Adopted* pages = nullptr;
+  if (a.P > 1 && a.send.data != a.recv.data && !comm.in_heap(a.send.data, a.send.length * 4))
+    pages = adopted_pages(info.Env(), *handle<DeviceHandle>(info[0], "device"), info[2], a.send.length * 4);
+  collectives::run(info.Env(), [&] {
+    comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire, pages);
+  });
+  return info[3];
 }
 
 // A Float32Array over n floats of this device's heap in the arena (never freed: the heap lives as
@@ -192,6 +289,16 @@ Napi::Value pin_cpus(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), sched_setaffinity(0, sizeof(mine), &mine) == 0);
 }
 
+Napi::Value cross_memory_probe(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(mesh::cross_memory_probe_address()));
+}
+
+Napi::Value set_cross_memory_min_bytes(const Napi::CallbackInfo& info) {
+  expect_args(info, 2, "meshSetCrossMemoryMinBytes");
+  device(info[0]).set_cross_memory_min_bytes(static_cast<size_t>(integer(info[1], "bytes", 0, int64_t{1} << 40)));
+  return info.Env().Undefined();
+}
+
 Napi::Value set_wait_policy(const Napi::CallbackInfo& info) {
   expect_args(info, 3, "meshSetWaitPolicy");
   mesh::WaitPolicy& p = device(info[0]).wait_policy();
@@ -224,8 +331,11 @@ void init_mesh(Napi::Env env, Napi::Object exports) {
   exports.Set("meshArenaCloseFd", Napi::Function::New(env, arena_close_fd, "meshArenaCloseFd"));
   exports.Set("meshArenaClose", Napi::Function::New(env, arena_close, "meshArenaClose"));
   exports.Set("meshAttach", Napi::Function::New(env, attach, "meshAttach"));
+  exports.Set("meshAllToAll", Napi::Function::New(env, all_to_all, "meshAllToAll"));
   exports.Set("meshAlloc", Napi::Function::New(env, alloc, "meshAlloc"));
   exports.Set("meshPinCpus", Napi::Function::New(env, pin_cpus, "meshPinCpus"));
+  exports.Set("meshCrossMemoryProbe", Napi::Function::New(env, cross_memory_probe, "meshCrossMemoryProbe"));
+  exports.Set("meshSetCrossMemoryMinBytes", Napi::Function::New(env, set_cross_memory_min_bytes, "meshSetCrossMemoryMinBytes"));
   exports.Set("meshSetWaitPolicy", Napi::Function::New(env, set_wait_policy, "meshSetWaitPolicy"));
   exports.Set("meshDeviceMark", Napi::Function::New(env, device_mark, "meshDeviceMark"));
 }

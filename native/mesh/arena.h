@@ -22,7 +22,7 @@ constexpr size_t kMinSlotBytes = 64 * 1024;     // two halves of 64 ranks × 16 
 constexpr size_t kMaxSlotBytes = 1ull << 30;
 constexpr size_t kMaxHeapBytes = 1ull << 34;
 constexpr uint32_t kArenaMagic = 0x4853454du;    // "MESH"
-constexpr uint32_t kArenaVersion = 1;
+constexpr uint32_t kArenaVersion = 2;
 
 enum class RankState : uint32_t { starting = 0, running = 1, finished = 2, lost = 3 };
 
@@ -39,6 +39,10 @@ struct alignas(kCacheLine) Control {
   uint64_t total_bytes;
   alignas(kCacheLine) uint32_t lost;               // 0, or the first lost rank + 1
   alignas(kCacheLine) uint32_t rank_state[kMaxRanks];  // RankState
+  // Written by each device when it attaches: its process id, and whether it may read its peers'
+  // memory with cross-memory attach (1 yes, 2 no, 0 not attached yet).
+  alignas(kCacheLine) int32_t pid[kMaxRanks];
+  uint32_t cross_memory[kMaxRanks];
 };
 
 // A futex word and the number of processes sleeping on it (so a writer skips the wake syscall
@@ -57,7 +61,10 @@ struct alignas(kCacheLine) RoundHeader {
   uint32_t root;
   uint64_t count;
   uint64_t rounds;
-  uint64_t direct;              // 0: the data is in the slot; else 1 + arena offset of the sender's buffer
+  uint64_t direct;              // 0: the data is in the slot; else 1 + arena offset of byte direct_begin of the sender's buffer
+  uint64_t direct_begin;        // bytes [direct_begin, direct_end) of the sender's buffer are read in place
+  uint64_t direct_end;          // (the rest of each chunk is in the slot, where it would be anyway)
+  uint64_t remote;              // 0, or the address of the sender's buffer in its own process (cross-memory attach)
   uint64_t counts[kMaxRanks];   // all-to-all with per-peer sizes: elements sent to each peer
 };
 

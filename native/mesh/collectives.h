@@ -39,7 +39,7 @@ const char* op_name(Op op);
 
 class MeshError : public std::runtime_error {
  public:
-  enum class Kind { peer_lost, timeout, mismatch, argument };
+  enum class Kind { peer_lost, timeout, mismatch, argument, system };
   MeshError(Kind kind, int rank, const std::string& message) : std::runtime_error(message), kind(kind), rank(rank) {}
   Kind kind;
   int rank;   // the lost rank, the rank waited for, or the mismatching rank
@@ -66,12 +66,25 @@ struct Stats {
   double seconds = 0;        // inside collectives
   double wait_seconds = 0;   // of that, waiting for peers
   uint64_t bytes_sent = 0;   // written to the wire (this device's slot)
+  uint64_t bytes_read_in_place = 0;   // of what arrived: read from the sender's own buffer (heap or cross-memory attach)
+  uint64_t bytes_cross_memory = 0;    // of those, by cross-memory attach
+};
+
+// The whole pages of a plain send buffer, moved into the device's shared heap at their own
+// addresses (Communicator::adopt): user addresses [lo, hi) are arena bytes [offset, offset + hi − lo).
+struct Adopted {
+  uintptr_t lo = 0;
+  uintptr_t hi = 0;
+  uint64_t arena_offset = 0;
 };
 
 class Communicator {
  public:
-  // axis_names: one per axis of the arena, for messages.
-  Communicator(Arena& arena, int rank, const std::vector<std::string>& axis_names, int64_t timeout_ms);
+  // axis_names: one per axis of the arena, for messages. cross_memory: this process may read its
+  // peers' memory (process_vm_readv; see probe_cross_memory); published in the arena, and a float32
+  // all-to-all from plain memory is then read by the peers in place when every peer of the group may.
+  Communicator(Arena& arena, int rank, const std::vector<std::string>& axis_names, int64_t timeout_ms,
+               bool cross_memory = false);
 
   int rank() const { return rank_; }
   int size() const { return arena_.n_ranks(); }
@@ -93,7 +106,8 @@ class Communicator {
   // recv: (n)  send: (P, n); recv = Σ_q send_q[this index]
   void reduce_scatter(int kind, float* recv, const float* send, int64_t n, Wire wire);
   // recv: (P, n)  send: (P, n); chunk p of send goes to peer p, chunk q of recv came from peer q.
-  void all_to_all(int kind, float* recv, const float* send, int64_t n, Wire wire);
+  // adopted: send's pages in the shared heap (or nullptr): read by the peers in place.
+  void all_to_all(int kind, float* recv, const float* send, int64_t n, Wire wire, const Adopted* adopted = nullptr);
   // recv: (Σ recv_counts)  send: (Σ send_counts), packed in peer order.
   void all_to_allv(int kind, float* recv, const int64_t* recv_counts, const float* send, const int64_t* send_counts,
                    Wire wire);
@@ -102,7 +116,18 @@ class Communicator {
   // An all-to-all whose float32 send buffer lives there is read by the peers in place.
   float* alloc(int64_t n);
   bool in_heap(const void* p, size_t bytes) const;
+  // Moves the whole pages inside [p, p + bytes) into this device's heap, keeping their addresses
+  // and contents: copies them there, then maps those heap pages over them. The peers can then read
+  // a plain buffer in place like one from alloc(). False (nothing changed) when there are no whole
+  // pages, the heap is full or the system refuses; the heap pages stay taken for good either way
+  // once mapped (the buffer's memory may outlive the buffer inside the allocator).
+  bool adopt(const void* p, size_t bytes, Adopted* out);
   size_t heap_used() const { return heap_used_; }
+
+  // Chunks of at least this many bytes per peer go by cross-memory attach (below it, the system
+  // call costs more than the second copy it saves).
+  void set_cross_memory_min_bytes(size_t bytes) { cross_memory_min_bytes_ = bytes; }
+  bool cross_memory() const { return cross_memory_; }
 
   // Bytes-per-element-aware chunk: elements per peer per round when `parts` peers share a half.
   int64_t chunk_elements(int parts, Wire wire) const;
@@ -117,11 +142,17 @@ class Communicator {
   };
   uint32_t next_seq(int kind) { return ++seq_[static_cast<size_t>(kind)]; }
   uint8_t* begin_round(int kind, uint32_t s);
-  void publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts = nullptr, uint64_t direct = 0);
+  void publish(int kind, uint32_t s, const Signature& sig, const int64_t* counts = nullptr, uint64_t direct = 0,
+               uint64_t remote = 0, uint64_t direct_begin = 0, uint64_t direct_end = 0);
   const uint8_t* wait_posted(int kind, int peer, uint32_t s, const Signature& sig, bool check_rounds = true);
   void finish_round(int kind, uint32_t s);
-  void wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what);
+  void wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what,
+                    const uint32_t* early = nullptr);
   [[noreturn]] void throw_lost(int kind);
+  bool group_cross_memory(int kind);
+  // recv: (n) ← n floats at `address` in the peer's process (cross-memory attach).
+  void read_remote(int kind, int peer_rank, float* recv, uint64_t address, int64_t n);
+  void wait_all_consumed(int kind, uint32_t s);
   void check_kind(int kind) const;
 
   Arena& arena_;
@@ -134,6 +165,15 @@ class Communicator {
   Op current_op_ = Op::barrier;
   std::vector<float> scratch_;
   size_t heap_used_ = 0;
+  bool cross_memory_ = false;
+  size_t cross_memory_min_bytes_ = 32 * 1024;
+  std::vector<uint8_t> group_cross_memory_;   // per kind: every peer has said yes (cached once true)
 };
+
+// The address and value of a word in this process that a child may read back with
+// cross-memory attach to learn whether the system lets it (ptrace rules, seccomp).
+uint64_t cross_memory_probe_address();
+// True when `pid`'s word at `address` reads back as the probe value.
+bool probe_cross_memory(int pid, uint64_t address);
 
 }  // namespace st::mesh

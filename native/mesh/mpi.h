@@ -38,6 +38,8 @@ class MpiCommunicator {
   const Stats& stats() const { return stats_; }
   void reset_stats() { stats_ = Stats{}; }
   void set_timeout_ms(int64_t timeout_ms) { timeout_ms_ = timeout_ms; }
+  // (The shared-memory mesh's single-copy path; MPI moves the bytes its own way.)
+  bool cross_memory() const { return false; }
 
   // The collectives, with the layouts and arguments of Communicator's.
   void barrier(int kind);

@@ -196,6 +196,41 @@ int main() {
   // Every collective on a { data: 2, model: 2 } mesh with the smallest slot (several rounds).
   ST_CHECK(run_mesh({2, 2}, 65536, 1 << 20, collectives_body) == 0, "collectives on 4 forked devices");
 
+  // The single-copy paths of a plain send buffer: cross-memory attach, then its pages adopted
+  // into the heap (at an odd offset: the chunk edges go through the slot), on both wires, with new
+  // values every iteration; the results equal the staged path's, element for element.
+  ST_CHECK(run_mesh({3}, 65536, 1 << 20, [](Arena& arena, int rank) {
+             const bool may = probe_cross_memory(static_cast<int>(getppid()), cross_memory_probe_address());
+             Communicator comm(arena, rank, {"data"}, 20000, may);
+             comm.set_cross_memory_min_bytes(1024);
+             comm.barrier(0);   // every peer has attached (and said whether it may): iteration 0 goes by cross-memory attach
+             const int P = 3;
+             const int64_t n = 5000, offset = 37;
+             std::vector<float> storage(static_cast<size_t>(P * n + offset + 8));
+             float* send = storage.data() + offset;
+             std::vector<float> recv(static_cast<size_t>(P * n));
+             Adopted pages;
+             int fail = 0;
+             auto value = [](int it, int from, int64_t i) { return static_cast<float>(it * 7 + from + 1) * 0.37f + static_cast<float>(i) * 1.001e-3f; };
+             for (int it = 0; it < 6; ++it) {
+               const Wire w = it % 2 == 0 ? Wire::float32 : Wire::bf16;
+               if (it == 2 && !comm.adopt(storage.data(), storage.size() * 4, &pages)) ++fail;
+               for (int64_t i = 0; i < P * n; ++i) send[i] = value(it, rank, i);
+               std::fill(recv.begin(), recv.end(), std::nanf(""));
+               comm.all_to_all(0, recv.data(), send, n, w, it >= 2 ? &pages : nullptr);
+               for (int q = 0; q < P; ++q)
+                 for (int64_t i = 0; i < n; ++i)
+                   if (!same(recv[static_cast<size_t>(q * n + i)], wire_of(value(it, q, rank * n + i), w)) && ++fail <= 3)
+                     std::fprintf(stderr, "rank %d iteration %d: from %d element %lld\n", rank, it, q, static_cast<long long>(i));
+               for (int64_t i = 0; i < P * n; ++i)
+                 if (send[i] != value(it, rank, i) && ++fail <= 3) std::fprintf(stderr, "rank %d: send changed\n", rank);
+             }
+             const Stats& s = comm.stats();
+             if (may && s.bytes_cross_memory == 0 && ++fail) std::fprintf(stderr, "rank %d: no cross-memory reads\n", rank);
+             if (s.bytes_read_in_place <= s.bytes_cross_memory && ++fail) std::fprintf(stderr, "rank %d: nothing read from adopted pages\n", rank);
+             return fail;
+           }) == 0, "plain send buffers by cross-memory attach and adopted pages");
+
   // A rank that dies in the middle: the others' all-to-all throws peer_lost naming it, in < 2 s.
   int64_t killed_at = 0;
   const int lost_bad = run_mesh(

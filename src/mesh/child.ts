@@ -10,6 +10,8 @@ interface ChildConfig extends DeviceConfig {
   fd: number;
   threads: number;
   pin: boolean;
+  /** Address of the launcher's probe word for cross-memory attach (0: off). */
+  crossMemoryProbe: number;
 }
 
 function send(message: unknown): Promise<void> {
@@ -25,15 +27,21 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   delete process.env.SWITCH_MESH_DEVICE;   // a nested launch starts from a clean slate
-  const handle = native.meshAttach(config.fd, config.rank, config.axes.map(([name]) => name), config.timeoutMs, config.parentPid);
+  // SWITCH_MESH_CROSS_MEMORY=0 turns the single-copy path of plain arrays off (every chunk is then
+  // staged through the arena, as on systems that forbid reading a peer's memory).
+  const probe = process.env.SWITCH_MESH_CROSS_MEMORY === '0' ? 0 : config.crossMemoryProbe ?? 0;
+  const handle = native.meshAttach(config.fd, config.rank, config.axes.map(([name]) => name), config.timeoutMs, config.parentPid, probe);
+  if (process.env.SWITCH_MESH_CROSS_MEMORY_BYTES !== undefined)
+    native.meshSetCrossMemoryMinBytes(handle, Number(process.env.SWITCH_MESH_CROSS_MEMORY_BYTES));
   if (config.pin) native.meshPinCpus(config.rank * config.threads, config.threads);
   native.setNumThreads(config.threads);
-  // How a waiting device waits: a microsecond of busy-polling, then polling with sched_yield for
-  // up to a millisecond (the core goes at once to whoever can use it, often the awaited peer),
-  // then sleeping on the futex. Measured on 2 shared cores (bench/RESULTS.md): long busy spins
-  // collapse under load, and sleeping early pays a wake-up of tens of µs on every round.
-  // Environment overrides for tuning.
-  const spin = process.env.SWITCH_MESH_SPIN_US ?? '1';
+  // How a waiting device waits: busy-polling first, then polling with sched_yield for up to a
+  // millisecond (the core goes at once to whoever can use it, often the awaited peer), then
+  // sleeping on the futex. Measured on 2 shared cores (bench/RESULTS.md): long busy spins collapse
+  // when devices share cores, and sleeping early pays a wake-up of tens of µs on every round. A
+  // device bound to its own core polls longer (50 µs, not 1): a yield there only hands the core to
+  // some other program. Environment overrides for tuning.
+  const spin = process.env.SWITCH_MESH_SPIN_US ?? (config.pin ? '50' : '1');
   const yieldUs = process.env.SWITCH_MESH_YIELD_US ?? '1000';
   native.meshSetWaitPolicy(handle, Number(spin), Number(yieldUs));
   // Ask for the arguments only now that a listener is in place (nothing sent earlier can be missed).

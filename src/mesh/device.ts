@@ -28,6 +28,12 @@ export interface MeshStats {
   waitSeconds: number;
   /** Bytes this device wrote to the wire. */
   bytesSent: number;
+  /** Bytes this device received by reading the sender's own buffer (one copy, not two). */
+  bytesReadInPlace: number;
+  /** Of those, bytes read from a peer's process memory by cross-memory attach (plain arrays). */
+  bytesCrossMemory: number;
+  /** Whether this device may read its peers' memory (cross-memory attach; SWITCH_MESH_CROSS_MEMORY=0 turns it off). */
+  crossMemory: boolean;
 }
 
 /** What the launcher tells each device process (the JSON in its environment). */

@@ -30,16 +30,19 @@ export interface LaunchOptions {
   /** Each device's staging slot per group, in bytes (default 2 MiB); larger collectives are chunked. */
   slotBytes?: number;
   /**
-   * Each device's shared heap, in bytes (default 64 MiB, reserved lazily): `device.alloc(n)` carves
-   * Float32Arrays from it, and an all-to-all reads a float32 send buffer there in place.
+   * Each device's shared heap, in bytes (default 256 MiB, reserved lazily): `device.alloc(n)` carves
+   * Float32Arrays from it, and an all-to-all reads a float32 send buffer there in place. A plain
+   * send buffer of 32 KiB or more that an all-to-all sees a second time has its whole pages moved
+   * here too (SWITCH_MESH_ADOPT_BYTES sets the size, 0 never), so that it is read in place as well.
    */
   heapBytes?: number;
   /**
    * Bind each device to its own CPUs (device r: CPUs r·t ... r·t + t − 1 of those this process may
-   * use, t = threadsPerDevice; ignored when they do not fit). Default false: on a machine shared
-   * with other work, bound devices cannot move off a busy core (bench/RESULTS.md: 1 KiB latency
-   * 1.4-3.6 µs bound against up to ~10 µs free, heap all-to-all as fast or faster, but
-   * plain-array all-to-all 3-10× slower under load).
+   * use, t = threadsPerDevice; ignored when they do not fit). Default true, as Open MPI binds the
+   * ranks of a job that fits on the cores: unbound, two devices often end up time-sharing one core
+   * and every exchange pays a context switch (bench/RESULTS.md: 1 KiB all-to-all ~9 µs unbound,
+   * ~1 µs bound). Pass false (or set SWITCH_MESH_PIN=0) on a machine where other work keeps the
+   * cores busy.
    */
   pinDevices?: boolean;
   /** After a device fails, how long the others get to report before they are killed (default 2000 ms). */
@@ -60,7 +63,7 @@ export interface LaunchOptions {
 export type DeviceProgram<A = unknown, R = unknown> = (device: import('./device.js').Device, args: A) => R | Promise<R>;
 
 const DEFAULT_SLOT_BYTES = 2 * 1024 * 1024;
-const DEFAULT_HEAP_BYTES = 64 * 1024 * 1024;
+const DEFAULT_HEAP_BYTES = 256 * 1024 * 1024;
 const AXIS_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 /** The descriptor number of the arena in every device process. */
@@ -183,11 +186,12 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
   const backend = options.backend ?? 'shared-memory';
   if (backend !== 'shared-memory' && backend !== 'mpi')
     throw rangeError('ERR_SWITCH_OPTION', `launchMesh: option 'backend' must be 'shared-memory' or 'mpi', got ${JSON.stringify(backend)}`);
-  if (backend === 'mpi') return launchOverMpi<R>(href, options, { axes, wire, timeoutMs, threads });
   const devices = options.devices;
   if (options.pinDevices !== undefined && typeof options.pinDevices !== 'boolean')
     throw typeError('ERR_SWITCH_OPTION', `launchMesh: option 'pinDevices' must be a boolean, got ${String(options.pinDevices)}`);
-  const pin = (options.pinDevices ?? false) && devices * threads <= availableCpus();
+  // SWITCH_MESH_PIN=0 changes the default (for machines shared with other work).
+  const pin = (options.pinDevices ?? process.env.SWITCH_MESH_PIN !== '0') && devices * threads <= availableCpus();
+  if (backend === 'mpi') return launchOverMpi<R>(href, options, { axes, wire, timeoutMs, threads, pin });
   const created = native.meshCreateArena(axes.map(([, s]) => s), slotBytes, heapBytes) as { fd: number; arena: unknown };
   const arena = created.arena;
 
@@ -239,6 +243,7 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
 
     const config = (rank: number): DeviceConfig & Record<string, unknown> => ({
       rank, axes, wire, timeoutMs, programUrl: href, parentPid: process.pid, fd: ARENA_FD, threads, pin,
+      crossMemoryProbe: native.meshCrossMemoryProbe() as number,
     });
     try {
       for (let rank = 0; rank < devices; rank++) {
@@ -292,7 +297,7 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
 export function singleDevice(options: { wire?: Wire; axes?: Record<string, number>; timeoutMs?: number } = {}): Device {
   const checked = checkOptions({ devices: 1, axes: options.axes, wire: options.wire, timeoutMs: options.timeoutMs });
   const created = native.meshCreateArena(checked.axes.map(([, s]) => s), checked.slotBytes, checked.heapBytes) as { fd: number; arena: unknown };
-  const handle = native.meshAttach(created.fd, 0, checked.axes.map(([name]) => name), checked.timeoutMs, 0);
+  const handle = native.meshAttach(created.fd, 0, checked.axes.map(([name]) => name), checked.timeoutMs, 0, 0);
   native.meshArenaCloseFd(created.arena);
   // The device's own mapping keeps the memory; the launcher-side handle can go.
   native.meshArenaClose(created.arena);

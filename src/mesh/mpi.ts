@@ -63,8 +63,8 @@ function onPath(command: string): boolean {
 }
 
 /** @internal launchMesh with `backend: 'mpi'` (options already checked by launchMesh). */
-export function launchOverMpi<R>(href: string, options: { devices: number; args?: unknown; mpi?: MpiLaunchOptions; pinDevices?: boolean },
-                                 checked: { axes: [string, number][]; wire: Wire; timeoutMs: number; threads: number }): Promise<R[]> {
+export function launchOverMpi<R>(href: string, options: { devices: number; args?: unknown; mpi?: MpiLaunchOptions },
+                                 checked: { axes: [string, number][]; wire: Wire; timeoutMs: number; threads: number; pin: boolean }): Promise<R[]> {
   const mpi = options.mpi ?? {};
   if (mpi === null || typeof mpi !== 'object')
     throw typeError('ERR_SWITCH_OPTION', "launchMesh: option 'mpi' must be an object like { command, args, library }");
@@ -87,9 +87,10 @@ export function launchOverMpi<R>(href: string, options: { devices: number; args?
   };
   const cpus = typeof availableParallelism === 'function' ? availableParallelism() : 1;
   const argv = ['-np', String(options.devices), '-x', 'SWITCH_MESH_MPI',
-    // Open MPI refuses more ranks than cores unless told; binding follows pinDevices (default off).
+    // Open MPI refuses more ranks than cores unless told; binding follows pinDevices (by default:
+    // bound to cores when the devices fit on this host's, as on the shared-memory mesh).
     ...(options.devices > cpus && !extra.includes('--hostfile') ? ['--oversubscribe'] : []),
-    ...(extra.includes('--bind-to') ? [] : ['--bind-to', options.pinDevices ? 'core' : 'none']),
+    ...(extra.includes('--bind-to') ? [] : ['--bind-to', checked.pin ? 'core' : 'none']),
     ...extra, process.execPath, CHILD_ENTRY];
   const env: NodeJS.ProcessEnv = { ...process.env, SWITCH_MESH_MPI: JSON.stringify(config) };
   if (process.getuid?.() === 0) {
