@@ -27,7 +27,7 @@ const KiB = 1024;
 const MiB = 1024 * 1024;
 
 type Op = 'allToAll' | 'allReduce';
-interface Variant { op: Op; wire: Wire; heap: boolean; label: string; pin?: boolean; env?: Record<string, string>; staged?: boolean }
+interface Variant { op: Op; wire: Wire; heap: boolean; label: string; pin?: boolean; env?: Record<string, string>; staged?: boolean; backend?: 'mpi' }
 
 const STAGED = { SWITCH_MESH_ADOPT_BYTES: '0', SWITCH_MESH_CROSS_MEMORY: '0' };
 const VARIANTS: Variant[] = [
@@ -40,6 +40,9 @@ const VARIANTS: Variant[] = [
   { op: 'allToAll', wire: 'float32', heap: false, pin: false, label: 'allToAll float32 unbound' },
   { op: 'allReduce', wire: 'float32', heap: false, label: 'allReduce float32' },
   { op: 'allReduce', wire: 'bf16', heap: false, label: 'allReduce bf16' },
+  // The same programs on the MPI transport (with --compare mpi): what the mesh adds to Open MPI.
+  { op: 'allToAll', wire: 'float32', heap: false, backend: 'mpi', label: 'allToAll float32 over MPI' },
+  { op: 'allReduce', wire: 'float32', heap: false, backend: 'mpi', label: 'allReduce float32 over MPI' },
 ];
 
 function median(values: number[]): number {
@@ -112,7 +115,7 @@ async function runMesh(devices: number, v: Variant, sizes: number[], quick: bool
   let launched: Promise<CollectivesBenchResult[]>;
   try {
     launched = launchMesh<CollectivesBenchResult>(PROGRAM, {
-      devices, wire: v.wire, timeoutMs: 120_000, threadsPerDevice: 1, args, pinDevices: v.pin,
+      devices, wire: v.wire, timeoutMs: 120_000, threadsPerDevice: 1, args, pinDevices: v.pin, backend: v.backend,
       // Send buffers are allocated per size (never freed) from the heap, or moved there (plain ones).
       heapBytes: Math.ceil((2 * largest + MiB) / 4096) * 4096,
     });
@@ -139,7 +142,7 @@ export const collectivesSuite: Suite = {
     const records: BenchRecord[] = [];
     for (const devices of [2, 4]) {
       // Unbound rows only where binding applies (the devices fit on the cores).
-      const variants = VARIANTS.filter((v) => v.pin !== false || devices <= availableParallelism());
+      const variants = VARIANTS.filter((v) => (v.pin !== false || devices <= availableParallelism()) && (v.backend !== 'mpi' || mpi !== undefined));
       // key → bytes → seconds of each round
       const measured = new Map<string, Map<number, number[]>>();
       const keep = (key: string, seconds: Map<number, number>) => {
