@@ -22,7 +22,7 @@
 #include <memory>
 #include <vector>
 
-#include <xmmintrin.h>
+#include <emmintrin.h>
 
 #include "cpu.h"
 #include "gemm.h"
@@ -123,6 +123,14 @@ void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
         for (int k = 0; k < kc; ++k)
           for (int r = 0; r < MR; ++r) out[k * MR + r] = r < mr ? src[r][k] : 0.0f;
       }
+    } else if (mr == MR) {
+      // Transposed (the weight gradients' xᵀ): the tile's six values of depth k are adjacent in
+      // stored row k.
+      for (int k = 0; k < kc; ++k) {
+        const float* src = A.row(k0 + k) + i0 + p;
+        _mm_storeu_ps(out + k * MR, _mm_loadu_ps(src));
+        _mm_storel_pi(reinterpret_cast<__m64*>(out + k * MR + 4), _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + 4))));
+      }
     } else {
       for (int k = 0; k < kc; ++k) {
         const float* src = A.row(k0 + k) + i0 + p;
@@ -147,11 +155,43 @@ void pack_b(float* out, const Operand& B, int k0, int kc, int j0, int nc) {
     }
     return;
   }
+  // Transposed (the weights of a backward product): stored row j + c holds column c of the panel,
+  // contiguous in depth. Four depths at a time, the 16 columns as four 4 × 4 transposes.
   for (int q = 0; q < nc; q += NR, out += NR * kc) {
     const int nr = std::min(NR, nc - q);
     const float* src[NR];
     for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
-    for (int k = 0; k < kc; ++k)
+    int k = 0;
+    if (nr == NR) {
+      // Sixteen depths (one cache line of each stored row) at a time, four rows at a time: the
+      // stored rows are often a multiple of 4 KB apart, so their lines share one L1 set, and
+      // each line is used up before the next four rows come in.
+      for (; k + 16 <= kc; k += 16)
+        for (int g = 0; g < NR; g += 4)
+          for (int kk = k; kk < k + 16; kk += 4) {
+            __m128 r0 = _mm_loadu_ps(src[g] + kk), r1 = _mm_loadu_ps(src[g + 1] + kk);
+            __m128 r2 = _mm_loadu_ps(src[g + 2] + kk), r3 = _mm_loadu_ps(src[g + 3] + kk);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float* o = out + kk * NR + g;
+            _mm_storeu_ps(o, r0);
+            _mm_storeu_ps(o + NR, r1);
+            _mm_storeu_ps(o + 2 * NR, r2);
+            _mm_storeu_ps(o + 3 * NR, r3);
+          }
+      for (; k + 4 <= kc; k += 4) {
+        float* o = out + k * NR;
+        for (int g = 0; g < NR; g += 4) {
+          __m128 r0 = _mm_loadu_ps(src[g] + k), r1 = _mm_loadu_ps(src[g + 1] + k);
+          __m128 r2 = _mm_loadu_ps(src[g + 2] + k), r3 = _mm_loadu_ps(src[g + 3] + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(o + g, r0);
+          _mm_storeu_ps(o + NR + g, r1);
+          _mm_storeu_ps(o + 2 * NR + g, r2);
+          _mm_storeu_ps(o + 3 * NR + g, r3);
+        }
+      }
+    }
+    for (; k < kc; ++k)
       for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
   }
 }
