@@ -85,6 +85,7 @@ struct AlignedBuffer {
 };
 struct Buffers {
   AlignedBuffer a, b, scratch;
+  AlignedBuffer shared_b;  // a B block packed by all threads together (run_shared_b), owned by the caller
 };
 Buffers& thread_buffers() {
   thread_local Buffers buffers;
@@ -394,6 +395,83 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
   return tasks;
 }
 
+// One large product on several threads, the way the threads share one packed B: the whole of
+// op(B) for a column block is packed once, its panels split over the threads, then the rows are
+// split over the threads, each packing only its own rows of A. The task grid of plan() would
+// instead pack B once per row piece (both threads streaming the same weights from memory) or A
+// once per column piece. Every tile is still the same kernel call on the same packed values, so
+// the bits are those of any other grid.
+bool use_shared_b(const std::vector<Problem>& problems, int threads) {
+  if (threads <= 1 || problems.size() != 1) return false;
+  const Problem& P = problems[0];
+  // Small products: the two hand-offs (pack, then multiply) would cost more than the repacking.
+  return P.K > 0 && P.M >= 8 * MR * threads && P.N >= 4 * NR &&
+         static_cast<double>(P.M) * P.N * P.K >= static_cast<double>(1 << 24);
+}
+
+void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
+  const DepthBlocks depth(P.K);
+  // Row pieces of at most MC rows (one A block per depth block), at least two per thread so that
+  // a thread the machine descheduled leaves its second piece to the others.
+  const int max_rows = (P.M + MR - 1) / MR;
+  const int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));
+  for (int jc = 0; jc < P.N; jc += NC) {
+    const int nc = std::min(NC, P.N - jc);
+    const int panels = (nc + NR - 1) / NR;
+    const int64_t block_floats = static_cast<int64_t>(panels) * NR * depth.size;
+    float* b_pack = thread_buffers().shared_b.get(static_cast<size_t>(block_floats) * depth.count);
+    // Packing: depth blocks × panel ranges, about four tasks per thread.
+    const int per_block = std::max(1, std::min(panels, (4 * threads + depth.count - 1) / depth.count));
+    parallel_for(static_cast<int64_t>(depth.count) * per_block, [&](int64_t t, int) {
+      const int blk = static_cast<int>(t / per_block), part = static_cast<int>(t % per_block);
+      const int pc = blk * depth.size, kc = std::min(depth.size, P.K - pc);
+      if (kc <= 0) return;
+      const int q0 = panels * part / per_block, q1 = panels * (part + 1) / per_block;
+      if (q1 <= q0) return;
+      pack_b(b_pack + blk * block_floats + static_cast<int64_t>(q0) * NR * kc, P.b, pc, kc, jc + q0 * NR,
+             std::min(nc, q1 * NR) - q0 * NR);
+    });
+    parallel_for(pieces, [&](int64_t piece, int) {
+      const int r0 = split_point(P.M, MR, pieces, static_cast<int>(piece));
+      const int r1 = split_point(P.M, MR, pieces, static_cast<int>(piece) + 1);
+      if (r1 <= r0) return;
+      float* a_pack = thread_buffers().a.get(static_cast<size_t>(MC) * depth.size);
+      for (int ic = r0; ic < r1; ic += MC) {
+        const int mc = std::min(MC, r1 - ic);
+        for (int blk = 0; blk < depth.count; ++blk) {
+          const int pc = blk * depth.size, kc = std::min(depth.size, P.K - pc);
+          if (kc <= 0) break;
+          const bool add = P.accumulate || blk > 0;
+          pack_a(a_pack, P.a, ic, mc, pc, kc);
+          const float* b_block = b_pack + blk * block_floats;
+          for (int jr = 0; jr < nc; jr += NR) {
+            const int nr = std::min(NR, nc - jr);
+            const float* b_panel = b_block + static_cast<int64_t>(jr) * kc;
+            for (int ir = 0; ir < mc; ir += MR) {
+              const int mr = std::min(MR, mc - ir);
+              const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
+              float* c = P.c + static_cast<int64_t>(ic + ir) * P.ldc + jc + jr;
+              if (mr == MR && nr == NR) {
+                kernel.full(kc, a_panel, b_panel, c, P.ldc, add);
+              } else if (mr == 4 && nr == NR && kernel.four_rows) {
+                kernel.four_rows(kc, a_panel, b_panel, c, P.ldc, add);
+              } else {
+                alignas(64) float tile[MR * NR];
+                kernel.full(kc, a_panel, b_panel, tile, NR, false);
+                for (int r = 0; r < mr; ++r)
+                  for (int j = 0; j < nr; ++j) {
+                    float& out = c[r * P.ldc + j];
+                    out = add ? out + tile[r * NR + j] : tile[r * NR + j];
+                  }
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
 Kernels active_kernels() {
   if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2};
   return {micro_kernel_sse2, nullptr};
@@ -405,6 +483,10 @@ Kernels active_kernels() {
 void run(const std::vector<Problem>& problems, bool scattered) {
   const Kernels kernel = active_kernels();
   const int threads = num_threads();
+  if (!scattered && use_shared_b(problems, threads)) {
+    run_shared_b(problems[0], kernel, threads);
+    return;
+  }
   if (!scattered) {
     const std::vector<Task> tasks = plan(problems, threads);
     parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
