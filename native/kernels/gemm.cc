@@ -401,11 +401,15 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
 // instead pack B once per row piece (both threads streaming the same weights from memory) or A
 // once per column piece. Every tile is still the same kernel call on the same packed values, so
 // the bits are those of any other grid.
+constexpr int kSharedBRowsPerPiece = 120;  // 20 micro-kernel calls per packed panel and row piece
+
 bool use_shared_b(const std::vector<Problem>& problems, int threads) {
   if (threads <= 1 || problems.size() != 1) return false;
   const Problem& P = problems[0];
   // Small products: the two hand-offs (pack, then multiply) would cost more than the repacking.
-  return P.K > 0 && P.M >= 8 * MR * threads && P.N >= 4 * NR &&
+  // Few rows: each row piece reads every packed panel from L3 for only a few micro-kernel calls,
+  // where plan()'s column split packs each panel just before its calls, hot in L1.
+  return P.K > 0 && P.M >= kSharedBRowsPerPiece * 2 * threads && P.N >= 4 * NR &&
          static_cast<double>(P.M) * P.N * P.K >= static_cast<double>(1 << 24);
 }
 
@@ -414,7 +418,7 @@ void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
   // Row pieces of at most MC rows (one A block per depth block), at least two per thread so that
   // a thread the machine descheduled leaves its second piece to the others.
   const int max_rows = (P.M + MR - 1) / MR;
-  const int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));
+  const int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));  // ≥ kSharedBRowsPerPiece rows each
   for (int jc = 0; jc < P.N; jc += NC) {
     const int nc = std::min(NC, P.N - jc);
     const int panels = (nc + NR - 1) / NR;
