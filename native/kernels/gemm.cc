@@ -130,7 +130,7 @@ void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
       for (int k = 0; k < kc; ++k) {
         const float* src = A.row(k0 + k) + i0 + p;
         _mm_storeu_ps(out + k * MR, _mm_loadu_ps(src));
-        _mm_storel_pi(reinterpret_cast<__m64*>(out + k * MR + 4), _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + 4))));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + k * MR + 4), _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4)));
       }
     } else {
       for (int k = 0; k < kc; ++k) {
