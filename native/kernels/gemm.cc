@@ -6,6 +6,8 @@
 //   pc over depth by KC     — B(pc, jc) packed once (by the first row block), reused by the others
 //   ic over rows by MC      — pack A(ic, pc) once (MC × kc stays in L2)
 //   jr over NR, ir over MR  — the micro-kernel; one B panel (kc × NR) stays in L1
+// A large single product on several threads runs a variant (run_shared_b): B is packed once by
+// all threads together, then the rows are split, so that no two threads pack the same weights.
 // The gathers of the grouped matmuls are folded into the packing (a row index per stored row), so
 // no gathered copy of X is ever made; the scatter-with-scale is folded into the write-back.
 //
@@ -409,8 +411,11 @@ bool use_shared_b(const std::vector<Problem>& problems, int threads) {
   // Small products: the two hand-offs (pack, then multiply) would cost more than the repacking.
   // Few rows: each row piece reads every packed panel from L3 for only a few micro-kernel calls,
   // where plan()'s column split packs each panel just before its calls, hot in L1.
+  // Very deep products: the packed block (K × NC) is kept by the calling thread; past 64 MB the
+  // memory is not worth it.
   return P.K > 0 && P.M >= kSharedBRowsPerPiece * 2 * threads && P.N >= 4 * NR &&
-         static_cast<double>(P.M) * P.N * P.K >= static_cast<double>(1 << 24);
+         static_cast<double>(P.M) * P.N * P.K >= static_cast<double>(1 << 24) &&
+         static_cast<double>(P.K) * std::min(P.N, NC) <= static_cast<double>(16 << 20);
 }
 
 void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
@@ -418,7 +423,7 @@ void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
   // Row pieces of at most MC rows (one A block per depth block), at least two per thread so that
   // a thread the machine descheduled leaves its second piece to the others.
   const int max_rows = (P.M + MR - 1) / MR;
-  const int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));  // ≥ kSharedBRowsPerPiece rows each
+  const int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));
   for (int jc = 0; jc < P.N; jc += NC) {
     const int nc = std::min(NC, P.N - jc);
     const int panels = (nc + NR - 1) / NR;
