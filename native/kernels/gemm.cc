@@ -375,6 +375,9 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
     const int most = threads == 1 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
     int best_gm = 1, best_gn = 1;
     for (int pieces = std::max(1, std::min(most, max_rows * max_cols)); pieces >= 1; --pieces) {
+      // A lone product is split evenly over the threads: 7 pieces on 2 threads leave one thread
+      // idle for a seventh of the call.
+      if (problems.size() == 1 && pieces > threads && pieces % threads != 0) continue;
       int gm_found = 0, gn_found = 0;
       double best_cost = -1;
       for (int gm = 1; gm <= pieces; ++gm) {
