@@ -108,6 +108,66 @@ inline Timing bench_grouped(int M, int K, int N, int E, int threads, GroupedVari
   return time_median([&] { grouped_matmul(g); }, s.warmup, s.repeats, s.min_seconds);
 }
 
+// The six expert matmuls of a Switch layer's training step (switch_experts.cc), each alone:
+// T tokens dispatched to E experts of up to `capacity` rows (the counts below), D = d_model,
+// F = d_ff. Step s: 0 up x·W_in (gathered), 1 down h·W_out, 2 dW_out = hᵀ·dy, 3 dh = dy·W_outᵀ,
+// 4 dW_in = xᵀ·dh (gathered), 5 dx = dh·W_inᵀ. Every step is 2·R·D·F flops.
+struct LayerMatmuls {
+  int T, D, F, E;
+  std::vector<int32_t> offsets, row_token;
+  std::vector<float> x, w_in, w_out, h, dy, dh, out, dw_in, dw_out, dx;
+  LayerMatmuls(int T_, int D_, int F_, int E_) : T(T_), D(D_), F(F_), E(E_) {
+    // Up to T / E rows per expert, a few short of it as a capacity-limited routing leaves them.
+    offsets.assign(E + 1, 0);
+    for (int e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + T / E - (e * 7) % 17;
+    const int R = offsets[E];
+    row_token.resize(R);
+    std::vector<int32_t> order(T);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), std::mt19937(9));
+    std::copy_n(order.begin(), R, row_token.begin());
+    x = random_floats(static_cast<size_t>(T) * D, 10);
+    w_in = random_floats(static_cast<size_t>(E) * D * F, 11);
+    w_out = random_floats(static_cast<size_t>(E) * F * D, 12);
+    h = random_floats(static_cast<size_t>(R) * F, 13);
+    dy = random_floats(static_cast<size_t>(R) * D, 14);
+    dh = random_floats(static_cast<size_t>(R) * F, 15);
+    out.resize(static_cast<size_t>(R) * F);
+    dx.resize(static_cast<size_t>(R) * D);
+    dw_in.resize(w_in.size());
+    dw_out.resize(w_out.size());
+  }
+  int rows() const { return offsets[E]; }
+  double flops() const { return 2.0 * rows() * D * F; }
+  static const char* name(int step) {
+    static const char* names[] = {"up x*W_in", "down h*W_out", "dW_out h'*dy", "dh dy*W_out'", "dW_in x'*dh", "dx dh*W_in'"};
+    return names[step];
+  }
+  void run(int step) {
+    if (step == 2 || step == 4) {
+      GroupedMatmulWeightGrad g{};
+      g.offsets = offsets.data();
+      g.E = E;
+      if (step == 2) g.dw = dw_out.data(), g.x = h.data(), g.dy = dy.data(), g.K = F, g.N = D, g.ldx = F, g.lddy = D;
+      else g.dw = dw_in.data(), g.x = x.data(), g.dy = dh.data(), g.gather_x = row_token.data(), g.K = D, g.N = F, g.ldx = D, g.lddy = F;
+      grouped_matmul_weight_grad(g);
+      return;
+    }
+    GroupedMatmul g{};
+    g.offsets = offsets.data();
+    g.E = E;
+    switch (step) {
+      case 0: g.y = out.data(), g.x = x.data(), g.w = w_in.data(), g.gather = row_token.data(), g.K = D, g.N = F; break;
+      case 1: g.y = dx.data(), g.x = h.data(), g.w = w_out.data(), g.K = F, g.N = D; break;
+      case 3: g.y = out.data(), g.x = dy.data(), g.w = w_out.data(), g.K = D, g.N = F, g.trans_w = true; break;
+      default: g.y = dx.data(), g.x = dh.data(), g.w = w_in.data(), g.K = F, g.N = D, g.trans_w = true; break;
+    }
+    g.ldx = g.K;
+    g.ldy = g.N;
+    grouped_matmul(g);
+  }
+};
+
 // The micro-kernel alone on panels that stay in L1, on every thread: the arithmetic ceiling of
 // the tile (12 FMA chains per k step), i.e. the FMA peak as the matmul can use it. GFLOP/s.
 inline double bench_kernel_ceiling(int threads, const RunSettings& s = {}) {

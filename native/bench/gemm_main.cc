@@ -46,7 +46,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   std::vector<int> threads{1, 2};
-  bool blas = false, grouped = false, portable = false, peak = false;
+  bool blas = false, grouped = false, portable = false, peak = false, layer = false;
   std::vector<st::bench::Shape> shapes;
   std::vector<int> experts{8, 64};
   int rounds = 3;
@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
     if (arg == "--threads" && i + 1 < argc) threads = parse_list(argv[++i]);
     else if (arg == "--compare" && i + 1 < argc) blas = std::string(argv[++i]) == "blas";
     else if (arg == "--grouped") grouped = true;
+    else if (arg == "--layer") layer = true;
     else if (arg == "--experts" && i + 1 < argc) experts = parse_list(argv[++i]);
     else if (arg == "--portable") portable = true;
     else if (arg == "--peak") peak = true;
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
       std::sscanf(argv[++i], "%dx%dx%d", &s.M, &s.K, &s.N);
       shapes = {s};
     } else {
-      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--peak] [--experts 8,64] [--shape MxKxN] [--repeats n] [--rounds n]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads 1,2] [--compare blas] [--grouped] [--portable] [--peak] [--experts 8,64] [--shape MxKxN] [--layer] [--repeats n] [--rounds n]\n", argv[0]);
       return 2;
     }
   }
@@ -86,6 +87,28 @@ int main(int argc, char** argv) {
       std::printf("  portable / reference = %.1fx\n", g / ref_g);
     }
     st::set_active_isa(best);
+  }
+  if (layer) {
+    // The Switch layer's six expert matmuls at T=4096 D=768 F=3072 E=16, each alone, rounds interleaved.
+    st::bench::LayerMatmuls L(4096, 768, 3072, 16);
+    for (int t : threads) {
+      st::bench::ThreadsGuard guard(t);
+      std::vector<std::vector<double>> rates(6);
+      for (int round = 0; round < rounds; ++round)
+        for (int step = 0; step < 6; ++step)
+          rates[step].push_back(L.flops() / st::bench::time_median([&] { L.run(step); }, settings.warmup, settings.repeats,
+                                                                   settings.min_seconds).median_seconds * 1e-9);
+      double total = 0;
+      for (int step = 0; step < 6; ++step) {
+        const double g = median(rates[step]);
+        total += L.flops() / g * 1e-9;
+        std::printf("layer E=16 %-14s R=%d  threads=%d  %7.1f GFLOP/s (median of %d rounds, best %.1f)\n", st::bench::LayerMatmuls::name(step),
+                    L.rows(), t, g, rounds, *std::max_element(rates[step].begin(), rates[step].end()));
+      }
+      std::printf("layer E=16 six matmuls      threads=%d  %7.1f GFLOP/s  %.2f ms\n", t, 6 * L.flops() / total * 1e-9, total * 1e3);
+      std::fflush(stdout);
+    }
+    return 0;
   }
   if (shapes.empty()) shapes = grouped ? st::bench::grouped_shapes() : st::bench::expert_shapes();
   // Each round runs every contender once (a median of repeats); rounds interleave the contenders

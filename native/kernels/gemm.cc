@@ -6,6 +6,8 @@
 //   pc over depth by KC     — B(pc, jc) packed once (by the first row block), reused by the others
 //   ic over rows by MC      — pack A(ic, pc) once (MC × kc stays in L2)
 //   jr over NR, ir over MR  — the micro-kernel; one B panel (kc × NR) stays in L1
+// A large single product on several threads runs a variant (run_shared_b): B is packed once by
+// all threads together, then the rows are split, so that no two threads pack the same weights.
 // The gathers of the grouped matmuls are folded into the packing (a row index per stored row), so
 // no gathered copy of X is ever made; the scatter-with-scale is folded into the write-back.
 //
@@ -22,7 +24,7 @@
 #include <memory>
 #include <vector>
 
-#include <xmmintrin.h>
+#include <emmintrin.h>
 
 #include "cpu.h"
 #include "gemm.h"
@@ -86,6 +88,7 @@ struct AlignedBuffer {
 };
 struct Buffers {
   AlignedBuffer a, b, scratch;
+  AlignedBuffer shared_b;  // a B block packed by all threads together (run_shared_b), owned by the caller
 };
 Buffers& thread_buffers() {
   thread_local Buffers buffers;
@@ -124,6 +127,14 @@ void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
         for (int k = 0; k < kc; ++k)
           for (int r = 0; r < MR; ++r) out[k * MR + r] = r < mr ? src[r][k] : 0.0f;
       }
+    } else if (mr == MR) {
+      // Transposed (the weight gradients' xᵀ): the tile's six values of depth k are adjacent in
+      // stored row k.
+      for (int k = 0; k < kc; ++k) {
+        const float* src = A.row(k0 + k) + i0 + p;
+        _mm_storeu_ps(out + k * MR, _mm_loadu_ps(src));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + k * MR + 4), _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4)));
+      }
     } else {
       for (int k = 0; k < kc; ++k) {
         const float* src = A.row(k0 + k) + i0 + p;
@@ -148,11 +159,43 @@ void pack_b(float* out, const Operand& B, int k0, int kc, int j0, int nc) {
     }
     return;
   }
+  // Transposed (the weights of a backward product): stored row j + c holds column c of the panel,
+  // contiguous in depth. Four depths at a time, the 16 columns as four 4 × 4 transposes.
   for (int q = 0; q < nc; q += NR, out += NR * kc) {
     const int nr = std::min(NR, nc - q);
     const float* src[NR];
     for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
-    for (int k = 0; k < kc; ++k)
+    int k = 0;
+    if (nr == NR) {
+      // Sixteen depths (one cache line of each stored row) at a time, four rows at a time: the
+      // stored rows are often a multiple of 4 KB apart, so their lines share one L1 set, and
+      // each line is used up before the next four rows come in.
+      for (; k + 16 <= kc; k += 16)
+        for (int g = 0; g < NR; g += 4)
+          for (int kk = k; kk < k + 16; kk += 4) {
+            __m128 r0 = _mm_loadu_ps(src[g] + kk), r1 = _mm_loadu_ps(src[g + 1] + kk);
+            __m128 r2 = _mm_loadu_ps(src[g + 2] + kk), r3 = _mm_loadu_ps(src[g + 3] + kk);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float* o = out + kk * NR + g;
+            _mm_storeu_ps(o, r0);
+            _mm_storeu_ps(o + NR, r1);
+            _mm_storeu_ps(o + 2 * NR, r2);
+            _mm_storeu_ps(o + 3 * NR, r3);
+          }
+      for (; k + 4 <= kc; k += 4) {
+        float* o = out + k * NR;
+        for (int g = 0; g < NR; g += 4) {
+          __m128 r0 = _mm_loadu_ps(src[g] + k), r1 = _mm_loadu_ps(src[g + 1] + k);
+          __m128 r2 = _mm_loadu_ps(src[g + 2] + k), r3 = _mm_loadu_ps(src[g + 3] + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(o + g, r0);
+          _mm_storeu_ps(o + NR + g, r1);
+          _mm_storeu_ps(o + 2 * NR + g, r2);
+          _mm_storeu_ps(o + 3 * NR + g, r3);
+        }
+      }
+    }
+    for (; k < kc; ++k)
       for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
   }
 }
@@ -333,6 +376,9 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
     const int most = threads == 1 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
     int best_gm = 1, best_gn = 1;
     for (int pieces = std::max(1, std::min(most, max_rows * max_cols)); pieces >= 1; --pieces) {
+      // A lone product is split evenly over the threads: 7 pieces on 2 threads leave one thread
+      // idle for a seventh of the call.
+      if (problems.size() == 1 && pieces > threads && pieces % threads != 0) continue;
       int gm_found = 0, gn_found = 0;
       double best_cost = -1;
       for (int gm = 1; gm <= pieces; ++gm) {
@@ -355,6 +401,90 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
   return tasks;
 }
 
+// One large product on several threads, the way the threads share one packed B: the whole of
+// op(B) for a column block is packed once, its panels split over the threads, then the rows are
+// split over the threads, each packing only its own rows of A. The task grid of plan() would
+// instead pack B once per row piece (both threads streaming the same weights from memory) or A
+// once per column piece. Every tile is still the same kernel call on the same packed values, so
+// the bits are those of any other grid.
+constexpr int kSharedBRowsPerPiece = 120;  // 20 micro-kernel calls per packed panel and row piece
+
+bool use_shared_b(const std::vector<Problem>& problems, int threads) {
+  if (threads <= 1 || problems.size() != 1) return false;
+  const Problem& P = problems[0];
+  // Small products: the two hand-offs (pack, then multiply) would cost more than the repacking.
+  // Few rows: each row piece reads every packed panel from L3 for only a few micro-kernel calls,
+  // where plan()'s column split packs each panel just before its calls, hot in L1.
+  // Very deep products: the packed block (K × NC) is kept by the calling thread; past 64 MB the
+  // memory is not worth it.
+  return P.K > 0 && P.M >= kSharedBRowsPerPiece * 2 * threads && P.N >= 4 * NR &&
+         static_cast<double>(P.M) * P.N * P.K >= static_cast<double>(1 << 24) &&
+         static_cast<double>(P.K) * std::min(P.N, NC) <= static_cast<double>(16 << 20);
+}
+
+void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
+  const DepthBlocks depth(P.K);
+  // Row pieces of at most MC rows (one A block per depth block), at least two per thread so that
+  // a thread the machine descheduled leaves its second piece to the others.
+  const int max_rows = (P.M + MR - 1) / MR;
+  const int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));
+  for (int jc = 0; jc < P.N; jc += NC) {
+    const int nc = std::min(NC, P.N - jc);
+    const int panels = (nc + NR - 1) / NR;
+    const int64_t block_floats = static_cast<int64_t>(panels) * NR * depth.size;
+    float* b_pack = thread_buffers().shared_b.get(static_cast<size_t>(block_floats) * depth.count);
+    // Packing: depth blocks × panel ranges, about four tasks per thread.
+    const int per_block = std::max(1, std::min(panels, (4 * threads + depth.count - 1) / depth.count));
+    parallel_for(static_cast<int64_t>(depth.count) * per_block, [&](int64_t t, int) {
+      const int blk = static_cast<int>(t / per_block), part = static_cast<int>(t % per_block);
+      const int pc = blk * depth.size, kc = std::min(depth.size, P.K - pc);
+      if (kc <= 0) return;
+      const int q0 = panels * part / per_block, q1 = panels * (part + 1) / per_block;
+      if (q1 <= q0) return;
+      pack_b(b_pack + blk * block_floats + static_cast<int64_t>(q0) * NR * kc, P.b, pc, kc, jc + q0 * NR,
+             std::min(nc, q1 * NR) - q0 * NR);
+    });
+    parallel_for(pieces, [&](int64_t piece, int) {
+      const int r0 = split_point(P.M, MR, pieces, static_cast<int>(piece));
+      const int r1 = split_point(P.M, MR, pieces, static_cast<int>(piece) + 1);
+      if (r1 <= r0) return;
+      float* a_pack = thread_buffers().a.get(static_cast<size_t>(MC) * depth.size);
+      for (int ic = r0; ic < r1; ic += MC) {
+        const int mc = std::min(MC, r1 - ic);
+        for (int blk = 0; blk < depth.count; ++blk) {
+          const int pc = blk * depth.size, kc = std::min(depth.size, P.K - pc);
+          if (kc <= 0) break;
+          const bool add = P.accumulate || blk > 0;
+          pack_a(a_pack, P.a, ic, mc, pc, kc);
+          const float* b_block = b_pack + blk * block_floats;
+          for (int jr = 0; jr < nc; jr += NR) {
+            const int nr = std::min(NR, nc - jr);
+            const float* b_panel = b_block + static_cast<int64_t>(jr) * kc;
+            for (int ir = 0; ir < mc; ir += MR) {
+              const int mr = std::min(MR, mc - ir);
+              const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
+              float* c = P.c + static_cast<int64_t>(ic + ir) * P.ldc + jc + jr;
+              if (mr == MR && nr == NR) {
+                kernel.full(kc, a_panel, b_panel, c, P.ldc, add);
+              } else if (mr == 4 && nr == NR && kernel.four_rows) {
+                kernel.four_rows(kc, a_panel, b_panel, c, P.ldc, add);
+              } else {
+                alignas(64) float tile[MR * NR];
+                kernel.full(kc, a_panel, b_panel, tile, NR, false);
+                for (int r = 0; r < mr; ++r)
+                  for (int j = 0; j < nr; ++j) {
+                    float& out = c[r * P.ldc + j];
+                    out = add ? out + tile[r * NR + j] : tile[r * NR + j];
+                  }
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
 Kernels active_kernels() {
   if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2};
   return {micro_kernel_sse2, nullptr};
@@ -366,6 +496,10 @@ Kernels active_kernels() {
 void run(const std::vector<Problem>& problems, bool scattered) {
   const Kernels kernel = active_kernels();
   const int threads = num_threads();
+  if (!scattered && use_shared_b(problems, threads)) {
+    run_shared_b(problems[0], kernel, threads);
+    return;
+  }
   if (!scattered) {
     const std::vector<Task> tasks = plan(problems, threads);
     parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
