@@ -4,7 +4,9 @@ ours, outside `npm test` (the way llm.c keeps train_gpt2.py beside train_gpt2.c)
 
   fidelity:  python3 model_torch.py train CHECKPOINT_DIR BATCHES.json [--steps N]
              loads the initial weights exported by ours, trains on the same batches with the same
-             optimizer settings, prints one JSON object {"losses": [...]} on stdout.
+             optimizer settings, prints one JSON object {"losses": [...]} on stdout; when
+             BATCHES.json has "validation" batches, also "validationLoss" after training (the
+             mean cross-entropy per token with the evaluation capacity factor).
   speed:     python3 model_torch.py bench [--vocab V] [--experts E] [--steps N] [--threads N]
              tokens/s of a training step (forward, backward, AdamW) on random batches.
 
@@ -147,7 +149,19 @@ def train(args):
         opt.step()
         sched.step()
         losses.append(loss.item())
-    print(json.dumps({'losses': losses}))
+    out = {'losses': losses}
+    if spec.get('validation'):
+        with torch.no_grad():
+            total, tokens = 0.0, 0
+            for batch in spec['validation']:
+                b = batch['batchSize']
+                tok = torch.tensor(batch['tokens'], dtype=torch.long).view(b, S)
+                tgt = torch.tensor(batch['targets'], dtype=torch.long).view(b, S)
+                _, ce = forward(params, cfg, tok, tgt, b, S, training=False)
+                total += ce.item() * b * S
+                tokens += b * S
+            out['validationLoss'] = total / tokens
+    print(json.dumps(out))
 
 
 def bench(args):
