@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 // switch-bench: runs benchmark suites and prints a table (stdout), progress on stderr.
-//   switch-bench [suite ...] [--json] [--threads 1,2] [--quick] [--compare blas] [--list]
+//   switch-bench [suite ...] [--json] [--threads 1,2] [--quick] [--compare blas,torch,mpi] [--list]
 // With no suite named, every suite runs. Times are medians over repeats, measured in C++.
 import { cpuInfo } from '../src/index.js';
 import { measureMachinePeak } from './peak.js';
 import type { BenchContext, BenchRecord, MachinePeak, Suite } from './suite.js';
 import { suites } from './suites/index.js';
 
-const USAGE = `usage: switch-bench [suite ...] [--json] [--threads 1,2] [--quick] [--compare blas] [--list]
+const USAGE = `usage: switch-bench [suite ...] [--json] [--threads 1,2] [--quick] [--compare blas,torch,mpi] [--list]
   suite           one or more of the suites below (default: all)
   --json          print one JSON array of records on stdout instead of the table
   --threads LIST  thread counts to run at, comma-separated (default: 1 and all cores)
   --quick         fewer sizes and repeats (a smoke run; the numbers are not the benchmark)
-  --compare X     also time a baseline where a suite has one (blas: the system's cblas_sgemm)
+  --compare X,Y   also time baselines where a suite has them, in the same run: blas (the system's
+                  cblas_sgemm: gemm), torch (PyTorch: layer, experts), mpi (Open MPI: collectives)
   --list          list the suites and exit`;
 
 interface Options {
