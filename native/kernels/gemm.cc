@@ -30,6 +30,7 @@
 #include "gemm.h"
 #include "gemm_grouped.h"
 #include "gemm_kernels.h"
+#include "gemm_pack.h"
 #include "threadpool.h"
 
 namespace st {
@@ -65,35 +66,6 @@ struct Problem {
   bool accumulate;
 };
 
-// The micro-kernels of one ISA: the full tile, and (optionally) the 4-row variant.
-struct Kernels {
-  MicroKernel full;
-  MicroKernel four_rows;
-};
-
-// Packing buffers, one set per thread that ever runs a task, grown on demand and kept.
-struct AlignedBuffer {
-  float* data = nullptr;
-  size_t size = 0;
-  ~AlignedBuffer() { std::free(data); }
-  float* get(size_t n) {
-    if (n > size) {
-      std::free(data);
-      size = (n + 1023) & ~size_t{1023};
-      data = static_cast<float*>(std::aligned_alloc(64, size * sizeof(float)));
-      if (!data) std::abort();
-    }
-    return data;
-  }
-};
-struct Buffers {
-  AlignedBuffer a, b, scratch;
-  AlignedBuffer shared_b;  // a B block packed by all threads together (run_shared_b), owned by the caller
-};
-Buffers& thread_buffers() {
-  thread_local Buffers buffers;
-  return buffers;
-}
 
 // A block (mc × kc) of op(A) from (i0, k0) into MR-row panels.
 void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
@@ -160,43 +132,12 @@ void pack_b(float* out, const Operand& B, int k0, int kc, int j0, int nc) {
     return;
   }
   // Transposed (the weights of a backward product): stored row j + c holds column c of the panel,
-  // contiguous in depth. Four depths at a time, the 16 columns as four 4 × 4 transposes.
+  // contiguous in depth.
   for (int q = 0; q < nc; q += NR, out += NR * kc) {
     const int nr = std::min(NR, nc - q);
     const float* src[NR];
     for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
-    int k = 0;
-    if (nr == NR) {
-      // Sixteen depths (one cache line of each stored row) at a time, four rows at a time: the
-      // stored rows are often a multiple of 4 KB apart, so their lines share one L1 set, and
-      // each line is used up before the next four rows come in.
-      for (; k + 16 <= kc; k += 16)
-        for (int g = 0; g < NR; g += 4)
-          for (int kk = k; kk < k + 16; kk += 4) {
-            __m128 r0 = _mm_loadu_ps(src[g] + kk), r1 = _mm_loadu_ps(src[g + 1] + kk);
-            __m128 r2 = _mm_loadu_ps(src[g + 2] + kk), r3 = _mm_loadu_ps(src[g + 3] + kk);
-            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            float* o = out + kk * NR + g;
-            _mm_storeu_ps(o, r0);
-            _mm_storeu_ps(o + NR, r1);
-            _mm_storeu_ps(o + 2 * NR, r2);
-            _mm_storeu_ps(o + 3 * NR, r3);
-          }
-      for (; k + 4 <= kc; k += 4) {
-        float* o = out + k * NR;
-        for (int g = 0; g < NR; g += 4) {
-          __m128 r0 = _mm_loadu_ps(src[g] + k), r1 = _mm_loadu_ps(src[g + 1] + k);
-          __m128 r2 = _mm_loadu_ps(src[g + 2] + k), r3 = _mm_loadu_ps(src[g + 3] + k);
-          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-          _mm_storeu_ps(o + g, r0);
-          _mm_storeu_ps(o + NR + g, r1);
-          _mm_storeu_ps(o + 2 * NR + g, r2);
-          _mm_storeu_ps(o + 3 * NR + g, r3);
-        }
-      }
-    }
-    for (; k < kc; ++k)
-      for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
+    pack_panel_transposed(out, src, nr, kc);
   }
 }
 
@@ -485,10 +426,6 @@ void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
   }
 }
 
-Kernels active_kernels() {
-  if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2};
-  return {micro_kernel_sse2, nullptr};
-}
 
 // Runs the problems over the thread pool. Unscattered problems are split into row × column tasks;
 // scattered ones (which may add into the same output rows) into column ranges only, each range
@@ -522,6 +459,12 @@ void run(const std::vector<Problem>& problems, bool scattered) {
 }
 
 }  // namespace
+
+Buffers& thread_buffers() {
+  thread_local Buffers buffers;
+  return buffers;
+}
+
 }  // namespace gemm
 
 void matmul(float* c, const float* a, const float* b, int M, int N, int K, int lda, int ldb, int ldc,

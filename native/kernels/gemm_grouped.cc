@@ -38,14 +38,19 @@
 
 #include "cpu.h"
 #include "gemm_kernels.h"
+#include "gemm_pack.h"
 #include "threadpool.h"
 
 namespace st {
 
 namespace {
 
+using gemm::active_kernels;
+using gemm::Buffers;
+using gemm::Kernels;
 using gemm::MR;
 using gemm::NR;
+using gemm::thread_buffers;
 
 // A block of a transposed W: whole stored rows (the full depth, up to kMaxDepth) of as many
 // columns of op(W) as fit kBlockFloats (512 KB, in L2).
@@ -56,37 +61,6 @@ constexpr int kGradWidth = 1024;  // column block of a weight gradient
 
 std::atomic<bool> small_path_enabled{true};
 
-struct Kernels {
-  gemm::MicroKernel full;
-  gemm::MicroKernel four_rows;  // null when the ISA has none
-};
-Kernels active_kernels() {
-  if (active_isa() == Isa::avx2) return {gemm::micro_kernel_avx2, gemm::micro_kernel_4x16_avx2};
-  return {gemm::micro_kernel_sse2, nullptr};
-}
-
-// Packing buffers, one set per thread, grown on demand and kept.
-struct AlignedBuffer {
-  float* data = nullptr;
-  size_t size = 0;
-  ~AlignedBuffer() { std::free(data); }
-  float* get(size_t n) {
-    if (n > size) {
-      std::free(data);
-      size = (n + 1023) & ~size_t{1023};
-      data = static_cast<float*>(std::aligned_alloc(64, size * sizeof(float)));
-      if (!data) std::abort();
-    }
-    return data;
-  }
-};
-struct Buffers {
-  AlignedBuffer a, b, scratch;
-};
-Buffers& thread_buffers() {
-  thread_local Buffers buffers;
-  return buffers;
-}
 
 // Rows of a row-major operand, optionally through an index list (a gather).
 struct Rows {
@@ -165,23 +139,7 @@ void pack_b_transposed(float* out, const Rows& B, int k0, int kc, int j0, int nc
     const int nr = std::min(NR, nc - q);
     const float* src[NR];
     for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
-    int k = 0;
-    if (nr == NR) {
-      for (; k + 4 <= kc; k += 4) {
-        float* o = out + k * NR;
-        for (int c = 0; c < NR; c += 4) {
-          __m128 r0 = _mm_loadu_ps(src[c] + k), r1 = _mm_loadu_ps(src[c + 1] + k);
-          __m128 r2 = _mm_loadu_ps(src[c + 2] + k), r3 = _mm_loadu_ps(src[c + 3] + k);
-          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-          _mm_storeu_ps(o + c, r0);
-          _mm_storeu_ps(o + NR + c, r1);
-          _mm_storeu_ps(o + 2 * NR + c, r2);
-          _mm_storeu_ps(o + 3 * NR + c, r3);
-        }
-      }
-    }
-    for (; k < kc; ++k)
-      for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
+    gemm::pack_panel_transposed(out, src, nr, kc);
   }
 }
 

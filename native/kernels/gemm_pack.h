@@ -1,0 +1,91 @@
+// What the general matmul driver (gemm.cc) and the small-group path of the grouped matmuls
+// (gemm_grouped.cc) share: the micro-kernels of the running ISA, the per-thread packing buffers,
+// and the packing of a transposed B panel. Included by those two baseline (SSE2) translation units
+// only: an inline function compiled into an AVX2 unit could be the copy the linker keeps.
+// NR = panel columns, kc = panel depth.
+#pragma once
+
+#include <emmintrin.h>
+#include <xmmintrin.h>
+
+#include <cstddef>
+#include <cstdlib>
+
+#include "cpu.h"
+#include "gemm_kernels.h"
+
+namespace st::gemm {
+
+// The micro-kernels of one ISA: the full tile, and (optionally) the 4-row variant.
+struct Kernels {
+  MicroKernel full;
+  MicroKernel four_rows;  // null when the ISA has none
+};
+
+inline Kernels active_kernels() {
+  if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2};
+  return {micro_kernel_sse2, nullptr};
+}
+
+// A 64-byte aligned float buffer, grown on demand and kept.
+struct AlignedBuffer {
+  float* data = nullptr;
+  size_t size = 0;
+  ~AlignedBuffer() { std::free(data); }
+  float* get(size_t n) {
+    if (n > size) {
+      std::free(data);
+      size = (n + 1023) & ~size_t{1023};
+      data = static_cast<float*>(std::aligned_alloc(64, size * sizeof(float)));
+      if (!data) std::abort();
+    }
+    return data;
+  }
+};
+
+// Packing buffers, one set per thread that ever runs a task (gemm.cc).
+struct Buffers {
+  AlignedBuffer a, b, scratch;
+  AlignedBuffer shared_b;  // a B block packed by all threads together (run_shared_b), owned by the caller
+};
+Buffers& thread_buffers();
+
+// One B panel (kc × NR, out[k·NR + c]) of op(B) = Bᵀ: column c is stored row src[c], contiguous in
+// depth (src[c][0 .. kc)); columns c ≥ nr are zeros (their src may repeat a valid row). Four depths
+// at a time, the 16 columns as four 4 × 4 transposes; sixteen depths (one cache line of each stored
+// row) at a time where it can: stored rows are often a multiple of 4 KB apart, so their lines share
+// one L1 set, and each line is used up before the next four rows come in.
+inline void pack_panel_transposed(float* out, const float* const* src, int nr, int kc) {
+  static_assert(NR % 4 == 0, "the panel is packed as 4 × 4 transposes");
+  int k = 0;
+  if (nr == NR) {
+    for (; k + 16 <= kc; k += 16)
+      for (int g = 0; g < NR; g += 4)
+        for (int kk = k; kk < k + 16; kk += 4) {
+          __m128 r0 = _mm_loadu_ps(src[g] + kk), r1 = _mm_loadu_ps(src[g + 1] + kk);
+          __m128 r2 = _mm_loadu_ps(src[g + 2] + kk), r3 = _mm_loadu_ps(src[g + 3] + kk);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          float* o = out + kk * NR + g;
+          _mm_storeu_ps(o, r0);
+          _mm_storeu_ps(o + NR, r1);
+          _mm_storeu_ps(o + 2 * NR, r2);
+          _mm_storeu_ps(o + 3 * NR, r3);
+        }
+    for (; k + 4 <= kc; k += 4) {
+      float* o = out + k * NR;
+      for (int g = 0; g < NR; g += 4) {
+        __m128 r0 = _mm_loadu_ps(src[g] + k), r1 = _mm_loadu_ps(src[g + 1] + k);
+        __m128 r2 = _mm_loadu_ps(src[g + 2] + k), r3 = _mm_loadu_ps(src[g + 3] + k);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(o + g, r0);
+        _mm_storeu_ps(o + NR + g, r1);
+        _mm_storeu_ps(o + 2 * NR + g, r2);
+        _mm_storeu_ps(o + 3 * NR + g, r3);
+      }
+    }
+  }
+  for (; k < kc; ++k)
+    for (int c = 0; c < NR; ++c) out[k * NR + c] = c < nr ? src[c][k] : 0.0f;
+}
+
+}  // namespace st::gemm
