@@ -1,8 +1,11 @@
 // A minimal test harness for the native tests: CHECK macros that count, and a summary line.
 #pragma once
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
+#include <vector>
 
 namespace st::test {
 
@@ -11,6 +14,28 @@ inline int& checks() { static int n = 0; return n; }
 
 // ST_TEST_QUICK=1 (the sanitizer run) asks for smaller sweeps.
 inline bool quick() { const char* q = std::getenv("ST_TEST_QUICK"); return q && q[0] == '1'; }
+
+// Fresh random inputs: a generator seeded anew each run.
+inline std::mt19937& rng() {
+  static std::mt19937 r(std::random_device{}());
+  return r;
+}
+
+// Values in [-1, 1], never all zeros.
+inline std::vector<float> random_floats(size_t n) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng());
+  return v;
+}
+
+inline int random_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng()); }
+
+inline std::vector<float> absolute(const std::vector<float>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = std::fabs(v[i]);
+  return out;
+}
 
 inline int summary(const char* name) {
   std::printf("%s: %d checks, %d failed\n", name, checks(), failures());

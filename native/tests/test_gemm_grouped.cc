@@ -23,25 +23,10 @@
 
 namespace {
 
-std::mt19937& rng() {
-  static std::mt19937 r(std::random_device{}());
-  return r;
-}
-
-std::vector<float> random_floats(size_t n) {
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng());
-  return v;
-}
-
-int random_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng()); }
-
-std::vector<float> absolute(const std::vector<float>& v) {
-  std::vector<float> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = std::fabs(v[i]);
-  return out;
-}
+using st::test::absolute;
+using st::test::random_floats;
+using st::test::random_int;
+using st::test::rng;
 
 std::vector<int32_t> random_indices(int n, int range) {
   std::vector<int32_t> v(n);
