@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "check.h"
+#include "gemm_check.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_grouped.h"
@@ -37,22 +38,7 @@ std::vector<int32_t> random_indices(int n, int range) {
 const float kNaN = std::nanf("");
 const st::Isa kIsas[] = {st::Isa::portable, st::Isa::avx2};
 
-int compare(const float* got, const float* want, const float* magnitude, int rows, int cols, int64_t ld, int K,
-            const char* what) {
-  const double tol = (K + 16) * std::ldexp(1.0, -22);
-  int bad = 0;
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < cols; ++j) {
-      const int64_t at = i * ld + j;
-      const double diff = std::fabs(static_cast<double>(got[at]) - want[at]);
-      if (!(diff <= tol * magnitude[at] + 1e-30)) {
-        if (++bad <= 3)
-          std::fprintf(stderr, "  %s: [%d,%d] got %g want %g (magnitude %g)\n", what, i, j, got[at], want[at],
-                       magnitude[at]);
-      }
-    }
-  return bad;
-}
+using st::test::compare;
 
 // A case: the rows of each group, and the product's depth and width.
 struct Case {
