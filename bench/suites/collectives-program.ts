@@ -13,6 +13,8 @@ export interface CollectivesBenchArgs {
   maxRepeats: number;
   /** Send buffers from `device.alloc` (the shared heap: an all-to-all is then read in place). */
   sendInHeap?: boolean;
+  /** All-to-all only: time the repeats in a loop inside native code (Device.benchAllToAll), not per JavaScript call. */
+  nativeLoop?: boolean;
 }
 
 export interface CollectivesBenchResult {
@@ -43,6 +45,10 @@ export default function collectivesProgram(device: Device, args: CollectivesBenc
     const proposal = new Float32Array([Math.min(args.maxRepeats, Math.max(args.minRepeats, Math.round(args.budgetSeconds / estimate)))]);
     device.broadcast(proposal, { root: 0, wire: 'float32' });
     const repeats = proposal[0];
+    if (args.nativeLoop && args.op === 'allToAll') {
+      times.push(Array.from(device.benchAllToAll(send, recv, repeats, { wire: args.wire })));
+      continue;
+    }
     const mine: number[] = [];
     for (let it = 0; it < repeats; it++) {
       device.barrier();

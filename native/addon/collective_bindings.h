@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../mesh/collectives.h"
+#include "../mesh/sync.h"
 #include "args.h"
 
 namespace st::addon::collectives {
@@ -205,6 +206,38 @@ Napi::Value all_to_all(const Napi::CallbackInfo& info) {
   return info[3];
 }
 
+// The timed loop of a benchmark, inside C++ the way an MPI program times itself: `repeats` ×
+// (barrier, then one all-to-all timed on its own); returns each all-to-all's seconds. It shows
+// what the collective costs without the JavaScript call around it. `call` runs one all-to-all.
+template <class C, class F>
+Napi::Value time_all_to_all(const Napi::CallbackInfo& info, C& comm, int kind, F&& call) {
+  Napi::Env env = info.Env();
+  const int64_t repeats = integer(info[5], "repeats", 1, int64_t{1} << 24);
+  Napi::Float64Array seconds = Napi::Float64Array::New(env, static_cast<size_t>(repeats));
+  double* out = seconds.Data();
+  run(env, [&] {
+    for (int64_t i = 0; i < repeats; ++i) {
+      comm.barrier(kind);
+      const int64_t start = mesh::now_ns();
+      call();
+      out[i] = static_cast<double>(mesh::now_ns() - start) * 1e-9;
+    }
+  });
+  return seconds;
+}
+
+// benchAllToAll(handle, kind, send, recv, wire, repeats): the all-to-all's arguments and checks,
+// then time_all_to_all.
+template <class C, C& (*Get)(const Napi::Value&)>
+Napi::Value bench_all_to_all(const Napi::CallbackInfo& info) {
+  expect_args(info, 6, "benchAllToAll");
+  C& comm = Get(info[0]);
+  const AllToAllArgs a = all_to_all_args(info, comm);
+  return time_all_to_all(info, comm, a.kind, [&] {
+    comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire);
+  });
+}
+
 inline std::vector<int64_t> counts_arg(const Napi::Value& v, const char* name, size_t P, size_t limit) {
   Napi::Env env = v.Env();
   std::vector<int64_t> counts;
@@ -295,6 +328,7 @@ void export_all(Napi::Env env, Napi::Object exports, const std::string& prefix) 
   set("ReduceScatter", reduce_scatter<C, Get>);
   set("AllToAll", all_to_all<C, Get>);
   set("AllToAllv", all_to_allv<C, Get>);
+  set("BenchAllToAll", bench_all_to_all<C, Get>);
   set("SetTimeout", set_timeout<C, Get>);
   set("Stats", stats<C, Get>);
   set("ResetStats", reset_stats<C, Get>);

@@ -250,6 +250,20 @@ Napi::Value all_to_all(const Napi::CallbackInfo& info) {
   return info[3];
 }
 
+// The timed loop of the benchmarks (collectives::time_all_to_all) on the shared-memory path the
+// JavaScript call takes: a plain send buffer already seen twice is read in place from its adopted pages.
+Napi::Value bench_all_to_all(const Napi::CallbackInfo& info) {
+  expect_args(info, 6, "meshBenchAllToAll");
+  Communicator& comm = device(info[0]);
+  const collectives::AllToAllArgs a = collectives::all_to_all_args(info, comm);
+  const mesh::Adopted* pages = nullptr;
+  if (a.P > 1 && a.send.data != a.recv.data && !comm.in_heap(a.send.data, a.send.length * 4))
+    pages = adopted_pages(info.Env(), *handle<DeviceHandle>(info[0], "device"), info[2], a.send.length * 4);
+  return collectives::time_all_to_all(info, comm, a.kind, [&] {
+    comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire, pages);
+  });
+}
+
 // A Float32Array over n floats of this device's heap in the arena (never freed: the heap lives as
 // long as the process). An all-to-all reads such a send buffer in place.
 Napi::Value alloc(const Napi::CallbackInfo& info) {
@@ -332,6 +346,7 @@ void init_mesh(Napi::Env env, Napi::Object exports) {
   exports.Set("meshArenaClose", Napi::Function::New(env, arena_close, "meshArenaClose"));
   exports.Set("meshAttach", Napi::Function::New(env, attach, "meshAttach"));
   exports.Set("meshAllToAll", Napi::Function::New(env, all_to_all, "meshAllToAll"));
+  exports.Set("meshBenchAllToAll", Napi::Function::New(env, bench_all_to_all, "meshBenchAllToAll"));
   exports.Set("meshAlloc", Napi::Function::New(env, alloc, "meshAlloc"));
   exports.Set("meshPinCpus", Napi::Function::New(env, pin_cpus, "meshPinCpus"));
   exports.Set("meshCrossMemoryProbe", Napi::Function::New(env, cross_memory_probe, "meshCrossMemoryProbe"));

@@ -60,6 +60,7 @@ export interface Transport {
   allToAllv(handle: unknown, kind: number, send: Float32Array, sendCounts: Int32Array | number[], recv: Float32Array,
             recvCounts: Int32Array | number[], wire: number): Float32Array;
   alloc(handle: unknown, n: number): Float32Array;
+  benchAllToAll(handle: unknown, kind: number, send: Float32Array, recv: Float32Array, wire: number, repeats: number): Float64Array;
   stats(handle: unknown): MeshStats;
   resetStats(handle: unknown): void;
   setTimeout(handle: unknown, timeoutMs: number): void;
@@ -70,6 +71,7 @@ export const SHARED_MEMORY: Transport = {
   group: native.meshGroup, barrier: native.meshBarrier, broadcast: native.meshBroadcast,
   allReduce: native.meshAllReduce, allGather: native.meshAllGather, reduceScatter: native.meshReduceScatter,
   allToAll: native.meshAllToAll, allToAllv: native.meshAllToAllv, alloc: native.meshAlloc,
+  benchAllToAll: native.meshBenchAllToAll,
   stats: native.meshStats, resetStats: native.meshResetStats, setTimeout: native.meshSetTimeout,
 };
 
@@ -187,6 +189,18 @@ export class Device {
     }
     const [out, opts] = this.#recvAndOptions(recv, options, () => new Float32Array(lengthOf(send, 'allToAll')));
     return this.#t.allToAll(this.#handle, this.#kind(opts, 'allToAll'), send, out, this.#wire(opts, 'allToAll'));
+  }
+
+  /**
+   * For benchmarks: `repeats` × (a barrier, then `allToAll(send, recv, options)`), the loop and its
+   * clock inside native code (as an MPI program times itself); returns each all-to-all's seconds.
+   * Every device of the group must call it with the same `repeats`.
+   */
+  benchAllToAll(send: Float32Array, recv: Float32Array, repeats: number, options: CollectiveOptions = {}): Float64Array {
+    if (!Number.isInteger(repeats) || repeats < 1)
+      throw rangeError('ERR_SWITCH_RANGE', `benchAllToAll: 'repeats' must be a positive integer, got ${String(repeats)}`);
+    return this.#t.benchAllToAll(this.#handle, this.#kind(options, 'benchAllToAll'), send, recv,
+      this.#wire(options, 'benchAllToAll'), repeats);
   }
 
   /**

@@ -49,7 +49,7 @@ export const ERROR_MARK = '\u001eswitch-transformer-mesh-error ';
 export const MPI: Transport = {
   group: native.mpiGroup, barrier: native.mpiBarrier, broadcast: native.mpiBroadcast,
   allReduce: native.mpiAllReduce, allGather: native.mpiAllGather, reduceScatter: native.mpiReduceScatter,
-  allToAll: native.mpiAllToAll, allToAllv: native.mpiAllToAllv,
+  allToAll: native.mpiAllToAll, allToAllv: native.mpiAllToAllv, benchAllToAll: native.mpiBenchAllToAll,
   // No shared heap across hosts: an ordinary array (MPI reads it in place anyway).
   alloc: (_handle: unknown, n: number) => new Float32Array(n),
   stats: native.mpiStats as (handle: unknown) => MeshStats, resetStats: native.mpiResetStats, setTimeout: native.mpiSetTimeout,
