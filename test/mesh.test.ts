@@ -9,7 +9,7 @@ const PROGRAM = new URL('./fixtures/mesh-collectives.mjs', import.meta.url);
 const SLOT = 65536;   // the smallest slot: 2048 float32 per peer per round on 4 devices, so sizes chunk early
 
 type Wire = 'float32' | 'bf16';
-interface Case { op: string; n: number; axis?: string; wire?: Wire; root?: number; specials?: boolean }
+interface Case { op: string; n: number; axis?: string; wire?: Wire; root?: number; specials?: boolean; repeats?: number }
 interface Report { rank: number; pid: number; size: number; axes: Record<string, number>; coords: Record<string, number>; out: Float32Array[] }
 
 // SPEC §2, written independently of the native code: round to nearest even on the top 16 bits.
@@ -69,6 +69,7 @@ function expected(seed: number, index: number, c: Case, axes: [string, number][]
       break;
     }
     case 'allToAll':
+    case 'benchAllToAll':
     case 'allToAllHeap':
     case 'allToAllInPlace':
       for (const r of ranks) {
@@ -127,6 +128,8 @@ function allCases(axes: (string | undefined)[], wires: Wire[], maxRoot = 1): Cas
       cases.push({ op: 'allToAllInPlace', n: randomInt(1, 5000), axis, wire, specials: true });
       cases.push({ op: 'allToAllHeap', n: randomInt(1, 300), axis, wire, specials: true });
       cases.push({ op: 'allToAllHeap', n: randomInt(4097, 9000), axis, wire, specials: true });
+      cases.push({ op: 'benchAllToAll', n: randomInt(1, 300), axis, wire, specials: true, repeats: randomInt(1, 4) });
+      cases.push({ op: 'benchAllToAll', n: randomInt(2049, 9000), axis, wire, specials: true, repeats: 2 });
       cases.push({ op: 'allReduceInPlace', n: randomInt(1, 9000), axis, wire });
       cases.push({ op: 'allToAllv', n: randomInt(1, 6000), axis, wire, specials: true });
       cases.push({ op: 'allToAll', n: 0, axis, wire });
@@ -176,6 +179,16 @@ describe('singleDevice', () => {
     const heap = device.alloc(x.length);
     heap.set(x);
     expectSame(device.allToAll(heap, new Float32Array(x.length), { wire: 'float32' }), x, 'allToAll from the heap');
+    // The benchmarks' loop in native code: each repeat timed, the values those of one allToAll.
+    const benched = new Float32Array(x.length).fill(NaN);
+    const times = device.benchAllToAll(x, benched, 5);
+    expect(times).toBeInstanceOf(Float64Array);
+    expect(times.length).toBe(5);
+    for (const t of times) expect(Number.isFinite(t) && t >= 0).toBe(true);
+    expectSame(benched, rounded, 'benchAllToAll bf16');
+    for (const bad of [0, 1.5, -1, NaN])
+      expect(() => device.benchAllToAll(x, benched, bad)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_SWITCH_RANGE' }));
+    expect(() => device.benchAllToAll(x, new Float32Array(3), 2)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_SHAPE' }));
     expect(() => device.allToAll(x, { axis: 'expert' })).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));
   });
 });

@@ -98,9 +98,10 @@ void expect_length(Napi::Env env, const View<T>& view, size_t expected, const ch
 // A whole number in [lo, hi].
 inline int64_t integer(const Napi::Value& value, const char* name, int64_t lo, int64_t hi) {
   Napi::Env env = value.Env();
-  if (!value.IsNumber())
+  // One N-API call: it checks the type too (napi_number_expected), and collectives pay it per call.
+  double d = 0;
+  if (napi_get_value_double(env, value, &d) != napi_ok)
     throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("argument '") + name + "' must be a number");
-  const double d = value.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(lo) || d > static_cast<double>(hi))
     throw_range_error(env, "ERR_SWITCH_RANGE",
                       std::string("argument '") + name + "' must be an integer in [" + std::to_string(lo) + ", " +

@@ -110,8 +110,11 @@ const mesh::Adopted* adopted_pages(Napi::Env env, DeviceHandle& h, const Napi::V
 
 template <class T>
 T* handle(const Napi::Value& value, const char* what) {
-  if (!value.IsExternal()) throw_type_error(value.Env(), "ERR_SWITCH_ARG_TYPE", std::string("expected a mesh ") + what + " handle");
-  return value.As<Napi::External<T>>().Data();
+  // One N-API call (it refuses a value that is not an External): collectives pay it per call.
+  void* data = nullptr;
+  if (napi_get_value_external(value.Env(), value, &data) != napi_ok || data == nullptr)
+    throw_type_error(value.Env(), "ERR_SWITCH_ARG_TYPE", std::string("expected a mesh ") + what + " handle");
+  return static_cast<T*>(data);
 }
 
 Arena& open_arena(const Napi::Value& value) {
@@ -120,11 +123,13 @@ Arena& open_arena(const Napi::Value& value) {
   return *h->arena;
 }
 
-Communicator& device(const Napi::Value& value) {
+DeviceHandle& device_handle(const Napi::Value& value) {
   DeviceHandle* h = handle<DeviceHandle>(value, "device");
   if (!h->comm) throw_error(value.Env(), "ERR_SWITCH_STATE", "the mesh device is closed");
-  return *h->comm;
+  return *h;
 }
+
+Communicator& device(const Napi::Value& value) { return *device_handle(value).comm; }
 
 // ---- the launcher's side ----
 
@@ -239,11 +244,12 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
 // The shared-memory all-to-all: a plain send buffer that comes back gets its pages moved into the
 // shared heap (adopted_pages), so that the peers read it in place.
 Napi::Value all_to_all(const Napi::CallbackInfo& info) {
-  Communicator& comm = device(info[0]);
+  DeviceHandle& h = device_handle(info[0]);
+  Communicator& comm = *h.comm;
   const collectives::AllToAllArgs a = collectives::all_to_all_args(info, comm);
   const mesh::Adopted* pages = nullptr;
   if (a.P > 1 && a.send.data != a.recv.data && !comm.in_heap(a.send.data, a.send.length * 4))
-    pages = adopted_pages(info.Env(), *handle<DeviceHandle>(info[0], "device"), info[2], a.send.length * 4);
+    pages = adopted_pages(info.Env(), h, info[2], a.send.length * 4);
   collectives::run(info.Env(), [&] {
     comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire, pages);
   });
@@ -254,11 +260,12 @@ Napi::Value all_to_all(const Napi::CallbackInfo& info) {
 // JavaScript call takes: a plain send buffer already seen twice is read in place from its adopted pages.
 Napi::Value bench_all_to_all(const Napi::CallbackInfo& info) {
   expect_args(info, 6, "meshBenchAllToAll");
-  Communicator& comm = device(info[0]);
+  DeviceHandle& h = device_handle(info[0]);
+  Communicator& comm = *h.comm;
   const collectives::AllToAllArgs a = collectives::all_to_all_args(info, comm);
   const mesh::Adopted* pages = nullptr;
   if (a.P > 1 && a.send.data != a.recv.data && !comm.in_heap(a.send.data, a.send.length * 4))
-    pages = adopted_pages(info.Env(), *handle<DeviceHandle>(info[0], "device"), info[2], a.send.length * 4);
+    pages = adopted_pages(info.Env(), h, info[2], a.send.length * 4);
   return collectives::time_all_to_all(info, comm, a.kind, [&] {
     comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire, pages);
   });

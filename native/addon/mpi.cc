@@ -21,8 +21,10 @@ struct MpiHandle {
 };
 
 MpiCommunicator& mpi_device(const Napi::Value& value) {
-  if (!value.IsExternal()) throw_type_error(value.Env(), "ERR_SWITCH_ARG_TYPE", "expected an MPI mesh device handle");
-  MpiHandle* h = value.As<Napi::External<MpiHandle>>().Data();
+  void* data = nullptr;   // (one N-API call, which refuses a value that is not an External)
+  if (napi_get_value_external(value.Env(), value, &data) != napi_ok || data == nullptr)
+    throw_type_error(value.Env(), "ERR_SWITCH_ARG_TYPE", "expected an MPI mesh device handle");
+  MpiHandle* h = static_cast<MpiHandle*>(data);
   if (!h->comm) throw_error(value.Env(), "ERR_SWITCH_STATE", "the MPI mesh device is finalized");
   return *h->comm;
 }

@@ -195,6 +195,7 @@ Communicator::Communicator(Arena& arena, int rank, const std::vector<std::string
     seq_.push_back(load_seq(&arena.posted(rank, k)->value));
   }
   group_cross_memory_.assign(static_cast<size_t>(arena.n_kinds()), 0);
+  ticks_per_ns();   // calibrated now (200 µs), not inside the first wait
   Control* c = arena.control();
   __atomic_store_n(&c->pid[rank], static_cast<int32_t>(getpid()), __ATOMIC_SEQ_CST);
   store_seq(&c->cross_memory[rank], cross_memory ? 1u : 2u);
@@ -223,46 +224,63 @@ void Communicator::wait_reached(Counter* counter, uint32_t target, int peer_rank
   // after the header): polling it saves a cache miss per round over polling the counter.
   const uint32_t* poll = early ? early : &counter->value;
   if (reached(load_acquire(poll), target)) return;
-  const int64_t start = now_ns();
-  const int64_t deadline = start + timeout_ns_;
-  int64_t now = start;
+  // The spin and yield phases run on ticks() (cheap); the sleep phase on now_ns, with the deadline
+  // counted from the start of the wait.
+  const int64_t start = ticks();
+  const double per_ns = ticks_per_ns();
+  const int64_t spin_end = static_cast<int64_t>(static_cast<double>(policy_.spin_ns) * per_ns);
+  const int64_t yield_end = spin_end + static_cast<int64_t>(static_cast<double>(policy_.yield_ns) * per_ns);
+  int64_t t = start;
   // Busy-poll, then yield, then sleep: a peer a few microseconds behind is the common case, but
   // with more devices than cores a spinning waiter steals the core its peer needs.
-  while (now - start < policy_.spin_ns) {
-    for (int i = 0; i < 64; ++i) {
+  while (t - start < spin_end) {
+    // (A pause takes ~40 ns on recent cores: 8 of them between two looks at the clock.)
+    for (int i = 0; i < 8; ++i) {
       if (reached(load_acquire(poll), target)) goto done;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
     }
-    now = now_ns();
+    t = ticks();
   }
-  while (now - start < policy_.spin_ns + policy_.yield_ns) {
+  while (t - start < yield_end) {
     sched_yield();
     if (reached(load_acquire(poll), target)) goto done;
-    now = now_ns();
+    t = ticks();
   }
-  for (;;) {
-    if (arena_.lost_rank() >= 0) throw_lost(kind);
-    if (arena_.state(peer_rank) == RankState::finished)
-      throw MeshError(MeshError::Kind::peer_lost, peer_rank,
-                      "mesh: device rank " + std::to_string(peer_rank) + " finished its program while rank " +
-                          std::to_string(rank_) + " waits for it in " + op_name(current_op_) + " over the " +
-                          group(kind).name + " (mismatched collectives)");
-    now = now_ns();
-    if (now >= deadline)
-      throw MeshError(MeshError::Kind::timeout, peer_rank,
-                      "mesh: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_ns_ / 1000000) +
-                          " ms waiting for rank " + std::to_string(peer_rank) + " to " + what + " in " +
-                          op_name(current_op_) + " over the " + group(kind).name);
-    __atomic_add_fetch(&counter->waiters, 1, __ATOMIC_SEQ_CST);
-    const uint32_t v = load_seq(&counter->value);
-    if (!reached(v, target)) futex_wait(&counter->value, v, std::min(deadline - now, policy_.slice_ns));
-    __atomic_sub_fetch(&counter->waiters, 1, __ATOMIC_SEQ_CST);
-    if (reached(load_acquire(&counter->value), target)) break;
+  {
+    int64_t now = now_ns();
+    const int64_t deadline = now + timeout_ns_ - static_cast<int64_t>(static_cast<double>(t - start) / per_ns);
+    for (;;) {
+      if (arena_.lost_rank() >= 0) throw_lost(kind);
+      if (arena_.state(peer_rank) == RankState::finished)
+        throw MeshError(MeshError::Kind::peer_lost, peer_rank,
+                        "mesh: device rank " + std::to_string(peer_rank) + " finished its program while rank " +
+                            std::to_string(rank_) + " waits for it in " + op_name(current_op_) + " over the " +
+                            group(kind).name + " (mismatched collectives)");
+      now = now_ns();
+      if (now >= deadline)
+        throw MeshError(MeshError::Kind::timeout, peer_rank,
+                        "mesh: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_ns_ / 1000000) +
+                            " ms waiting for rank " + std::to_string(peer_rank) + " to " + what + " in " +
+                            op_name(current_op_) + " over the " + group(kind).name);
+      __atomic_add_fetch(&counter->waiters, 1, __ATOMIC_SEQ_CST);
+      const uint32_t v = load_seq(&counter->value);
+      if (!reached(v, target)) futex_wait(&counter->value, v, std::min(deadline - now, policy_.slice_ns));
+      __atomic_sub_fetch(&counter->waiters, 1, __ATOMIC_SEQ_CST);
+      if (reached(load_acquire(&counter->value), target)) break;
+    }
   }
 done:
-  stats_.wait_seconds += static_cast<double>(now_ns() - start) * 1e-9;
+  wait_ticks_ += ticks() - start;
+}
+
+Stats Communicator::stats() const {
+  Stats s = stats_;
+  const double per_ns = ticks_per_ns();
+  s.seconds = static_cast<double>(busy_ticks_) / per_ns * 1e-9;
+  s.wait_seconds = static_cast<double>(wait_ticks_) / per_ns * 1e-9;
+  return s;
 }
 
 uint8_t* Communicator::begin_round(int kind, uint32_t s) {
@@ -411,9 +429,9 @@ void Communicator::wait_all_consumed(int kind, uint32_t s) {
   check_kind(kind);                                      \
   current_op_ = (op_value);                              \
   if (arena_.lost_rank() >= 0) throw_lost(kind);         \
-  const int64_t collective_start = now_ns();             \
+  const int64_t collective_start = ticks();              \
   ++stats_.calls;
-#define ST_COLLECTIVE_END() stats_.seconds += static_cast<double>(now_ns() - collective_start) * 1e-9;
+#define ST_COLLECTIVE_END() busy_ticks_ += ticks() - collective_start;
 
 void Communicator::barrier(int kind) {
   ST_COLLECTIVE_BEGIN(Op::barrier)

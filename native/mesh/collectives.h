@@ -93,8 +93,11 @@ class Communicator {
   void set_timeout_ms(int64_t ms) { timeout_ns_ = ms * 1000000; }
   int64_t timeout_ms() const { return timeout_ns_ / 1000000; }
   WaitPolicy& wait_policy() { return policy_; }
-  const Stats& stats() const { return stats_; }
-  void reset_stats() { stats_ = Stats(); }
+  Stats stats() const;
+  void reset_stats() {
+    stats_ = Stats();
+    busy_ticks_ = wait_ticks_ = 0;
+  }
 
   void barrier(int kind);
   // buf: (n), the root's values on return everywhere (the root's own rounded too on a bf16 wire).
@@ -162,6 +165,8 @@ class Communicator {
   int64_t timeout_ns_;
   WaitPolicy policy_;
   Stats stats_;
+  int64_t busy_ticks_ = 0;   // Stats::seconds and wait_seconds, counted in ticks() (sync.h)
+  int64_t wait_ticks_ = 0;
   Op current_op_ = Op::barrier;
   std::vector<float> scratch_;
   size_t heap_used_ = 0;

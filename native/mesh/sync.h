@@ -24,4 +24,11 @@ void counter_publish(Counter* counter, uint32_t value);
 
 int64_t now_ns();
 
+// A cheaper clock for what a collective measures on its fast path (its spin phase and its own
+// time): the time-stamp counter where the CPU says it is invariant (x86-64; 14 ns a read here
+// against 36 ns for clock_gettime, and a 1 KiB all-to-all reads it four times), else now_ns.
+// Only differences of ticks mean anything; ticks_per_ns converts them (calibrated once per process).
+int64_t ticks();
+double ticks_per_ns();
+
 }  // namespace st::mesh

@@ -10,6 +10,8 @@ interface ChildConfig extends DeviceConfig {
   fd: number;
   threads: number;
   pin: boolean;
+  /** More devices × threads than CPUs: devices share cores. */
+  oversubscribed?: boolean;
   /** Address of the launcher's probe word for cross-memory attach (0: off). */
   crossMemoryProbe: number;
 }
@@ -40,8 +42,10 @@ async function main(): Promise<void> {
   // sleeping on the futex. Measured on 2 shared cores (bench/RESULTS.md): long busy spins collapse
   // when devices share cores, and sleeping early pays a wake-up of tens of µs on every round. A
   // device bound to its own core polls longer (50 µs, not 1): a yield there only hands the core to
-  // some other program. Environment overrides for tuning.
-  const spin = process.env.SWITCH_MESH_SPIN_US ?? (config.pin ? '50' : '1');
+  // some other program. With more devices than cores it does not busy-poll at all: the peer it
+  // waits for is often the one descheduled on its own core, and every spin delays it (RESULTS.md,
+  // "Wait policy"). Environment overrides for tuning.
+  const spin = process.env.SWITCH_MESH_SPIN_US ?? (config.pin ? '50' : config.oversubscribed ? '0' : '1');
   const yieldUs = process.env.SWITCH_MESH_YIELD_US ?? '1000';
   native.meshSetWaitPolicy(handle, Number(spin), Number(yieldUs));
   // Ask for the arguments only now that a listener is in place (nothing sent earlier can be missed).

@@ -243,6 +243,7 @@ export async function launchMesh<R = unknown>(programUrl: string | URL, options:
 
     const config = (rank: number): DeviceConfig & Record<string, unknown> => ({
       rank, axes, wire, timeoutMs, programUrl: href, parentPid: process.pid, fd: ARENA_FD, threads, pin,
+      oversubscribed: devices * threads > availableCpus(),
       crossMemoryProbe: native.meshCrossMemoryProbe() as number,
     });
     try {
