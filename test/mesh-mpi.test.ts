@@ -89,6 +89,7 @@ describe.runIf(MPI)('mesh over MPI', () => {
         cases.push({ op: 'barrier', n: 0, axis, wire });
         cases.push({ op: 'allToAllInPlace', n: randomInt(1, 5000), axis, wire, specials: true });
         cases.push({ op: 'allToAllHeap', n: randomInt(1, 300), axis, wire, specials: true });
+        cases.push({ op: 'allToAllReuse', n: randomInt(1, 2000), axis, wire, specials: true });
         cases.push({ op: 'benchAllToAll', n: randomInt(1, 3000), axis, wire, specials: true, repeats: randomInt(1, 3) });
         cases.push({ op: 'allReduceInPlace', n: randomInt(1, 9000), axis, wire });
         cases.push({ op: 'allToAllv', n: randomInt(1, 6000), axis, wire, specials: true });

@@ -70,6 +70,7 @@ function expected(seed: number, index: number, c: Case, axes: [string, number][]
     }
     case 'allToAll':
     case 'benchAllToAll':
+    case 'allToAllReuse':
     case 'allToAllHeap':
     case 'allToAllInPlace':
       for (const r of ranks) {
@@ -129,6 +130,9 @@ function allCases(axes: (string | undefined)[], wires: Wire[], maxRoot = 1): Cas
       cases.push({ op: 'allToAllHeap', n: randomInt(1, 300), axis, wire, specials: true });
       cases.push({ op: 'allToAllHeap', n: randomInt(4097, 9000), axis, wire, specials: true });
       cases.push({ op: 'benchAllToAll', n: randomInt(1, 300), axis, wire, specials: true, repeats: randomInt(1, 4) });
+      // Reused arrays: below, at and above the size the binding remembers (8191 elements in all).
+      for (const n of [1, randomInt(2, 2000), 4095, 4096, 2047, 2048])
+        cases.push({ op: 'allToAllReuse', n, axis, wire, specials: true });
       cases.push({ op: 'benchAllToAll', n: randomInt(2049, 9000), axis, wire, specials: true, repeats: 2 });
       cases.push({ op: 'allReduceInPlace', n: randomInt(1, 9000), axis, wire });
       cases.push({ op: 'allToAllv', n: randomInt(1, 6000), axis, wire, specials: true });
@@ -179,6 +183,16 @@ describe('singleDevice', () => {
     const heap = device.alloc(x.length);
     heap.set(x);
     expectSame(device.allToAll(heap, new Float32Array(x.length), { wire: 'float32' }), x, 'allToAll from the heap');
+    // The same arrays again (the binding's remembered views), on another axis, then detached.
+    const again = x.slice(0, 64), into = new Float32Array(64);
+    expectSame(device.allToAll(again, into), Float32Array.from(again, (v) => bf16(v)), 'allToAll');
+    again.set(x.subarray(100, 164));
+    into.fill(NaN);
+    expectSame(device.allToAll(again, into, { wire: 'float32' }), x.subarray(100, 164), 'allToAll again, float32');
+    into.fill(NaN);
+    expectSame(device.allToAll(again, into, { axis: 'model' }), Float32Array.from(again, (v) => bf16(v)), 'allToAll again, other axis');
+    structuredClone(again.buffer, { transfer: [again.buffer] });
+    expect(() => device.allToAll(again, into)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^ERR_SWITCH_/) }));
     // The benchmarks' loop in native code: each repeat timed, the values those of one allToAll.
     const benched = new Float32Array(x.length).fill(NaN);
     const times = device.benchAllToAll(x, benched, 5);

@@ -41,11 +41,23 @@ struct SeenBuffer {
   mesh::Adopted pages;
 };
 
+// The checked arguments of the last all-to-all, for meshAllToAllAgain: the same two arrays again
+// (the caller holds them, so they are alive; it checks they still have this length, which a
+// detached or shrunk buffer would not) skip the TypedArray look-ups, a third of a small call.
+struct LastAllToAll {
+  bool valid = false;
+  int kind = 0;
+  const float* send = nullptr;
+  float* recv = nullptr;
+  int64_t n = 0;   // elements per peer
+};
+
 struct DeviceHandle {
   std::unique_ptr<Arena> arena;
   std::unique_ptr<Communicator> comm;
   std::vector<SeenBuffer> seen;
   size_t adopt_min_bytes = 32 * 1024;   // send buffers from this size on; 0: never
+  LastAllToAll last;
 };
 
 constexpr size_t kMaxSeenBuffers = 64;
@@ -250,10 +262,30 @@ Napi::Value all_to_all(const Napi::CallbackInfo& info) {
   const mesh::Adopted* pages = nullptr;
   if (a.P > 1 && a.send.data != a.recv.data && !comm.in_heap(a.send.data, a.send.length * 4))
     pages = adopted_pages(info.Env(), h, info[2], a.send.length * 4);
+  const size_t bytes = a.send.length * 4;
+  // Remembered for meshAllToAllAgain where no page adoption is (or will be) involved: below the
+  // adoption size, adoption off, or a buffer from the heap.
+  h.last.valid = false;
   collectives::run(info.Env(), [&] {
     comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire, pages);
   });
+  if (h.adopt_min_bytes == 0 || bytes < h.adopt_min_bytes || comm.in_heap(a.send.data, bytes))
+    h.last = {true, a.kind, a.send.data, a.recv.data, static_cast<int64_t>(a.send.length / a.P)};
   return info[3];
+}
+
+// meshAllToAllAgain(handle, kind, wire): the last all-to-all's arrays again (Device.allToAll calls
+// it only with the very same two arrays, at the same length). False: nothing remembered for this
+// kind; the caller then makes the full call.
+Napi::Value all_to_all_again(const Napi::CallbackInfo& info) {
+  DeviceHandle& h = device_handle(info[0]);
+  Napi::Env env = info.Env();
+  const int kind = collectives::kind_arg(info[1], *h.comm);
+  const Wire wire = collectives::wire_arg(info[2]);
+  if (!h.last.valid || h.last.kind != kind) return Napi::Boolean::New(env, false);
+  const LastAllToAll last = h.last;
+  collectives::run(env, [&] { h.comm->all_to_all(kind, last.recv, last.send, last.n, wire); });
+  return Napi::Boolean::New(env, true);
 }
 
 // The timed loop of the benchmarks (collectives::time_all_to_all) on the shared-memory path the
@@ -353,6 +385,7 @@ void init_mesh(Napi::Env env, Napi::Object exports) {
   exports.Set("meshArenaClose", Napi::Function::New(env, arena_close, "meshArenaClose"));
   exports.Set("meshAttach", Napi::Function::New(env, attach, "meshAttach"));
   exports.Set("meshAllToAll", Napi::Function::New(env, all_to_all, "meshAllToAll"));
+  exports.Set("meshAllToAllAgain", Napi::Function::New(env, all_to_all_again, "meshAllToAllAgain"));
   exports.Set("meshBenchAllToAll", Napi::Function::New(env, bench_all_to_all, "meshBenchAllToAll"));
   exports.Set("meshAlloc", Napi::Function::New(env, alloc, "meshAlloc"));
   exports.Set("meshPinCpus", Napi::Function::New(env, pin_cpus, "meshPinCpus"));
