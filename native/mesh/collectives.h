@@ -162,6 +162,7 @@ class Communicator {
   int rank_;
   std::vector<Group> groups_;
   std::vector<uint32_t> seq_;
+  std::vector<uint32_t> seen_posted_;   // [kind][rank]: the last round of that peer this device saw published
   int64_t timeout_ns_;
   WaitPolicy policy_;
   Stats stats_;
