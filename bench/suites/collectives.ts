@@ -8,7 +8,11 @@
 // place from the shared heap once their pages moved there, else by cross-memory attach (float32)
 // or staged), `heap` (send buffer from `device.alloc`), `staged` (SWITCH_MESH_ADOPT_BYTES=0 and
 // SWITCH_MESH_CROSS_MEMORY=0: every chunk through the arena's slots, two copies, the bf16 wire
-// converting on both copies), `unbound` (pinDevices: false). `--compare mpi` times Open MPI's
+// converting on both copies), `unbound` (pinDevices: false), `native loop` (the same call timed in
+// a loop inside C++, Device.benchAllToAll: like for like with the Open MPI program, which times
+// itself in C). With `--compare mpi`, `over MPI` rows run the same device program on the MPI
+// transport (float32 and bf16 wire: what the JS binding and the wire add to Open MPI, like for like
+// with the JS-call rows; the bf16 wire there moves 16-bit words). `--compare mpi` times Open MPI's
 // MPI_Alltoall / MPI_Allreduce (bench/baselines, built with mpicc, shared-memory transport) in
 // the same rounds, and each mesh row gets `speedupVsMpi`. The machine is shared: every measurement
 // runs once per round, rounds interleave the variants and the baseline, and rows report the

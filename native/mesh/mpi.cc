@@ -316,11 +316,19 @@ void MpiCommunicator::all_to_all(int kind, float* recv, const float* send, int64
     check(mpi_->Ialltoall(from, c, mpi_->f32, recv, c, mpi_->f32, comm(kind), &r), "MPI_Ialltoall");
     wait(r, "allToAll", kind);
   } else {
-    const void* out = stage_send(send, n * P, wire, send16_);
+    // Only the chunks that cross are converted (twice); this device's own is rounded in one pass
+    // (the same values: SPEC §2 rounding either way). Its slot in the staging buffers goes
+    // through MPI unread.
+    const int me = group(kind).index;
+    send16_.resize(static_cast<size_t>(std::max<int64_t>(n * P, 1)));
     recv16_.resize(static_cast<size_t>(std::max<int64_t>(n * P, 1)));
-    check(mpi_->Ialltoall(out, c, mpi_->u16, recv16_.data(), c, mpi_->u16, comm(kind), &r), "MPI_Ialltoall");
+    for (int p = 0; p < P; ++p)
+      if (p != me) bf16_from_f32(send16_.data() + static_cast<size_t>(p) * static_cast<size_t>(n), send + static_cast<int64_t>(p) * n, n);
+    check(mpi_->Ialltoall(send16_.data(), c, mpi_->u16, recv16_.data(), c, mpi_->u16, comm(kind), &r), "MPI_Ialltoall");
     wait(r, "allToAll", kind);
-    bf16_to_f32(recv, recv16_.data(), n * P);
+    for (int q = 0; q < P; ++q)
+      if (q != me) bf16_to_f32(recv + static_cast<int64_t>(q) * n, recv16_.data() + static_cast<size_t>(q) * static_cast<size_t>(n), n);
+    if (n > 0) bf16_round(recv + static_cast<int64_t>(me) * n, send + static_cast<int64_t>(me) * n, n);
   }
   stats_.bytes_sent += static_cast<uint64_t>(n) * wire_bytes(wire) * static_cast<uint64_t>(P - 1);
   ST_MPI_END
