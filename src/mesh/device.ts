@@ -145,7 +145,7 @@ export class Device {
   }
 
   /** Returns when every device of the group has entered the barrier. */
-  barrier(options: CollectiveOptions = {}): void {
+  barrier(options: CollectiveOptions = NO_OPTIONS): void {
     this.#t.barrier(this.#handle, this.#kind(options, 'barrier'));
   }
 
@@ -214,7 +214,7 @@ export class Device {
    * clock inside native code (as an MPI program times itself); returns each all-to-all's seconds.
    * Every device of the group must call it with the same `repeats`.
    */
-  benchAllToAll(send: Float32Array, recv: Float32Array, repeats: number, options: CollectiveOptions = {}): Float64Array {
+  benchAllToAll(send: Float32Array, recv: Float32Array, repeats: number, options: CollectiveOptions = NO_OPTIONS): Float64Array {
     if (!Number.isInteger(repeats) || repeats < 1)
       throw rangeError('ERR_SWITCH_RANGE', `benchAllToAll: 'repeats' must be a positive integer, got ${String(repeats)}`);
     return this.#t.benchAllToAll(this.#handle, this.#kind(options, 'benchAllToAll'), send, recv,
@@ -227,7 +227,7 @@ export class Device {
    * recvCounts[q] must equal peer q's sendCounts[this index] (checked: ERR_MESH_MISMATCH).
    */
   allToAllv(send: Float32Array, sendCounts: ArrayLike<number>, recv: Float32Array, recvCounts: ArrayLike<number>,
-            options: CollectiveOptions = {}): Float32Array {
+            options: CollectiveOptions = NO_OPTIONS): Float32Array {
     const kind = this.#kind(options, 'allToAllv');
     const counts = (c: ArrayLike<number>, name: string): Int32Array | number[] => {
       if (c instanceof Int32Array) return c;
