@@ -17,6 +17,7 @@ namespace st {
 // general driver's direct stores measured as fast).
 constexpr int kGroupedSmallMaxRows = 128;
 constexpr int kGroupedSmallGradRows = 48;
+constexpr int kGroupedStoredMaxRows = 256;
 
 bool grouped_matmul_small_applies(const GroupedMatmul& g);
 void grouped_matmul_small(const GroupedMatmul& g);

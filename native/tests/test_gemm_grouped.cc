@@ -1,5 +1,5 @@
 // The grouped expert matmuls (gemm.h) on both of their paths — the small-group path
-// (gemm_grouped.cc: transposed weights and weight gradients with few rows per group) and the
+// (gemm_grouped.cc: products and weight gradients with few rows per group) and the
 // general driver — against the scalar definitions: groups of 0, 1 and odd row counts, groups at
 // the size limits and past them, gathers, scatter with and without scale, transposed weights, accumulate, strided rows,
 // depths and widths past the small path's blocks, unaligned weight gradients, both ISAs, and
@@ -84,7 +84,8 @@ void check_grouped(const Case& c, bool gather, bool scatter, bool scale, bool tr
   const bool writes_all = !scatter && !acc;
   for (bool small : {true, false}) {
     st::set_grouped_small_path(small);
-    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && trans_w && groups_within(c.rows, st::kGroupedSmallMaxRows)),
+    const int most = trans_w ? st::kGroupedSmallMaxRows : st::kGroupedStoredMaxRows;
+    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && groups_within(c.rows, most)),
              "grouped E=%d K=%d N=%d: the small path applies where it should", E, K, N);
     for (st::Isa isa : kIsas) {
       if (!st::set_active_isa(isa)) continue;
@@ -181,7 +182,8 @@ int main() {
   const int saved_threads = st::num_threads();
 
   // Rows per group: single rows, empty groups (first, last, all), odd counts around the 6-row tile
-  // and its 4-row kernel, the size limits (48 for weight gradients, 128 for products) and one past
+  // and its 4-row kernel, the size limits (48 for weight gradients, 128 for products with a
+  // transposed weight, 256 with W as stored) and one past
   // them (the general path), many experts. Depths and widths: 1, odd, past the small path's column
   // block (1024) and its depth block of a transposed W (2048).
   std::vector<Case> cases{
@@ -199,6 +201,11 @@ int main() {
       {{10, 16, 3}, 300, 1030},
       {{5, 9}, 2100, 20},
       {{17, 0, 4}, 70, 2100},
+      // W as stored: its limit (256 rows) and one past, several depth blocks (512) and column
+      // blocks (64) per group, so the double-buffered packing crosses groups, blocks and depths.
+      {{256, 7}, 20, 24},
+      {{257, 3}, 20, 24},
+      {{31, 0, 6, 1, 40}, 1030, 77},
   };
   if (!quick) {
     cases.push_back({random_rows(32, 40), 64, 96});
