@@ -16,9 +16,19 @@
 // operands are packed once per task and every dW row is written once, streamed past the caches
 // when it is overwritten (no read for ownership of the old values).
 //
-// (Products with W_e as stored, y_e = x_e · W_e, stay on the general driver: its panels are
-// contiguous runs of each W row already, and measured at 16 and 64 rows per group this path was
-// no faster there.)
+// Products with W_e as stored, y_e = x_e · W_e (the forward's x·W_in and h·W_out), M ≤ 128: the
+// general driver packs each 16-column panel of W_e just before its use (one line of each of kc
+// stored rows) and prefetches the next panel meanwhile; W's rows are usually a multiple of 4 KB
+// apart, so a whole panel's lines fall into a few cache sets and the prefetched panel evicts
+// itself before it is packed: with 64 rows per group the packing ran at memory speed, serially
+// with the arithmetic (~9 % of the time). Here a task walks W_e in blocks of one depth block ×
+// 64 columns (a run of lines of each row), double-buffered: while one block is multiplied (every
+// row tile of the group, panel by panel), the next block is packed into the other buffer a slice
+// of rows per micro-kernel call, its following slice prefetched one call ahead, so only about a
+// hundred lines are in flight at once. Full 6-row A panels are packed four depths at a time.
+// (Tried and measured slower or no faster: larger blocks prefetched whole, a micro-kernel reading
+// B straight from W's rows while writing the packed panel, and a micro-kernel prefetching the
+// next slice a line per four k steps.)
 //
 // Determinism: the depth blocks depend on K alone (a weight gradient is one block of M); each
 // tile is summed from zero in k order by the micro-kernel and then added to (or stored into) its
@@ -58,6 +68,9 @@ constexpr int kBlockFloats = 128 * 1024;
 constexpr int kMaxDepth = 2048;   // a B panel of kMaxDepth × 16 floats = 128 KB
 constexpr int kMaxWidth = 1024;
 constexpr int kGradWidth = 1024;  // column block of a weight gradient
+// A block of a W as stored: one depth block of at most kStoredDepth stored rows (its B panels
+// 32 KB, as the general driver's) × kStoredWidth columns (a run of four or five lines of each
+// row; measured against 16, 32, 128 and 256 columns and depths of 128 and 256).
 constexpr int kStoredDepth = 512;
 constexpr int kStoredWidth = 64;
 
@@ -258,14 +271,9 @@ struct Geometry {
   DepthBlocks depth;
   int width;
 };
-int tune(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : fallback;
-}
 Geometry geometry(const GroupedMatmul& g) {
   if (!g.trans_w) {
-    static const int depth_most = tune("ST_GS_DEPTH", kStoredDepth), width = tune("ST_GS_WIDTH", kStoredWidth);
-    return {DepthBlocks(g.K, depth_most), width};
+    return {DepthBlocks(g.K, kStoredDepth), kStoredWidth};
   }
   const DepthBlocks depth(g.K, kMaxDepth);
   return {depth, std::clamp(kBlockFloats / std::max(depth.size, 1) / NR * NR, NR, kMaxWidth)};
@@ -424,16 +432,14 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
         prefetch_l2(p + next.nc - 1);
       }
     };
-    static const int ahead = tune("ST_GS_PF", 1);
-    if (has_next)
-      for (int i = 0; i < ahead && i < calls; ++i) prefetch_slice(i);
+    if (has_next) prefetch_slice(0);
     int call = 0;
     for (int q = 0; q < panels; ++q) {
       const int nr = std::min(NR, here.nc - q * NR);
       const float* b_panel = b_now + static_cast<int64_t>(q) * NR * here.kc;
       for (int t = 0; t < tiles; ++t, ++call) {
         if (has_next) {
-          if (call + ahead < calls) prefetch_slice(call + ahead);
+          if (call + 1 < calls) prefetch_slice(call + 1);
           pack_b_rows_slice(b_next, next.W, next.k0, next.kc, slice(call), slice(call + 1), next.j0, next.nc);
         }
         const int mr = std::min(MR, m - t * MR);
@@ -479,8 +485,7 @@ bool grouped_small_path() { return small_path_enabled.load(); }
 
 bool grouped_matmul_small_applies(const GroupedMatmul& g) {
   if (!grouped_small_path() || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
-  static const int stored_rows = tune("ST_GS_ROWS", kGroupedStoredMaxRows);
-  const int most = g.trans_w ? kGroupedSmallMaxRows : stored_rows;
+  const int most = g.trans_w ? kGroupedSmallMaxRows : kGroupedStoredMaxRows;
   for (int e = 0; e < g.E; ++e)
     if (g.offsets[e + 1] - g.offsets[e] > most) return false;
   return true;

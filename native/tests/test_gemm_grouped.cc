@@ -182,8 +182,7 @@ int main() {
   const int saved_threads = st::num_threads();
 
   // Rows per group: single rows, empty groups (first, last, all), odd counts around the 6-row tile
-  // and its 4-row kernel, the size limits (48 for weight gradients, 128 for products with a
-  // transposed weight, 256 with W as stored) and one past
+  // and its 4-row kernel, the size limits (48 for weight gradients, 128 for products) and one past
   // them (the general path), many experts. Depths and widths: 1, odd, past the small path's column
   // block (1024) and its depth block of a transposed W (2048).
   std::vector<Case> cases{
@@ -201,11 +200,10 @@ int main() {
       {{10, 16, 3}, 300, 1030},
       {{5, 9}, 2100, 20},
       {{17, 0, 4}, 70, 2100},
-      // W as stored: its limit (256 rows) and one past, several depth blocks (512) and column
-      // blocks (64) per group, so the double-buffered packing crosses groups, blocks and depths.
-      {{256, 7}, 20, 24},
-      {{257, 3}, 20, 24},
+      // W as stored: several depth blocks (512) and column blocks (64) per group and many groups,
+      // so the double-buffered packing crosses groups, column blocks and depths.
       {{31, 0, 6, 1, 40}, 1030, 77},
+      {random_rows(20, 70), 41, 150},
   };
   if (!quick) {
     cases.push_back({random_rows(32, 40), 64, 96});
