@@ -345,6 +345,13 @@ void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G
   }
 }
 
+// Where a step's output goes: {pointer to its first row and column, row stride, add}.
+struct Output {
+  float* c;
+  int64_t ldc;
+  bool add;
+};
+
 // Rows [r0, r1) of the B block (kc × nc) of a W as stored, source rows from k0 and columns from
 // j0, into its packed panels (panel q at out + q·NR·kc, b[k·NR + c]); columns past nc are zeros.
 void pack_b_rows_slice(float* out, const Rows& W, int k0, int kc, int r0, int r1, int j0, int nc) {
@@ -425,9 +432,19 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
     const int tiles = (m + MR - 1) / MR, panels = (here.nc + NR - 1) / NR, calls = tiles * panels;
     // Slice i of the next block: its source rows [kc·i / calls, kc·(i + 1) / calls).
     auto slice = [&](int i) { return static_cast<int>(static_cast<int64_t>(next.kc) * i / calls); };
+    // The next step's output columns, when it is the first to write them (a fresh column block of
+    // y, not in cache): a share of its rows per call too, so the micro-kernel's stores find them.
+    const bool next_fresh = has_next && n.kb == 0 && !g.scatter;
+    const Output next_out = next_fresh ? out(n.e, n.jb) : Output{nullptr, 0, false};
+    const int next_m = next_fresh ? rows(n.e) : 0;
     auto prefetch_slice = [&](int i) {
       for (int k = slice(i), end = slice(i + 1); k < end; ++k) {
         const float* p = next.row_start(k);
+        for (int j = 0; j < next.nc; j += 16) prefetch_l2(p + j);
+        prefetch_l2(p + next.nc - 1);
+      }
+      for (int r = next_m * i / calls, end = next_m * (i + 1) / calls; r < end; ++r) {
+        const float* p = next_out.c + static_cast<int64_t>(r) * next_out.ldc;
         for (int j = 0; j < next.nc; j += 16) prefetch_l2(p + j);
         prefetch_l2(p + next.nc - 1);
       }
@@ -467,11 +484,6 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
   }
 }
 
-struct Output {
-  float* c;
-  int64_t ldc;
-  bool add;
-};
 
 // A task: groups [e0, e1), columns [c0, c1).
 struct Task {
@@ -562,6 +574,12 @@ void grouped_matmul_small(const GroupedMatmul& g) {
     walk(0, g.E, c0, c1, [&](int, int) { return Output{scratch, G.width, false}; },
                [&](int e, int jb, int nc) {
                  for (int i = g.offsets[e]; i < g.offsets[e + 1]; ++i) {
+                   // The scattered rows are far apart (token order): fetch the next one meanwhile.
+                   if (i + 1 < g.offsets[e + 1]) {
+                     const float* next = g.y + static_cast<int64_t>(g.scatter[i + 1]) * g.ldy + jb;
+                     for (int j = 0; j < nc; j += 16) prefetch_l2(next + j);
+                     prefetch_l2(next + nc - 1);
+                   }
                    float* y = g.y + static_cast<int64_t>(g.scatter[i]) * g.ldy + jb;
                    const float* t = scratch + static_cast<int64_t>(i - g.offsets[e]) * G.width;
                    const float s = g.scale ? g.scale[i] : 1.0f;
