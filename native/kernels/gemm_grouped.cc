@@ -193,9 +193,10 @@ struct BlockSource {
   bool stored;
   int stored_rows() const { return stored ? kc : nc; }
   int row_floats() const { return stored ? nc : kc; }
-  // A run of n floats touches at most n / 16 + 1 lines when it does not start on a line (W rows
-  // need not), the last one reached through the run's last float.
-  int lines_per_row() const { return row_floats() / 16 + 1; }
+  // A short run (a W as stored: nc floats of each row) touches up to nc / 16 + 1 lines when it does
+  // not start on a line, the last reached through the run's last float; a long run of a transposed
+  // W is counted in whole lines.
+  int lines_per_row() const { return stored ? nc / 16 + 1 : (kc + 15) / 16; }
   const float* row_start(int r) const { return stored ? W.row(k0 + r) + j0 : W.row(j0 + r) + k0; }
   void pack(float* out) const {
     if (stored) pack_b_rows(out, W, k0, kc, j0, nc);
