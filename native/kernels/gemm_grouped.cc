@@ -16,9 +16,19 @@
 // operands are packed once per task and every dW row is written once, streamed past the caches
 // when it is overwritten (no read for ownership of the old values).
 //
-// (Products with W_e as stored, y_e = x_e · W_e, stay on the general driver: its panels are
-// contiguous runs of each W row already, and measured at 16 and 64 rows per group this path was
-// no faster there.)
+// Products with W_e as stored, y_e = x_e · W_e (the forward's x·W_in and h·W_out), M ≤ 128: the
+// general driver packs each 16-column panel of W_e just before its use (one line of each of kc
+// stored rows) and prefetches the next panel meanwhile; W's rows are usually a multiple of 4 KB
+// apart, so a whole panel's lines fall into a few cache sets and the prefetched panel evicts
+// itself before it is packed: with 64 rows per group the packing ran at memory speed, serially
+// with the arithmetic (~9 % of the time). Here a task walks W_e in blocks of one depth block ×
+// 64 columns (a run of lines of each row), double-buffered: while one block is multiplied (every
+// row tile of the group, panel by panel), the next block is packed into the other buffer a slice
+// of rows per micro-kernel call, its following slice prefetched one call ahead, so only about a
+// hundred lines are in flight at once. Full 6-row A panels are packed four depths at a time.
+// (Tried and measured slower or no faster: larger blocks prefetched whole, a micro-kernel reading
+// B straight from W's rows while writing the packed panel, and a micro-kernel prefetching the
+// next slice a line per four k steps.)
 //
 // Determinism: the depth blocks depend on K alone (a weight gradient is one block of M); each
 // tile is summed from zero in k order by the micro-kernel and then added to (or stored into) its
@@ -58,6 +68,11 @@ constexpr int kBlockFloats = 128 * 1024;
 constexpr int kMaxDepth = 2048;   // a B panel of kMaxDepth × 16 floats = 128 KB
 constexpr int kMaxWidth = 1024;
 constexpr int kGradWidth = 1024;  // column block of a weight gradient
+// A block of a W as stored: one depth block of at most kStoredDepth stored rows (its B panels
+// 32 KB, as the general driver's) × kStoredWidth columns (a run of four or five lines of each
+// row; measured against 16, 32, 128 and 256 columns and depths of 128 and 256).
+constexpr int kStoredDepth = 512;
+constexpr int kStoredWidth = 64;
 
 std::atomic<bool> small_path_enabled{true};
 
@@ -95,8 +110,34 @@ int split_point(int n, int unit, int parts, int index) {
 // A panels (MR rows × kc, a[k·MR + r]) of rows [0, m) of X, depth [k0, k0 + kc); rows past m are
 // zeros. Panel p at out + p·MR·kc.
 void pack_a_rows(float* out, const Rows& X, int m, int k0, int kc) {
+  static_assert(MR == 6, "a full panel is packed as a 4 × 4 transpose and a 2-row interleave");
   for (int p = 0; p < m; p += MR, out += MR * kc) {
     const int mr = std::min(MR, m - p);
+    if (mr == MR) {
+      // Four depths at a time: rows 0-3 transposed 4 × 4, rows 4-5 interleaved.
+      const float* src[MR];
+      for (int r = 0; r < MR; ++r) src[r] = X.row(p + r) + k0;
+      int k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        __m128 r0 = _mm_loadu_ps(src[0] + k), r1 = _mm_loadu_ps(src[1] + k);
+        __m128 r2 = _mm_loadu_ps(src[2] + k), r3 = _mm_loadu_ps(src[3] + k);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        const __m128 r4 = _mm_loadu_ps(src[4] + k), r5 = _mm_loadu_ps(src[5] + k);
+        const __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5);
+        float* o = out + k * MR;
+        _mm_storeu_ps(o, r0);
+        _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), lo);
+        _mm_storeu_ps(o + 6, r1);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(o + 10), lo);
+        _mm_storeu_ps(o + 12, r2);
+        _mm_storel_pi(reinterpret_cast<__m64*>(o + 16), hi);
+        _mm_storeu_ps(o + 18, r3);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(o + 22), hi);
+      }
+      for (; k < kc; ++k)
+        for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r][k];
+      continue;
+    }
     for (int r = 0; r < MR; ++r) {
       if (r < mr) {
         const float* src = X.row(p + r) + k0;
@@ -143,14 +184,24 @@ void pack_b_transposed(float* out, const Rows& B, int k0, int kc, int j0, int nc
   }
 }
 
-// The source of one B block of a transposed W (stored rows [j0, j0 + nc), columns [k0, k0 + kc)),
-// for prefetching it a slice at a time: nc stored rows, each a run of `lines_per_row` lines.
+// The source of one B block, depth [k0, k0 + kc) × columns [j0, j0 + nc) of op(W), for packing it
+// and prefetching it a slice at a time. A transposed W holds it in nc stored rows of kc floats; a
+// W as stored in kc stored rows of nc floats (`stored`).
 struct BlockSource {
   Rows W;
   int k0, kc, j0, nc;
-  int stored_rows() const { return nc; }
-  int lines_per_row() const { return (kc + 15) / 16; }
-  const float* row_start(int r) const { return W.row(j0 + r) + k0; }
+  bool stored;
+  int stored_rows() const { return stored ? kc : nc; }
+  int row_floats() const { return stored ? nc : kc; }
+  // A short run (a W as stored: nc floats of each row) touches up to nc / 16 + 1 lines when it does
+  // not start on a line, the last reached through the run's last float; a long run of a transposed
+  // W is counted in whole lines.
+  int lines_per_row() const { return stored ? nc / 16 + 1 : (kc + 15) / 16; }
+  const float* row_start(int r) const { return stored ? W.row(k0 + r) + j0 : W.row(j0 + r) + k0; }
+  void pack(float* out) const {
+    if (stored) pack_b_rows(out, W, k0, kc, j0, nc);
+    else pack_b_transposed(out, W, k0, kc, j0, nc);
+  }
 };
 
 // Walks the lines of a block in memory order, a few per call.
@@ -160,6 +211,7 @@ class Prefetcher {
     if (!block_) return;
     rows_ = block_->stored_rows();
     per_row_ = block_->lines_per_row();
+    last_ = std::max(0, block_->row_floats() - 1);
     total_ = int64_t{rows_} * per_row_;
     p_ = block_->row_start(0);
   }
@@ -167,7 +219,7 @@ class Prefetcher {
   // Prefetches lines until `until` lines of the block have been issued.
   void issue(int64_t until) {
     for (; done_ < until; ++done_) {
-      prefetch_l2(p_ + col_ * 16);
+      prefetch_l2(p_ + std::min(col_ * 16, last_));
       if (++col_ == per_row_) {
         col_ = 0;
         if (++row_ < rows_) p_ = block_->row_start(row_);
@@ -178,7 +230,7 @@ class Prefetcher {
  private:
   const BlockSource* block_;
   const float* p_ = nullptr;
-  int rows_ = 0, per_row_ = 0, row_ = 0, col_ = 0;
+  int rows_ = 0, per_row_ = 0, last_ = 0, row_ = 0, col_ = 0;
   int64_t total_ = 0, done_ = 0;
 };
 
@@ -221,6 +273,9 @@ struct Geometry {
   int width;
 };
 Geometry geometry(const GroupedMatmul& g) {
+  if (!g.trans_w) {
+    return {DepthBlocks(g.K, kStoredDepth), kStoredWidth};
+  }
   const DepthBlocks depth(g.K, kMaxDepth);
   return {depth, std::clamp(kBlockFloats / std::max(depth.size, 1) / NR * NR, NR, kMaxWidth)};
 }
@@ -252,8 +307,8 @@ void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G
   };
   auto source = [&](const Step& s) {
     const int pc = s.kb * G.depth.size;
-    return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.K, nullptr}, pc, std::min(G.depth.size, g.K - pc),
-                       s.jb, std::min(G.width, c1 - s.jb)};
+    return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.trans_w ? g.K : g.N, nullptr},
+                       pc, std::min(G.depth.size, g.K - pc), s.jb, std::min(G.width, c1 - s.jb), !g.trans_w};
   };
   Step s{first_group(e0), c0, 0};
   if (s.e >= e1 || c1 <= c0) return;
@@ -278,7 +333,7 @@ void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G
       packed = s.e;
     }
     const BlockSource here = source(s);
-    pack_b_transposed(b, here.W, here.k0, here.kc, here.j0, here.nc);
+    here.pack(b);
     Step n = s;
     const bool has_next = advance(n);
     const BlockSource next = has_next ? source(n) : here;
@@ -291,11 +346,145 @@ void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G
   }
 }
 
+// Where a step's output goes: {pointer to its first row and column, row stride, add}.
 struct Output {
   float* c;
   int64_t ldc;
   bool add;
 };
+
+// Rows [r0, r1) of the B block (kc × nc) of a W as stored, source rows from k0 and columns from
+// j0, into its packed panels (panel q at out + q·NR·kc, b[k·NR + c]); columns past nc are zeros.
+void pack_b_rows_slice(float* out, const Rows& W, int k0, int kc, int r0, int r1, int j0, int nc) {
+  const int full = nc / NR * NR;
+  for (int k = r0; k < r1; ++k) {
+    const float* src = W.row(k0 + k) + j0;
+    float* dst = out + static_cast<int64_t>(k) * NR;
+    for (int q = 0; q < full; q += NR, dst += static_cast<int64_t>(NR) * kc) std::memcpy(dst, src + q, NR * sizeof(float));
+    if (full < nc)
+      for (int c = 0; c < NR; ++c) dst[c] = full + c < nc ? src[full + c] : 0.0f;
+  }
+}
+
+// The walk over W as stored (y_e = x_e · W_e): groups [e0, e1) (empty ones skipped), each over
+// columns [c0, c1) in blocks of `width` columns × one depth block (a step), every block used by all
+// the group's row tiles. The blocks are double-buffered: while step s is multiplied from one
+// buffer, step s + 1 is packed into the other a slice of rows per micro-kernel call, its next
+// slice prefetched one call ahead. So the stream of W from memory overlaps the arithmetic, and
+// few lines are in flight at a time: W's rows are often a multiple of 4 KB apart, so the lines of
+// one block fall into few cache sets, and a whole block prefetched ahead would evict itself
+// before it is packed.
+template <class Out, class Done>
+void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G, int e0, int e1, int c0,
+                       int c1, Out&& out, Done&& done) {
+  auto rows = [&](int e) { return g.offsets[e + 1] - g.offsets[e]; };
+  auto first_group = [&](int e) {
+    while (e < e1 && rows(e) <= 0) ++e;
+    return e;
+  };
+  auto advance = [&](Step& s) {
+    if (++s.kb < G.depth.count) return true;
+    s.kb = 0;
+    if ((s.jb += G.width) < c1) return true;
+    s.jb = c0;
+    s.e = first_group(s.e + 1);
+    return s.e < e1;
+  };
+  auto source = [&](const Step& s) {
+    const int pc = s.kb * G.depth.size;
+    return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.N, nullptr},
+                       pc, std::min(G.depth.size, g.K - pc), s.jb, std::min(G.width, c1 - s.jb), true};
+  };
+  Step s{first_group(e0), c0, 0};
+  if (s.e >= e1 || c1 <= c0) return;
+  Buffers& buf = thread_buffers();
+  const size_t b_floats = static_cast<size_t>(G.depth.size) * round_up(G.width, NR);
+  float* b_both = buf.b.get(2 * b_floats);
+  float* b_now = b_both;
+  float* b_next = b_both + b_floats;
+  int most_rows = 0;
+  for (int e = s.e; e < e1; ++e) most_rows = std::max(most_rows, rows(e));
+  const int a_block = round_up(most_rows, MR) * G.depth.size;
+  float* a = buf.a.get(static_cast<size_t>(a_block) * G.depth.count);
+  int packed = -1;
+  {
+    const BlockSource first = source(s);
+    first.pack(b_now);
+  }
+  for (;;) {
+    const int m = rows(s.e);
+    if (s.e != packed) {
+      const int begin = g.offsets[s.e];
+      const Rows X = g.gather ? Rows{g.x, g.ldx, g.gather + begin}
+                              : Rows{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, nullptr};
+      for (int kb = 0; kb < G.depth.count; ++kb) {
+        const int pc = kb * G.depth.size;
+        pack_a_rows(a + static_cast<int64_t>(kb) * a_block, X, m, pc, std::min(G.depth.size, g.K - pc));
+      }
+      packed = s.e;
+    }
+    const BlockSource here = source(s);
+    Step n = s;
+    const bool has_next = advance(n);
+    const BlockSource next = has_next ? source(n) : here;
+    const auto [c, ldc, add_first] = out(s.e, s.jb);
+    const bool add = add_first || s.kb > 0;
+    const float* a_kb = a + static_cast<int64_t>(s.kb) * a_block;
+    const int tiles = (m + MR - 1) / MR, panels = (here.nc + NR - 1) / NR, calls = tiles * panels;
+    // Slice i of the next block: its source rows [kc·i / calls, kc·(i + 1) / calls).
+    auto slice = [&](int i) { return static_cast<int>(static_cast<int64_t>(next.kc) * i / calls); };
+    // The next step's output columns, when it is the first to write them (a fresh column block of
+    // y, not in cache): a share of its rows per call too, so the micro-kernel's stores find them.
+    const bool next_fresh = has_next && n.kb == 0 && !g.scatter;
+    const Output next_out = next_fresh ? out(n.e, n.jb) : Output{nullptr, 0, false};
+    const int next_m = next_fresh ? rows(n.e) : 0;
+    auto prefetch_slice = [&](int i) {
+      for (int k = slice(i), end = slice(i + 1); k < end; ++k) {
+        const float* p = next.row_start(k);
+        for (int j = 0; j < next.nc; j += 16) prefetch_l2(p + j);
+        prefetch_l2(p + next.nc - 1);
+      }
+      for (int r = next_m * i / calls, end = next_m * (i + 1) / calls; r < end; ++r) {
+        const float* p = next_out.c + static_cast<int64_t>(r) * next_out.ldc;
+        for (int j = 0; j < next.nc; j += 16) prefetch_l2(p + j);
+        prefetch_l2(p + next.nc - 1);
+      }
+    };
+    if (has_next) prefetch_slice(0);
+    int call = 0;
+    for (int q = 0; q < panels; ++q) {
+      const int nr = std::min(NR, here.nc - q * NR);
+      const float* b_panel = b_now + static_cast<int64_t>(q) * NR * here.kc;
+      for (int t = 0; t < tiles; ++t, ++call) {
+        if (has_next) {
+          if (call + 1 < calls) prefetch_slice(call + 1);
+          pack_b_rows_slice(b_next, next.W, next.k0, next.kc, slice(call), slice(call + 1), next.j0, next.nc);
+        }
+        const int mr = std::min(MR, m - t * MR);
+        const float* a_panel = a_kb + static_cast<int64_t>(t) * MR * here.kc;
+        float* ct = c + static_cast<int64_t>(t) * MR * ldc + q * NR;
+        if (mr == MR && nr == NR) {
+          kernel.full(here.kc, a_panel, b_panel, ct, ldc, add);
+        } else if (mr == 4 && nr == NR && kernel.four_rows) {
+          kernel.four_rows(here.kc, a_panel, b_panel, ct, ldc, add);
+        } else {
+          alignas(64) float tile[MR * NR];
+          kernel.full(here.kc, a_panel, b_panel, tile, NR, false);
+          for (int r = 0; r < mr; ++r)
+            for (int j = 0; j < nr; ++j) {
+              float& o = ct[r * ldc + j];
+              o = add ? o + tile[r * NR + j] : tile[r * NR + j];
+            }
+        }
+      }
+    }
+    if (s.kb == G.depth.count - 1) done(s.e, s.jb, here.nc);
+    if (!has_next) return;
+    std::swap(b_now, b_next);
+    s = n;
+  }
+}
+
 
 // A task: groups [e0, e1), columns [c0, c1).
 struct Task {
@@ -308,9 +497,10 @@ void set_grouped_small_path(bool enabled) { small_path_enabled.store(enabled); }
 bool grouped_small_path() { return small_path_enabled.load(); }
 
 bool grouped_matmul_small_applies(const GroupedMatmul& g) {
-  if (!grouped_small_path() || !g.trans_w || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
+  if (!grouped_small_path() || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
+  const int most = g.trans_w ? kGroupedSmallMaxRows : kGroupedStoredMaxRows;
   for (int e = 0; e < g.E; ++e)
-    if (g.offsets[e + 1] - g.offsets[e] > kGroupedSmallMaxRows) return false;
+    if (g.offsets[e + 1] - g.offsets[e] > most) return false;
   return true;
 }
 
@@ -332,6 +522,10 @@ void grouped_matmul_small(const GroupedMatmul& g) {
   }
   const Kernels kernel = active_kernels();
   const Geometry G = geometry(g);
+  auto walk = [&](int e0, int e1, int c0, int c1, auto&& out, auto&& done) {
+    if (g.trans_w) run_groups(g, kernel, G, e0, e1, c0, c1, out, done);
+    else run_groups_stored(g, kernel, G, e0, e1, c0, c1, out, done);
+  };
   const int threads = num_threads();
   auto no_done = [](int, int, int) {};
   if (!g.scatter) {
@@ -362,7 +556,7 @@ void grouped_matmul_small(const GroupedMatmul& g) {
     }
     parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
       const Task& T = tasks[t];
-      run_groups(g, kernel, G, T.e0, T.e1, T.c0, T.c1, [&](int e, int jb) {
+      walk(T.e0, T.e1, T.c0, T.c1, [&](int e, int jb) {
         return Output{g.y + static_cast<int64_t>(g.offsets[e]) * g.ldy + jb, g.ldy, g.accumulate};
       }, no_done);
     });
@@ -375,10 +569,18 @@ void grouped_matmul_small(const GroupedMatmul& g) {
   parallel_for(parts, [&](int64_t part, int) {
     const int c0 = split_point(g.N, NR, parts, static_cast<int>(part));
     const int c1 = split_point(g.N, NR, parts, static_cast<int>(part) + 1);
-    float* scratch = thread_buffers().scratch.get(static_cast<size_t>(kGroupedSmallMaxRows) * G.width);
-    run_groups(g, kernel, G, 0, g.E, c0, c1, [&](int, int) { return Output{scratch, G.width, false}; },
+    int most_rows = 0;
+    for (int e = 0; e < g.E; ++e) most_rows = std::max(most_rows, g.offsets[e + 1] - g.offsets[e]);
+    float* scratch = thread_buffers().scratch.get(static_cast<size_t>(most_rows) * G.width);
+    walk(0, g.E, c0, c1, [&](int, int) { return Output{scratch, G.width, false}; },
                [&](int e, int jb, int nc) {
                  for (int i = g.offsets[e]; i < g.offsets[e + 1]; ++i) {
+                   // The scattered rows are far apart (token order): fetch the next one meanwhile.
+                   if (i + 1 < g.offsets[e + 1]) {
+                     const float* next = g.y + static_cast<int64_t>(g.scatter[i + 1]) * g.ldy + jb;
+                     for (int j = 0; j < nc; j += 16) prefetch_l2(next + j);
+                     prefetch_l2(next + nc - 1);
+                   }
                    float* y = g.y + static_cast<int64_t>(g.scatter[i]) * g.ldy + jb;
                    const float* t = scratch + static_cast<int64_t>(i - g.offsets[e]) * G.width;
                    const float s = g.scale ? g.scale[i] : 1.0f;

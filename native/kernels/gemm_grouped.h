@@ -12,10 +12,13 @@
 namespace st {
 
 // The largest group (rows) the small path takes; larger groups amortise the general path's packing.
-// A product takes it only with a transposed weight (trans_w); a weight gradient with groups of at
-// most kGroupedSmallGradRows rows (past that the arithmetic outweighs the writing of dW, and the
-// general driver's direct stores measured as fast).
+// Products: up to kGroupedSmallMaxRows rows with a transposed weight (trans_w), up to
+// kGroupedStoredMaxRows with W as stored (at 256 rows, E = 16 at T = 4096, the general driver
+// measured as fast on one thread and faster on two). Weight gradients: up to kGroupedSmallGradRows
+// (past that the arithmetic outweighs the writing of dW, and the general driver's direct stores
+// measured as fast).
 constexpr int kGroupedSmallMaxRows = 128;
+constexpr int kGroupedStoredMaxRows = 128;
 constexpr int kGroupedSmallGradRows = 48;
 
 bool grouped_matmul_small_applies(const GroupedMatmul& g);

@@ -1,5 +1,5 @@
 // The grouped expert matmuls (gemm.h) on both of their paths — the small-group path
-// (gemm_grouped.cc: transposed weights and weight gradients with few rows per group) and the
+// (gemm_grouped.cc: products and weight gradients with few rows per group) and the
 // general driver — against the scalar definitions: groups of 0, 1 and odd row counts, groups at
 // the size limits and past them, gathers, scatter with and without scale, transposed weights, accumulate, strided rows,
 // depths and widths past the small path's blocks, unaligned weight gradients, both ISAs, and
@@ -84,7 +84,8 @@ void check_grouped(const Case& c, bool gather, bool scatter, bool scale, bool tr
   const bool writes_all = !scatter && !acc;
   for (bool small : {true, false}) {
     st::set_grouped_small_path(small);
-    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && trans_w && groups_within(c.rows, st::kGroupedSmallMaxRows)),
+    const int most = trans_w ? st::kGroupedSmallMaxRows : st::kGroupedStoredMaxRows;
+    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && groups_within(c.rows, most)),
              "grouped E=%d K=%d N=%d: the small path applies where it should", E, K, N);
     for (st::Isa isa : kIsas) {
       if (!st::set_active_isa(isa)) continue;
@@ -199,6 +200,10 @@ int main() {
       {{10, 16, 3}, 300, 1030},
       {{5, 9}, 2100, 20},
       {{17, 0, 4}, 70, 2100},
+      // W as stored: several depth blocks (512) and column blocks (64) per group and many groups,
+      // so the double-buffered packing crosses groups, column blocks and depths.
+      {{31, 0, 6, 1, 40}, 1030, 77},
+      {random_rows(20, 70), 41, 150},
   };
   if (!quick) {
     cases.push_back({random_rows(32, 40), 64, 96});
