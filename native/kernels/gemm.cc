@@ -45,6 +45,12 @@ namespace {
 constexpr int KC = 512;    // depth of a packed block: B panel 32 KB, A panel 12 KB
 constexpr int MC = 288;    // rows of a packed A block (288 × 512 × 4 = 576 KB, in L2)
 constexpr int NC = 4096;   // columns of a packed B block (512 × 4096 × 4 = 8 MB, in L3)
+// A lone product (matmul) up to this depth is one depth block: 1024×768×3072 as one pass of 768
+// over C instead of two of 384 ran 2-5 % faster on 1 thread and 3-7 % on 2 (timed call by call
+// against the two-block build), although its B panel (48 KB) no longer fits L1 — it streams from
+// L2 — and its A block (288 × 768 × 4 = 864 KB) barely fits L2. The grouped matmuls keep KC: their
+// groups of a few rows rely on the B panel staying in L1.
+constexpr int kLoneProductDepth = 768;
 
 // One operand op(X) as the packers read it: logical element (r, c) is stored at row
 // (trans ? c : r) and column (trans ? r : c) of p; `rows`, when set, remaps stored rows (a gather).
@@ -66,6 +72,7 @@ struct Problem {
   const float* scale;
   int M, N, K;
   bool accumulate;
+  int single_block_depth = KC;  // K up to this is one depth block (DepthBlocks)
 };
 
 
@@ -143,10 +150,12 @@ void pack_b(float* out, const Operand& B, int k0, int kc, int j0, int nc) {
   }
 }
 
-// Depth blocks: K split into equal blocks of at most KC, depending on K alone.
+// Depth blocks: K split into equal blocks of at most KC (one block up to single_block_depth),
+// depending on K and the kind of product alone, never on the task grid.
 struct DepthBlocks {
   int count, size;
-  explicit DepthBlocks(int K) : count(std::max(1, (K + KC - 1) / KC)), size((K + count - 1) / count) {}
+  DepthBlocks(int K, int single_block_depth)
+      : count(K <= single_block_depth ? 1 : std::max(1, (K + KC - 1) / KC)), size((K + count - 1) / count) {}
 };
 
 // A prefetch into L2 (the next panel must not evict the current one from L1). Written as asm
@@ -203,7 +212,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
     return;
   }
   Buffers& buf = thread_buffers();
-  const DepthBlocks depth(P.K);
+  const DepthBlocks depth(P.K, P.single_block_depth);
   float* a_pack = buf.a.get(static_cast<size_t>(MC) * depth.size);
   for (int jc = c0; jc < c1; jc += NC) {
     const int nc = std::min(NC, c1 - jc);
@@ -491,7 +500,7 @@ class SharedB {
 // separate packing pass held both threads for 3-4 % of the call at 1024×3072×768, the two
 // threads sharing the memory bandwidth).
 void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
-  const DepthBlocks depth(P.K);
+  const DepthBlocks depth(P.K, P.single_block_depth);
   // Row pieces of at most MC rows (one A block per depth block), at least two per thread so that
   // a thread the machine descheduled leaves its second piece to the others, and a multiple of the
   // threads: 4096 rows in 15 pieces kept one of two threads idle for the last fifteenth.
@@ -590,7 +599,7 @@ void matmul(float* c, const float* a, const float* b, int M, int N, int K, int l
             bool trans_a, bool trans_b, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   std::vector<gemm::Problem> problems{{{a, lda, trans_a, nullptr}, {b, ldb, trans_b, nullptr}, c, ldc, nullptr,
-                                       nullptr, M, N, K, accumulate}};
+                                       nullptr, M, N, K, accumulate, gemm::kLoneProductDepth}};
   gemm::run(problems, false);
 }
 
