@@ -18,10 +18,12 @@
 // Scattered write-backs, where two product rows may add into one output row, run inside one task
 // per column range in row order: no races, and the order of the additions is fixed.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <emmintrin.h>
@@ -43,6 +45,12 @@ namespace {
 constexpr int KC = 512;    // depth of a packed block: B panel 32 KB, A panel 12 KB
 constexpr int MC = 288;    // rows of a packed A block (288 × 512 × 4 = 576 KB, in L2)
 constexpr int NC = 4096;   // columns of a packed B block (512 × 4096 × 4 = 8 MB, in L3)
+// A lone product (matmul) up to this depth is one depth block: 1024×768×3072 as one pass of 768
+// over C instead of two of 384 ran 2-5 % faster on 1 thread and 3-7 % on 2 (timed call by call
+// against the two-block build), although its B panel (48 KB) no longer fits L1 — it streams from
+// L2 — and its A block (288 × 768 × 4 = 864 KB) barely fits L2. The grouped matmuls keep KC: their
+// groups of a few rows rely on the B panel staying in L1.
+constexpr int kLoneProductDepth = 768;
 
 // One operand op(X) as the packers read it: logical element (r, c) is stored at row
 // (trans ? c : r) and column (trans ? r : c) of p; `rows`, when set, remaps stored rows (a gather).
@@ -64,6 +72,7 @@ struct Problem {
   const float* scale;
   int M, N, K;
   bool accumulate;
+  int single_block_depth = KC;  // K up to this is one depth block (DepthBlocks)
 };
 
 
@@ -141,10 +150,12 @@ void pack_b(float* out, const Operand& B, int k0, int kc, int j0, int nc) {
   }
 }
 
-// Depth blocks: K split into equal blocks of at most KC, depending on K alone.
+// Depth blocks: K split into equal blocks of at most KC (one block up to single_block_depth),
+// depending on K and the kind of product alone, never on the task grid.
 struct DepthBlocks {
   int count, size;
-  explicit DepthBlocks(int K) : count(std::max(1, (K + KC - 1) / KC)), size((K + count - 1) / count) {}
+  DepthBlocks(int K, int single_block_depth)
+      : count(K <= single_block_depth ? 1 : std::max(1, (K + KC - 1) / KC)), size((K + count - 1) / count) {}
 };
 
 // A prefetch into L2 (the next panel must not evict the current one from L1). Written as asm
@@ -174,9 +185,15 @@ void prefetch_a_block(const Operand& A, int i0, int mc, int k0, int kc, int part
   const int stored_rows = A.trans ? kc : mc, row_floats = A.trans ? mc : kc;
   const int lines = (row_floats + 15) / 16, total = stored_rows * lines;
   const int first_row = A.trans ? k0 : i0, col = A.trans ? i0 : k0;
-  for (int l = static_cast<int>(int64_t{total} * part / parts), end = static_cast<int>(int64_t{total} * (part + 1) / parts);
-       l < end; ++l)
-    prefetch_l2(A.row(first_row + l / lines) + col + (l % lines) * 16);
+  const int begin = static_cast<int>(int64_t{total} * part / parts), end = static_cast<int>(int64_t{total} * (part + 1) / parts);
+  if (begin >= end) return;
+  // One division for the slice, then row by row (a division per line cost as much as the prefetch).
+  int r = begin / lines, l = begin % lines;
+  const float* row = A.row(first_row + r) + col;
+  for (int i = begin; i < end; ++i) {
+    prefetch_l2(row + l * 16);
+    if (++l == lines && i + 1 < end) l = 0, row = A.row(first_row + ++r) + col;
+  }
 }
 
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
@@ -195,7 +212,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
     return;
   }
   Buffers& buf = thread_buffers();
-  const DepthBlocks depth(P.K);
+  const DepthBlocks depth(P.K, P.single_block_depth);
   float* a_pack = buf.a.get(static_cast<size_t>(MC) * depth.size);
   for (int jc = c0; jc < c1; jc += NC) {
     const int nc = std::min(NC, c1 - jc);
@@ -343,8 +360,8 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
 }
 
 // One large product on several threads, the way the threads share one packed B: the whole of
-// op(B) for a column block is packed once, its panels split over the threads, then the rows are
-// split over the threads, each packing only its own rows of A. The task grid of plan() would
+// op(B) for a column block is packed once, each panel by whichever thread gets to it first (see
+// SharedB), and the rows are split over the threads, each packing only its own rows of A. The task grid of plan() would
 // instead pack B once per row piece (both threads streaming the same weights from memory) or A
 // once per column piece. Every tile is still the same kernel call on the same packed values, so
 // the bits are those of any other grid.
@@ -363,69 +380,178 @@ bool use_shared_b(const std::vector<Problem>& problems, int threads) {
          static_cast<double>(P.K) * std::min(P.N, NC) <= static_cast<double>(16 << 20);
 }
 
+// The tile loop of run_shared_b for one row block and one depth block: every panel of the packed
+// B block against the packed A block. `between(jr, call)` runs before each micro-kernel call and
+// `after_panel(jr)` after each panel's calls (the packing of the next depth block rides on them).
+template <class PanelOf, class Between, class AfterPanel>
+void multiply_block(const Problem& P, const Kernels& kernel, const float* a_pack, PanelOf&& panel_of, int ic, int mc,
+                    int jc, int nc, int kc, bool add, Between&& between, AfterPanel&& after_panel) {
+  for (int jr = 0; jr < nc; jr += NR) {
+    const int nr = std::min(NR, nc - jr);
+    const float* b_panel = panel_of(jr / NR);
+    for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
+      between(jr / NR, call);
+      const int mr = std::min(MR, mc - ir);
+      const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
+      float* c = P.c + static_cast<int64_t>(ic + ir) * P.ldc + jc + jr;
+      if (mr == MR && nr == NR) {
+        kernel.full(kc, a_panel, b_panel, c, P.ldc, add);
+      } else if (mr == 4 && nr == NR && kernel.four_rows) {
+        kernel.four_rows(kc, a_panel, b_panel, c, P.ldc, add);
+      } else {
+        alignas(64) float tile[MR * NR];
+        kernel.full(kc, a_panel, b_panel, tile, NR, false);
+        for (int r = 0; r < mr; ++r)
+          for (int j = 0; j < nr; ++j) {
+            float& out = c[r * P.ldc + j];
+            out = add ? out + tile[r * NR + j] : tile[r * NR + j];
+          }
+      }
+    }
+    after_panel(jr / NR);
+  }
+}
+
+std::atomic<bool> test_private_panels{false};  // gemm_test_pack_private_panels
+
+// The packed B of run_shared_b: every depth block of one column block, packed panel by panel by
+// whichever thread claims the panel first. Claims go in panel order (one cursor per depth block),
+// and a panel is marked ready once written, so a thread that needs a panel either claims and
+// packs it or waits only for a thread that is packing it at that moment: no waiting on work that
+// has not started, whatever the number of threads that actually run (the pool may run every task
+// on the calling thread).
+class SharedB {
+ public:
+  SharedB(const Problem& P, const DepthBlocks& depth, int jc, int nc, float* pack)
+      : P_(P), depth_(depth), jc_(jc), nc_(nc), panels_((nc + NR - 1) / NR),
+        block_floats_(static_cast<int64_t>(panels_) * NR * depth.size), pack_(pack),
+        cursor_(new std::atomic<int>[depth.count]), ready_(new std::atomic<int>[static_cast<size_t>(depth.count) * panels_]) {
+    for (int b = 0; b < depth.count; ++b) cursor_[b].store(0, std::memory_order_relaxed);
+    for (int64_t i = 0; i < static_cast<int64_t>(depth.count) * panels_; ++i) ready_[i].store(0, std::memory_order_relaxed);
+  }
+  int panels() const { return panels_; }
+  int kc(int blk) const { return std::min(depth_.size, P_.K - blk * depth_.size); }
+
+  int claimed(int blk) const { return cursor_[blk].load(std::memory_order_relaxed); }
+  // The next unclaimed panel of depth block blk, or -1.
+  int claim(int blk) {
+    if (cursor_[blk].load(std::memory_order_relaxed) >= panels_) return -1;
+    const int q = cursor_[blk].fetch_add(1, std::memory_order_relaxed);
+    return q < panels_ ? q : -1;
+  }
+  // The next unclaimed panel of the first depth block from blk on that has one: {block, panel},
+  // or a block of -1.
+  std::pair<int, int> claim_from(int blk) {
+    for (int b = blk; b < depth_.count; ++b) {
+      const int q = claim(b);
+      if (q >= 0) return {b, q};
+    }
+    return {-1, -1};
+  }
+  void prefetch(int blk, int q, int part, int parts) const {
+    prefetch_b_panel(P_.b, blk * depth_.size, kc(blk), jc_ + q * NR, std::min(NR, nc_ - q * NR), part, parts);
+  }
+  const float* pack_own(int blk, int q, float* own) const {
+    pack_b(own, P_.b, blk * depth_.size, kc(blk), jc_ + q * NR, std::min(NR, nc_ - q * NR));
+    return own;
+  }
+  void pack(int blk, int q) {
+    const int k = kc(blk);
+    pack_b(pack_ + blk * block_floats_ + static_cast<int64_t>(q) * NR * k, P_.b, blk * depth_.size, k, jc_ + q * NR,
+           std::min(NR, nc_ - q * NR));
+    ready_[static_cast<int64_t>(blk) * panels_ + q].store(1, std::memory_order_release);
+  }
+  // Panel q of depth block blk, packed: claims and packs the panels up to it that nobody has
+  // claimed yet. A panel that another thread claimed but has not finished (that thread may have
+  // been descheduled by the machine, for milliseconds) is not waited for beyond a moment: it is
+  // packed again into `own` (NR · kc floats of this thread), the same values.
+  const float* panel(int blk, int q, float* own) {
+    std::atomic<int>& ready = ready_[static_cast<int64_t>(blk) * panels_ + q];
+    const float* shared = pack_ + blk * block_floats_ + static_cast<int64_t>(q) * NR * kc(blk);
+    if (test_private_panels.load(std::memory_order_relaxed) && (q & 1)) return pack_own(blk, q, own);
+    if (ready.load(std::memory_order_acquire)) return shared;
+    while (cursor_[blk].load(std::memory_order_relaxed) <= q) {
+      const int p = claim(blk);
+      if (p < 0) break;
+      pack(blk, p);
+    }
+    for (int spin = 0; spin < 64; ++spin) {
+      if (ready.load(std::memory_order_acquire)) return shared;
+      cpu_pause();
+    }
+    if (ready.load(std::memory_order_acquire)) return shared;
+    return pack_own(blk, q, own);
+  }
+
+ private:
+  static void cpu_pause() { _mm_pause(); }
+  const Problem& P_;
+  const DepthBlocks& depth_;
+  const int jc_, nc_, panels_;
+  const int64_t block_floats_;
+  float* const pack_;
+  std::unique_ptr<std::atomic<int>[]> cursor_, ready_;
+};
+
+// The packing of B is spread over the multiplication: the first few panels are packed before the
+// first tile, and from then on each thread, every `threads` panels it multiplies, claims the next
+// unpacked panel (of this depth block or the next), prefetches its source a slice per micro-kernel
+// call and packs it after the panel: the stream of B from memory overlaps the arithmetic (a
+// separate packing pass held both threads for 3-4 % of the call at 1024×3072×768, the two
+// threads sharing the memory bandwidth).
 void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
-  const DepthBlocks depth(P.K);
+  const DepthBlocks depth(P.K, P.single_block_depth);
   // Row pieces of at most MC rows (one A block per depth block), at least two per thread so that
-  // a thread the machine descheduled leaves its second piece to the others.
+  // a thread the machine descheduled leaves its second piece to the others, and a multiple of the
+  // threads: 4096 rows in 15 pieces kept one of two threads idle for the last fifteenth.
   const int max_rows = (P.M + MR - 1) / MR;
-  const int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));
+  int pieces = std::min(max_rows, std::max(2 * threads, (P.M + MC - 1) / MC));
+  if (pieces % threads) pieces = std::min(max_rows, (pieces + threads - 1) / threads * threads);
   for (int jc = 0; jc < P.N; jc += NC) {
     const int nc = std::min(NC, P.N - jc);
     const int panels = (nc + NR - 1) / NR;
     const int64_t block_floats = static_cast<int64_t>(panels) * NR * depth.size;
-    float* b_pack = thread_buffers().shared_b.get(static_cast<size_t>(block_floats) * depth.count);
-    // Packing: depth blocks × panel ranges, about four tasks per thread.
-    const int per_block = std::max(1, std::min(panels, (4 * threads + depth.count - 1) / depth.count));
-    parallel_for(static_cast<int64_t>(depth.count) * per_block, [&](int64_t t, int) {
-      const int blk = static_cast<int>(t / per_block), part = static_cast<int>(t % per_block);
-      const int pc = blk * depth.size, kc = std::min(depth.size, P.K - pc);
-      if (kc <= 0) return;
-      const int q0 = panels * part / per_block, q1 = panels * (part + 1) / per_block;
-      if (q1 <= q0) return;
-      pack_b(b_pack + blk * block_floats + static_cast<int64_t>(q0) * NR * kc, P.b, pc, kc, jc + q0 * NR,
-             std::min(nc, q1 * NR) - q0 * NR);
-    });
+    SharedB B(P, depth, jc, nc, thread_buffers().shared_b.get(static_cast<size_t>(block_floats) * depth.count));
     parallel_for(pieces, [&](int64_t piece, int) {
       const int r0 = split_point(P.M, MR, pieces, static_cast<int>(piece));
       const int r1 = split_point(P.M, MR, pieces, static_cast<int>(piece) + 1);
       if (r1 <= r0) return;
       float* a_pack = thread_buffers().a.get(static_cast<size_t>(MC) * depth.size);
+      float* own_panel = thread_buffers().b.get(static_cast<size_t>(NR) * depth.size);
+      // A lead of a few panels packed before the first tile; from then on each thread packs one
+      // panel in `threads` of its own, which keeps the lead.
+      for (const int lead = std::min(B.panels(), 2 * threads); B.claimed(0) < lead;) {
+        const int q = B.claim(0);
+        if (q < 0) break;
+        B.pack(0, q);
+      }
       for (int ic = r0; ic < r1; ic += MC) {
         const int mc = std::min(MC, r1 - ic);
+        const int calls = (mc + MR - 1) / MR;
         for (int blk = 0; blk < depth.count; ++blk) {
-          const int pc = blk * depth.size, kc = std::min(depth.size, P.K - pc);
+          const int kc = B.kc(blk);
           if (kc <= 0) break;
-          const bool add = P.accumulate || blk > 0;
-          pack_a(a_pack, P.a, ic, mc, pc, kc);
-          const float* b_block = b_pack + blk * block_floats;
-          for (int jr = 0; jr < nc; jr += NR) {
-            const int nr = std::min(NR, nc - jr);
-            const float* b_panel = b_block + static_cast<int64_t>(jr) * kc;
-            for (int ir = 0; ir < mc; ir += MR) {
-              const int mr = std::min(MR, mc - ir);
-              const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
-              float* c = P.c + static_cast<int64_t>(ic + ir) * P.ldc + jc + jr;
-              if (mr == MR && nr == NR) {
-                kernel.full(kc, a_panel, b_panel, c, P.ldc, add);
-              } else if (mr == 4 && nr == NR && kernel.four_rows) {
-                kernel.four_rows(kc, a_panel, b_panel, c, P.ldc, add);
-              } else {
-                alignas(64) float tile[MR * NR];
-                kernel.full(kc, a_panel, b_panel, tile, NR, false);
-                for (int r = 0; r < mr; ++r)
-                  for (int j = 0; j < nr; ++j) {
-                    float& out = c[r * P.ldc + j];
-                    out = add ? out + tile[r * NR + j] : tile[r * NR + j];
-                  }
-              }
-            }
-          }
+          pack_a(a_pack, P.a, ic, mc, blk * depth.size, kc);
+          std::pair<int, int> claimed{-1, -1};  // the panel this thread packs after the current one
+          multiply_block(
+              P, kernel, a_pack, [&](int q) { return B.panel(blk, q, own_panel); }, ic, mc, jc, nc, kc,
+              P.accumulate || blk > 0,
+              [&](int q, int call) {
+                if (call == 0) {
+                  if (q % threads) return;
+                  claimed = B.claim_from(blk);
+                }
+                if (claimed.first >= 0) B.prefetch(claimed.first, claimed.second, call, calls);
+              },
+              [&](int) {
+                if (claimed.first >= 0) B.pack(claimed.first, claimed.second);
+                claimed = {-1, -1};
+              });
         }
       }
     });
   }
 }
-
 
 // Runs the problems over the thread pool. Unscattered problems are split into row × column tasks;
 // scattered ones (which may add into the same output rows) into column ranges only, each range
@@ -467,11 +593,13 @@ Buffers& thread_buffers() {
 
 }  // namespace gemm
 
+void gemm_test_pack_private_panels(bool on) { gemm::test_private_panels.store(on, std::memory_order_relaxed); }
+
 void matmul(float* c, const float* a, const float* b, int M, int N, int K, int lda, int ldb, int ldc,
             bool trans_a, bool trans_b, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   std::vector<gemm::Problem> problems{{{a, lda, trans_a, nullptr}, {b, ldb, trans_b, nullptr}, c, ldc, nullptr,
-                                       nullptr, M, N, K, accumulate}};
+                                       nullptr, M, N, K, accumulate, gemm::kLoneProductDepth}};
   gemm::run(problems, false);
 }
 

@@ -55,4 +55,9 @@ struct GroupedMatmulWeightGrad {
 void grouped_matmul_weight_grad(const GroupedMatmulWeightGrad& g);
 void grouped_matmul_weight_grad_reference(const GroupedMatmulWeightGrad& g);
 
+// For the tests only: when set, a thread of a large multi-threaded matmul that shares one packed B
+// with the others (gemm.cc) packs every odd panel again into its own buffer instead of reading the
+// shared one, the path it takes otherwise only when the thread packing that panel is descheduled.
+void gemm_test_pack_private_panels(bool on);
+
 }  // namespace st

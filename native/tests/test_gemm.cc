@@ -215,12 +215,16 @@ int main() {
   // 1×1×1, below / at / past the 6 × 16 tile, K = 1, K = 0, tall/skinny, wide, M ≡ 4 mod 6 (the
   // 4-row kernel), past the depth block (512), the row block (288) and the column block (4096);
   // {500, 300, 120} and {500, 4100, 9} are large enough for the threads to share one packed B
-  // (run_shared_b).
+  // (run_shared_b), {490, 70, 1100} with three depth blocks (the panels packed ahead cross into
+  // the next block) and a last panel of 6 columns, {1300, 70, 600} with 5 row blocks (rounded up
+  // to 6 pieces on 2 and 3 threads) and two depth blocks; {300, 90, 700} and {500, 80, 700} take
+  // 700 deep in one depth block (a lone product up to 768), the second with a shared packed B.
   std::vector<MatmulCase> shapes{{1, 1, 1},   {1, 1, 7},   {7, 1, 1},     {1, 17, 1},  {5, 15, 3},    {6, 16, 1},
                                  {6, 16, 8},  {7, 17, 9},  {12, 32, 4},   {4, 5, 0},   {200, 3, 40},  {3, 300, 20},
                                  {1, 64, 300}, {64, 1, 300}, {10, 32, 300}, {64, 48, 513}, {13, 33, 257}, {150, 70, 520},
-                                 {37, 4100, 5}, {500, 300, 120}, {500, 4100, 9}, {70, 600, 110},
-                                 {20, 400, 600}};
+                                 {37, 4100, 5}, {500, 300, 120}, {500, 4100, 9}, {490, 70, 1100}, {70, 600, 110},
+                                 {20, 400, 600}, {300, 90, 700}, {500, 80, 700}};
+  if (!quick) shapes.push_back({1300, 70, 600});
   if (!quick) shapes.push_back({300, 200, 1100});
   for (int threads : {1, 2}) {
     st::set_num_threads(threads);
@@ -229,9 +233,20 @@ int main() {
         for (bool acc : {false, true}) check_matmul(s.M, s.N, s.K, t & 1, t & 2, acc, 0);
     for (const MatmulCase& s : shapes) check_matmul(s.M, s.N, s.K, random_int(0, 1), random_int(0, 1), random_int(0, 1), 3);
   }
-  for (const MatmulCase& s : std::vector<MatmulCase>{{150, 70, 520}, {37, 4100, 5}, {7, 200, 33}, {301, 97, 300}, {64, 70, 90},
-                                                        {500, 300, 120}, {500, 4100, 9}, {70, 600, 110}, {20, 400, 600}})
+  const std::vector<MatmulCase> thread_shapes{{150, 70, 520}, {37, 4100, 5},   {7, 200, 33},     {301, 97, 300},
+                                              {64, 70, 90},   {500, 300, 120}, {500, 4100, 9},   {490, 70, 1100},
+                                              {1300, 70, 600}, {70, 600, 110}, {20, 400, 600}, {300, 90, 700},
+                                              {500, 80, 700}};
+  for (const MatmulCase& s : thread_shapes)
     for (int t = 0; t < 4; ++t) check_matmul_threads(s.M, s.N, s.K, t & 1, t & 2);
+  // The shared packed B's own-buffer panels (taken when the thread packing a panel is
+  // descheduled): forced on every odd panel, the values and the bits must not change.
+  st::gemm_test_pack_private_panels(true);
+  st::set_num_threads(2);
+  for (const MatmulCase& s : std::vector<MatmulCase>{{500, 300, 120}, {490, 70, 1100}, {500, 4100, 9}, {500, 80, 700}})
+    for (int t = 0; t < 4; ++t) check_matmul(s.M, s.N, s.K, t & 1, t & 2, t == 3, 0);
+  for (int t = 0; t < 4; ++t) check_matmul_threads(490, 70, 1100, t & 1, t & 2);
+  st::gemm_test_pack_private_panels(false);
 
   // Grouped: one group, empty groups, E = 64, gather / scatter / scale, transposed weights.
   std::vector<GroupedCase> groups{{1, 1, 1, 1},    {1, 9, 5, 17},    {3, 20, 7, 33},  {4, 30, 13, 5},
