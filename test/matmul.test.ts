@@ -175,8 +175,9 @@ describe('groupedMatmulWeightGrad', () => {
   });
 });
 
-// Few rows per group take the small-group path (native/kernels/gemm_grouped.cc: transposed weights
-// with groups of at most 128 rows, weight gradients with at most 48), the rest the general driver:
+// Few rows per group take the small-group path (native/kernels/gemm_grouped.cc: weights as stored
+// with groups of at most 128 rows, weight gradients with at most 48), the rest (and every transposed
+// weight) the general driver:
 // many experts with 0, 1 or odd row counts, depths and widths past the small path's blocks, one
 // group past the limits, both ISAs, identical bits on 1 and 2 threads.
 describe('grouped matmuls with few rows per group', () => {

@@ -1,20 +1,11 @@
 // The small-group path of the grouped expert matmuls (gemm_grouped.h). M = rows of a group,
 // K = depth, N = columns, E = groups (experts).
 //
-// Products with a transposed weight, y_e (M, N) = x_e (M, K) · W_eᵀ with W_e stored (N, K) (the
-// backward's dh = dy · W_outᵀ and dx = dh · W_inᵀ), M ≤ 128: the general driver (gemm.cc) packs
-// each 16-column panel of op(W) just before its use, gathering it one element at a time from 16
-// stored rows, which with so few rows per weight byte costs as much as the arithmetic. Here a task
-// (a run of consecutive groups, or a column range of one) walks W_e in blocks of whole stored rows
-// (kBlockFloats, contiguous in memory: consecutive experts' weights follow each other, so a task
-// reads one sequential stream), transposes each block 4 × 4 at a time into L2 while the next block
-// is prefetched a slice per micro-kernel call, and packs the group's rows of x once. Each byte of
-// the E weights is read from memory once per call.
-//
-// Weight gradients dW_e (K, N) = x_eᵀ · dy_e with M ≤ kGroupedSmallGradRows: the depth is the
-// group's few rows and the output is the large E·K·N array, so what costs is writing dW. Both
-// operands are packed once per task and every dW row is written once, streamed past the caches
-// when it is overwritten (no read for ownership of the old values).
+// Two walks: products with W_e as stored, and weight gradients. Products with a transposed weight
+// (the backward's dh = dy · W_outᵀ and dx = dh · W_inᵀ) take the general driver: since it packs
+// transposed panels 4 × 4 with SSE and shares B blocks across threads, the walk this file had for
+// them measured slower at every shape (general/small on 2 threads 0.81–0.96: dh 0.84, dx 0.85 at
+// T = 1024, D = 256, F = 1024, E = 64, 32 rows per group; bench/RESULTS.md, layer).
 //
 // Products with W_e as stored, y_e = x_e · W_e (the forward's x·W_in and h·W_out), M ≤ 128: the
 // general driver packs each 16-column panel of W_e just before its use (one line of each of kc
@@ -29,6 +20,11 @@
 // (Tried and measured slower or no faster: larger blocks prefetched whole, a micro-kernel reading
 // B straight from W's rows while writing the packed panel, and a micro-kernel prefetching the
 // next slice a line per four k steps.)
+//
+// Weight gradients dW_e (K, N) = x_eᵀ · dy_e with M ≤ kGroupedSmallGradRows: the depth is the
+// group's few rows and the output is the large E·K·N array, so what costs is writing dW. Both
+// operands are packed once per task and every dW row is written once, streamed past the caches
+// when it is overwritten (no read for ownership of the old values).
 //
 // Determinism: the depth blocks depend on K alone (a weight gradient is one block of M); each
 // tile is summed from zero in k order by the micro-kernel and then added to (or stored into) its
@@ -62,11 +58,6 @@ using gemm::MR;
 using gemm::NR;
 using gemm::thread_buffers;
 
-// A block of a transposed W: whole stored rows (the full depth, up to kMaxDepth) of as many
-// columns of op(W) as fit kBlockFloats (512 KB, in L2).
-constexpr int kBlockFloats = 128 * 1024;
-constexpr int kMaxDepth = 2048;   // a B panel of kMaxDepth × 16 floats = 128 KB
-constexpr int kMaxWidth = 1024;
 constexpr int kGradWidth = 1024;  // column block of a weight gradient
 // A block of a W as stored: one depth block of at most kStoredDepth stored rows (its B panels
 // 32 KB, as the general driver's) × kStoredWidth columns (a run of four or five lines of each
@@ -75,7 +66,6 @@ constexpr int kStoredDepth = 512;
 constexpr int kStoredWidth = 64;
 
 std::atomic<bool> small_path_enabled{true};
-
 
 // Rows of a row-major operand, optionally through an index list (a gather).
 struct Rows {
@@ -173,178 +163,26 @@ void pack_b_rows(float* out, const Rows& B, int k0, int kc, int j0, int nc) {
   }
 }
 
-// The same panels of op(B) = Bᵀ where B is stored (N, K): stored rows [j0, j0 + nc), columns
-// [k0, k0 + kc), each stored row a contiguous run, transposed 4 × 4 at a time.
-void pack_b_transposed(float* out, const Rows& B, int k0, int kc, int j0, int nc) {
-  for (int q = 0; q < nc; q += NR, out += NR * kc) {
-    const int nr = std::min(NR, nc - q);
-    const float* src[NR];
-    for (int c = 0; c < NR; ++c) src[c] = B.row(j0 + q + std::min(c, nr - 1)) + k0;
-    gemm::pack_panel_transposed(out, src, nr, kc);
-  }
-}
-
-// The source of one B block, depth [k0, k0 + kc) × columns [j0, j0 + nc) of op(W), for packing it
-// and prefetching it a slice at a time. A transposed W holds it in nc stored rows of kc floats; a
-// W as stored in kc stored rows of nc floats (`stored`).
+// One B block of a W as stored, depth [k0, k0 + kc) × columns [j0, j0 + nc): kc stored rows of nc
+// floats, packed whole (the first block of a task) or a slice of rows at a time (pack_b_rows_slice).
 struct BlockSource {
   Rows W;
   int k0, kc, j0, nc;
-  bool stored;
-  int stored_rows() const { return stored ? kc : nc; }
-  int row_floats() const { return stored ? nc : kc; }
-  // A short run (a W as stored: nc floats of each row) touches up to nc / 16 + 1 lines when it does
-  // not start on a line, the last reached through the run's last float; a long run of a transposed
-  // W is counted in whole lines.
-  int lines_per_row() const { return stored ? nc / 16 + 1 : (kc + 15) / 16; }
-  const float* row_start(int r) const { return stored ? W.row(k0 + r) + j0 : W.row(j0 + r) + k0; }
-  void pack(float* out) const {
-    if (stored) pack_b_rows(out, W, k0, kc, j0, nc);
-    else pack_b_transposed(out, W, k0, kc, j0, nc);
-  }
+  const float* row_start(int r) const { return W.row(k0 + r) + j0; }
+  void pack(float* out) const { pack_b_rows(out, W, k0, kc, j0, nc); }
 };
-
-// Walks the lines of a block in memory order, a few per call.
-class Prefetcher {
- public:
-  explicit Prefetcher(const BlockSource* block) : block_(block) {
-    if (!block_) return;
-    rows_ = block_->stored_rows();
-    per_row_ = block_->lines_per_row();
-    last_ = std::max(0, block_->row_floats() - 1);
-    total_ = int64_t{rows_} * per_row_;
-    p_ = block_->row_start(0);
-  }
-  int64_t total() const { return total_; }
-  // Prefetches lines until `until` lines of the block have been issued.
-  void issue(int64_t until) {
-    for (; done_ < until; ++done_) {
-      prefetch_l2(p_ + std::min(col_ * 16, last_));
-      if (++col_ == per_row_) {
-        col_ = 0;
-        if (++row_ < rows_) p_ = block_->row_start(row_);
-      }
-    }
-  }
-
- private:
-  const BlockSource* block_;
-  const float* p_ = nullptr;
-  int rows_ = 0, per_row_ = 0, last_ = 0, row_ = 0, col_ = 0;
-  int64_t total_ = 0, done_ = 0;
-};
-
-// c (m, nc) with row stride ldc = [c +] a (packed m × kc) · b (packed kc × nc), panel by panel
-// (each B panel stays in L1 while every row tile uses it), prefetching `next` a slice per call.
-void multiply_block(const Kernels& kernel, const float* a, const float* b, int m, int kc, int nc, float* c,
-                    int64_t ldc, bool add, const BlockSource* next) {
-  const int tiles = (m + MR - 1) / MR, panels = (nc + NR - 1) / NR, calls = tiles * panels;
-  Prefetcher prefetch(next);
-  const int64_t lines = prefetch.total();
-  int call = 0;
-  for (int q = 0; q < panels; ++q) {
-    const int nr = std::min(NR, nc - q * NR);
-    const float* b_panel = b + static_cast<int64_t>(q) * NR * kc;
-    for (int t = 0; t < tiles; ++t, ++call) {
-      if (lines) prefetch.issue(lines * (call + 1) / calls);
-      const int mr = std::min(MR, m - t * MR);
-      const float* a_panel = a + static_cast<int64_t>(t) * MR * kc;
-      float* ct = c + static_cast<int64_t>(t) * MR * ldc + q * NR;
-      if (mr == MR && nr == NR) {
-        kernel.full(kc, a_panel, b_panel, ct, ldc, add);
-      } else if (mr == 4 && nr == NR && kernel.four_rows) {
-        kernel.four_rows(kc, a_panel, b_panel, ct, ldc, add);
-      } else {
-        alignas(64) float tile[MR * NR];
-        kernel.full(kc, a_panel, b_panel, tile, NR, false);
-        for (int r = 0; r < mr; ++r)
-          for (int j = 0; j < nr; ++j) {
-            float& out = ct[r * ldc + j];
-            out = add ? out + tile[r * NR + j] : tile[r * NR + j];
-          }
-      }
-    }
-  }
-}
 
 // The blocking of one call, from its shape alone (the same for every task and thread count).
 struct Geometry {
   DepthBlocks depth;
   int width;
 };
-Geometry geometry(const GroupedMatmul& g) {
-  if (!g.trans_w) {
-    return {DepthBlocks(g.K, kStoredDepth), kStoredWidth};
-  }
-  const DepthBlocks depth(g.K, kMaxDepth);
-  return {depth, std::clamp(kBlockFloats / std::max(depth.size, 1) / NR * NR, NR, kMaxWidth)};
-}
+Geometry geometry(const GroupedMatmul& g) { return {DepthBlocks(g.K, kStoredDepth), kStoredWidth}; }
 
 // One block of a task: group e, columns [jb, jb + width), depth block kb.
 struct Step {
   int e, jb, kb;
 };
-
-// Groups [e0, e1) (the empty ones skipped), each over columns [c0, c1) of its product x_e · op(W_e),
-// block by block in memory order, each block's successor prefetched while it is multiplied.
-// out(e, jb) gives where columns from jb of group e's rows go: {pointer, row stride, add}; done(e,
-// jb, nc) is called when those columns are complete.
-template <class Out, class Done>
-void run_groups(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G, int e0, int e1, int c0, int c1,
-                Out&& out, Done&& done) {
-  auto rows = [&](int e) { return g.offsets[e + 1] - g.offsets[e]; };
-  auto first_group = [&](int e) {
-    while (e < e1 && rows(e) <= 0) ++e;
-    return e;
-  };
-  auto advance = [&](Step& s) {
-    if (++s.kb < G.depth.count) return true;
-    s.kb = 0;
-    if ((s.jb += G.width) < c1) return true;
-    s.jb = c0;
-    s.e = first_group(s.e + 1);
-    return s.e < e1;
-  };
-  auto source = [&](const Step& s) {
-    const int pc = s.kb * G.depth.size;
-    return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.trans_w ? g.K : g.N, nullptr},
-                       pc, std::min(G.depth.size, g.K - pc), s.jb, std::min(G.width, c1 - s.jb), !g.trans_w};
-  };
-  Step s{first_group(e0), c0, 0};
-  if (s.e >= e1 || c1 <= c0) return;
-  Buffers& buf = thread_buffers();
-  float* b = buf.b.get(static_cast<size_t>(G.depth.size) * round_up(G.width, NR));
-  int most_rows = 0;
-  for (int e = s.e; e < e1; ++e) most_rows = std::max(most_rows, rows(e));
-  const int a_block = round_up(most_rows, MR) * G.depth.size;
-  float* a = buf.a.get(static_cast<size_t>(a_block) * G.depth.count);
-  int packed = -1;
-  for (;;) {
-    const int m = rows(s.e);
-    if (s.e != packed) {
-      // The group's rows (gathered), every depth block, packed once.
-      const int begin = g.offsets[s.e];
-      const Rows X = g.gather ? Rows{g.x, g.ldx, g.gather + begin}
-                              : Rows{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, nullptr};
-      for (int kb = 0; kb < G.depth.count; ++kb) {
-        const int pc = kb * G.depth.size;
-        pack_a_rows(a + static_cast<int64_t>(kb) * a_block, X, m, pc, std::min(G.depth.size, g.K - pc));
-      }
-      packed = s.e;
-    }
-    const BlockSource here = source(s);
-    here.pack(b);
-    Step n = s;
-    const bool has_next = advance(n);
-    const BlockSource next = has_next ? source(n) : here;
-    const auto [c, ldc, add_first] = out(s.e, s.jb);
-    multiply_block(kernel, a + static_cast<int64_t>(s.kb) * a_block, b, m, here.kc, here.nc, c, ldc,
-                   add_first || s.kb > 0, has_next ? &next : nullptr);
-    if (s.kb == G.depth.count - 1) done(s.e, s.jb, here.nc);
-    if (!has_next) return;
-    s = n;
-  }
-}
 
 // Where a step's output goes: {pointer to its first row and column, row stride, add}.
 struct Output {
@@ -393,7 +231,7 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
   auto source = [&](const Step& s) {
     const int pc = s.kb * G.depth.size;
     return BlockSource{{g.w + static_cast<int64_t>(s.e) * g.K * g.N, g.N, nullptr},
-                       pc, std::min(G.depth.size, g.K - pc), s.jb, std::min(G.width, c1 - s.jb), true};
+                       pc, std::min(G.depth.size, g.K - pc), s.jb, std::min(G.width, c1 - s.jb)};
   };
   Step s{first_group(e0), c0, 0};
   if (s.e >= e1 || c1 <= c0) return;
@@ -497,10 +335,10 @@ void set_grouped_small_path(bool enabled) { small_path_enabled.store(enabled); }
 bool grouped_small_path() { return small_path_enabled.load(); }
 
 bool grouped_matmul_small_applies(const GroupedMatmul& g) {
-  if (!grouped_small_path() || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
-  const int most = g.trans_w ? kGroupedSmallMaxRows : kGroupedStoredMaxRows;
+  // A transposed weight goes to the general driver (see the top of this file).
+  if (!grouped_small_path() || g.trans_w || g.E <= 0 || g.N <= 0 || g.K < 0) return false;
   for (int e = 0; e < g.E; ++e)
-    if (g.offsets[e + 1] - g.offsets[e] > most) return false;
+    if (g.offsets[e + 1] - g.offsets[e] > kGroupedStoredMaxRows) return false;
   return true;
 }
 
@@ -523,8 +361,7 @@ void grouped_matmul_small(const GroupedMatmul& g) {
   const Kernels kernel = active_kernels();
   const Geometry G = geometry(g);
   auto walk = [&](int e0, int e1, int c0, int c1, auto&& out, auto&& done) {
-    if (g.trans_w) run_groups(g, kernel, G, e0, e1, c0, c1, out, done);
-    else run_groups_stored(g, kernel, G, e0, e1, c0, c1, out, done);
+    run_groups_stored(g, kernel, G, e0, e1, c0, c1, out, done);
   };
   const int threads = num_threads();
   auto no_done = [](int, int, int) {};

@@ -1,7 +1,8 @@
 // What the general matmul driver (gemm.cc) and the small-group path of the grouped matmuls
-// (gemm_grouped.cc) share: the micro-kernels of the running ISA, the per-thread packing buffers,
-// and the packing of a transposed B panel. Included by those two baseline (SSE2) translation units
-// only: an inline function compiled into an AVX2 unit could be the copy the linker keeps.
+// (gemm_grouped.cc) share: the micro-kernels of the running ISA and the per-thread packing buffers;
+// also the packing of a transposed B panel (used by gemm.cc alone since transposed grouped products
+// left the small path). Included by those two baseline (SSE2) translation units only: an inline
+// function compiled into an AVX2 unit could be the copy the linker keeps.
 // NR = panel columns, kc = panel depth.
 #pragma once
 

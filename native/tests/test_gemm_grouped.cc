@@ -1,7 +1,8 @@
 // The grouped expert matmuls (gemm.h) on both of their paths — the small-group path
-// (gemm_grouped.cc: products and weight gradients with few rows per group) and the
+// (gemm_grouped.cc: products with W as stored and weight gradients, few rows per group) and the
 // general driver — against the scalar definitions: groups of 0, 1 and odd row counts, groups at
-// the size limits and past them, gathers, scatter with and without scale, transposed weights, accumulate, strided rows,
+// the size limits and past them, gathers, scatter with and without scale, transposed weights
+// (never on the small path: checked on the general driver), accumulate, strided rows,
 // depths and widths past the small path's blocks, unaligned weight gradients, both ISAs, and
 // bit-identical results for 1, 2 and 3 threads. E = groups, K = depth, N = columns.
 //
@@ -84,9 +85,11 @@ void check_grouped(const Case& c, bool gather, bool scatter, bool scale, bool tr
   const bool writes_all = !scatter && !acc;
   for (bool small : {true, false}) {
     st::set_grouped_small_path(small);
-    const int most = trans_w ? st::kGroupedSmallMaxRows : st::kGroupedStoredMaxRows;
-    ST_CHECK(st::grouped_matmul_small_applies(g) == (small && groups_within(c.rows, most)),
-             "grouped E=%d K=%d N=%d: the small path applies where it should", E, K, N);
+    // A transposed weight never takes the small path: its products run on the general driver
+    // whichever setting, and are checked here all the same.
+    const bool applies = small && !trans_w && groups_within(c.rows, st::kGroupedStoredMaxRows);
+    ST_CHECK(st::grouped_matmul_small_applies(g) == applies,
+             "grouped E=%d K=%d N=%d tw=%d: the small path applies where it should", E, K, N, trans_w);
     for (st::Isa isa : kIsas) {
       if (!st::set_active_isa(isa)) continue;
       std::vector<float> first;
@@ -183,8 +186,8 @@ int main() {
 
   // Rows per group: single rows, empty groups (first, last, all), odd counts around the 6-row tile
   // and its 4-row kernel, the size limits (48 for weight gradients, 128 for products) and one past
-  // them (the general path), many experts. Depths and widths: 1, odd, past the small path's column
-  // block (1024) and its depth block of a transposed W (2048).
+  // them (the general path), many experts. Depths and widths: 1, odd, past the weight gradient's
+  // column block (1024), past 2048 (the general driver's blocks for transposed products).
   std::vector<Case> cases{
       {{1}, 1, 1},
       {{0}, 3, 5},
