@@ -177,9 +177,8 @@ describe('groupedMatmulWeightGrad', () => {
 
 // Few rows per group take the small-group path (native/kernels/gemm_grouped.cc: weights as stored
 // with groups of at most 128 rows, weight gradients with at most 48), the rest (and every transposed
-// weight) the general driver:
-// many experts with 0, 1 or odd row counts, depths and widths past the small path's blocks, one
-// group past the limits, both ISAs, identical bits on 1 and 2 threads.
+// weight) the general driver: many experts with 0, 1 or odd row counts, depths and widths past the
+// small path's blocks, one group past the limits, both ISAs, identical bits on 1 and 2 threads.
 describe('grouped matmuls with few rows per group', () => {
   const groupRows = (E: number, most: number) => Array.from({ length: E }, () => randInt(0, most));
   const offsetsOf = (rows: number[]) => Int32Array.from([0, ...rows.map((_, e) => rows.slice(0, e + 1).reduce((a, b) => a + b, 0))]);

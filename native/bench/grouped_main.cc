@@ -1,7 +1,8 @@
 // The six expert matmuls of a Switch layer training step (2 forward, 4 backward) on the grouped
 // matmul, each timed on its small-group path (gemm_grouped.cc) and on the general driver in
 // interleaved rounds: where an E = 64 or 128 step spends its matmul time, and what the small path
-// changes. Built as switch_bench_grouped (CMake builds native/bench/<name>_main.cc into
+// changes (dh and dx, with transposed weights, never take it: their two columns time the same
+// general driver, a reading of the noise). Built as switch_bench_grouped (CMake builds native/bench/<name>_main.cc into
 // switch_bench_<name>). T = tokens, D = d_model, F = d_ff, E = experts, C = capacity, R = rows.
 //   switch_bench_grouped T D F E capacity_factor [threads] [rounds]
 //   e.g. switch_bench_grouped 1024 256 1024 64 2 2     (the layer suite's E = 64 shape)
