@@ -84,26 +84,7 @@ void pack_a(float* out, const Operand& A, int i0, int mc, int k0, int kc) {
       const float* src[MR];
       for (int r = 0; r < MR; ++r) src[r] = A.row(i0 + p + std::min(r, mr - 1)) + k0;
       if (mr == MR) {
-        // Four depths at a time: a 4 × 4 transpose of rows 0-3 and an interleave of rows 4-5.
-        int k = 0;
-        for (; k + 4 <= kc; k += 4) {
-          __m128 r0 = _mm_loadu_ps(src[0] + k), r1 = _mm_loadu_ps(src[1] + k);
-          __m128 r2 = _mm_loadu_ps(src[2] + k), r3 = _mm_loadu_ps(src[3] + k);
-          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-          const __m128 r4 = _mm_loadu_ps(src[4] + k), r5 = _mm_loadu_ps(src[5] + k);
-          const __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5);
-          float* o = out + k * MR;
-          _mm_storeu_ps(o, r0);
-          _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), lo);
-          _mm_storeu_ps(o + 6, r1);
-          _mm_storeh_pi(reinterpret_cast<__m64*>(o + 10), lo);
-          _mm_storeu_ps(o + 12, r2);
-          _mm_storel_pi(reinterpret_cast<__m64*>(o + 16), hi);
-          _mm_storeu_ps(o + 18, r3);
-          _mm_storeh_pi(reinterpret_cast<__m64*>(o + 22), hi);
-        }
-        for (; k < kc; ++k)
-          for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r][k];
+        gemm::pack_panel_rows(out, src, kc);
       } else {
         for (int k = 0; k < kc; ++k)
           for (int r = 0; r < MR; ++r) out[k * MR + r] = r < mr ? src[r][k] : 0.0f;

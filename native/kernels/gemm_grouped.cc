@@ -100,32 +100,12 @@ int split_point(int n, int unit, int parts, int index) {
 // A panels (MR rows × kc, a[k·MR + r]) of rows [0, m) of X, depth [k0, k0 + kc); rows past m are
 // zeros. Panel p at out + p·MR·kc.
 void pack_a_rows(float* out, const Rows& X, int m, int k0, int kc) {
-  static_assert(MR == 6, "a full panel is packed as a 4 × 4 transpose and a 2-row interleave");
   for (int p = 0; p < m; p += MR, out += MR * kc) {
     const int mr = std::min(MR, m - p);
     if (mr == MR) {
-      // Four depths at a time: rows 0-3 transposed 4 × 4, rows 4-5 interleaved.
       const float* src[MR];
       for (int r = 0; r < MR; ++r) src[r] = X.row(p + r) + k0;
-      int k = 0;
-      for (; k + 4 <= kc; k += 4) {
-        __m128 r0 = _mm_loadu_ps(src[0] + k), r1 = _mm_loadu_ps(src[1] + k);
-        __m128 r2 = _mm_loadu_ps(src[2] + k), r3 = _mm_loadu_ps(src[3] + k);
-        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-        const __m128 r4 = _mm_loadu_ps(src[4] + k), r5 = _mm_loadu_ps(src[5] + k);
-        const __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5);
-        float* o = out + k * MR;
-        _mm_storeu_ps(o, r0);
-        _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), lo);
-        _mm_storeu_ps(o + 6, r1);
-        _mm_storeh_pi(reinterpret_cast<__m64*>(o + 10), lo);
-        _mm_storeu_ps(o + 12, r2);
-        _mm_storel_pi(reinterpret_cast<__m64*>(o + 16), hi);
-        _mm_storeu_ps(o + 18, r3);
-        _mm_storeh_pi(reinterpret_cast<__m64*>(o + 22), hi);
-      }
-      for (; k < kc; ++k)
-        for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r][k];
+      gemm::pack_panel_rows(out, src, kc);
       continue;
     }
     for (int r = 0; r < MR; ++r) {

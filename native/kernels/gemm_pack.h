@@ -1,9 +1,10 @@
 // What the general matmul driver (gemm.cc) and the small-group path of the grouped matmuls
-// (gemm_grouped.cc) share: the micro-kernels of the running ISA and the per-thread packing buffers;
-// also the packing of a transposed B panel (used by gemm.cc alone since transposed grouped products
-// left the small path). Included by those two baseline (SSE2) translation units only: an inline
-// function compiled into an AVX2 unit could be the copy the linker keeps.
-// NR = panel columns, kc = panel depth.
+// (gemm_grouped.cc) share: the micro-kernels of the running ISA, the per-thread packing buffers and
+// the packing of a full A panel; also the packing of a transposed B panel (used by gemm.cc alone
+// since transposed grouped products left the small path). Included by those two baseline (SSE2)
+// translation units only: an inline function compiled into an AVX2 unit could be the copy the
+// linker keeps.
+// MR = panel rows, NR = panel columns, kc = panel depth.
 #pragma once
 
 #include <emmintrin.h>
@@ -50,6 +51,31 @@ struct Buffers {
   AlignedBuffer shared_b;  // a B block packed by all threads together (run_shared_b), owned by the caller
 };
 Buffers& thread_buffers();
+
+// One full A panel (kc × MR, out[k·MR + r]) from MR stored rows src[r], each contiguous in depth
+// (src[r][0 .. kc)): four depths at a time, rows 0-3 as a 4 × 4 transpose and rows 4-5 interleaved.
+inline void pack_panel_rows(float* out, const float* const* src, int kc) {
+  static_assert(MR == 6, "a full panel is packed as a 4 × 4 transpose and a 2-row interleave");
+  int k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    __m128 r0 = _mm_loadu_ps(src[0] + k), r1 = _mm_loadu_ps(src[1] + k);
+    __m128 r2 = _mm_loadu_ps(src[2] + k), r3 = _mm_loadu_ps(src[3] + k);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    const __m128 r4 = _mm_loadu_ps(src[4] + k), r5 = _mm_loadu_ps(src[5] + k);
+    const __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5);
+    float* o = out + k * MR;
+    _mm_storeu_ps(o, r0);
+    _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), lo);
+    _mm_storeu_ps(o + 6, r1);
+    _mm_storeh_pi(reinterpret_cast<__m64*>(o + 10), lo);
+    _mm_storeu_ps(o + 12, r2);
+    _mm_storel_pi(reinterpret_cast<__m64*>(o + 16), hi);
+    _mm_storeu_ps(o + 18, r3);
+    _mm_storeh_pi(reinterpret_cast<__m64*>(o + 22), hi);
+  }
+  for (; k < kc; ++k)
+    for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r][k];
+}
 
 // One B panel (kc × NR, out[k·NR + c]) of op(B) = Bᵀ: column c is stored row src[c], contiguous in
 // depth (src[c][0 .. kc)); columns c ≥ nr are zeros (their src may repeat a valid row). Four depths
