@@ -115,13 +115,16 @@ describe('SwitchFeedForward backward matches tfjs-core autograd', () => {
           expectClose(mine[i], theirs, 1e-4, 1e-7, `${c.name} ${names[i]} (seed ${r.seed})`);
         } else {
           // A float32 difference may tip a bf16 rounding either way: rare elements may differ by
-          // one bf16 step, nearly all must agree to float32 accuracy.
+          // one bf16 step, nearly all must agree to float32 accuracy. Each element of the router's
+          // gradient sums over every token, so one tipped rounding anywhere moves all of them by
+          // about one bf16 step of that token's share: they must agree to that (1e-3 of the scale).
           expectClose(mine[i], theirs, 2e-2, 1e-6, `${c.name} ${names[i]} (seed ${r.seed})`);
           let scale = 0;
           for (const v of theirs) scale = Math.max(scale, Math.abs(v));
+          const tolerance = (names[i] === 'router' ? 1e-3 : 1e-5) * scale + 1e-8;
           let close = 0;
-          for (let q = 0; q < theirs.length; q++) if (Math.abs(mine[i][q] - theirs[q]) <= 1e-5 * scale + 1e-8) close++;
-          expect(close / theirs.length, `${c.name} ${names[i]}: share matching to float32`).toBeGreaterThan(0.95);
+          for (let q = 0; q < theirs.length; q++) if (Math.abs(mine[i][q] - theirs[q]) <= tolerance) close++;
+          expect(close / theirs.length, `${c.name} ${names[i]} (seed ${r.seed}): share matching to float32`).toBeGreaterThan(0.95);
         }
       }
       tf.dispose([...args, ...tg, value]);
