@@ -34,8 +34,11 @@ describe('rmsnorm kernels', () => {
     const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => rms(a as tf.Tensor2D, b as tf.Tensor1D, 1e-6).mul(tdy).sum())([tx, tw]);
     const dx = poisoned(T * D), dw = poisoned(D);
     k.rmsnormBackward(dx, dw, dy, x, w, rstd, T, D, false);
-    // D = 1: dx = r·w·dy·ε/(x² + ε) is round-off sized, so an absolute bound decides there.
-    expect(Math.min(relError(dx, gx.dataSync()), maxAbsDiff(dx, gx.dataSync()) * 1e2)).toBeLessThan(1e-4);
+    // D = 1: dx = r·w·dy·ε/(x² + ε) is the difference of two terms of size r·w·dy that nearly
+    // cancel (x·y·mean(dy·y) against dy·w), so it is bounded against their size, not its own.
+    let cancelled = 0;
+    for (let i = 0; i < T * D; i++) cancelled = Math.max(cancelled, Math.abs(rstd[Math.floor(i / D)] * w[i % D] * dy[i]));
+    expect(Math.min(relError(dx, gx.dataSync()), maxAbsDiff(dx, gx.dataSync()) / cancelled)).toBeLessThan(1e-4);
     expect(relError(dw, gw.dataSync())).toBeLessThan(1e-4);
     // accumulate adds to what is there
     const dw2 = Float32Array.from(dw);
