@@ -253,15 +253,20 @@ Napi::Value attach(const Napi::CallbackInfo& info) {
   });
 }
 
+// The adopted pages of an all-to-all's send buffer (argument 2), or null where the peers need none:
+// one device, sending in place, or a buffer already in the shared heap.
+const mesh::Adopted* send_pages(const Napi::CallbackInfo& info, DeviceHandle& h, const collectives::AllToAllArgs& a) {
+  if (a.P <= 1 || a.send.data == a.recv.data || h.comm->in_heap(a.send.data, a.send.length * 4)) return nullptr;
+  return adopted_pages(info.Env(), h, info[2], a.send.length * 4);
+}
+
 // The shared-memory all-to-all: a plain send buffer that comes back gets its pages moved into the
 // shared heap (adopted_pages), so that the peers read it in place.
 Napi::Value all_to_all(const Napi::CallbackInfo& info) {
   DeviceHandle& h = device_handle(info[0]);
   Communicator& comm = *h.comm;
   const collectives::AllToAllArgs a = collectives::all_to_all_args(info, comm);
-  const mesh::Adopted* pages = nullptr;
-  if (a.P > 1 && a.send.data != a.recv.data && !comm.in_heap(a.send.data, a.send.length * 4))
-    pages = adopted_pages(info.Env(), h, info[2], a.send.length * 4);
+  const mesh::Adopted* pages = send_pages(info, h, a);
   const size_t bytes = a.send.length * 4;
   // Remembered for meshAllToAllAgain where no page adoption is (or will be) involved: below the
   // adoption size, adoption off, or a buffer from the heap.
@@ -295,9 +300,7 @@ Napi::Value bench_all_to_all(const Napi::CallbackInfo& info) {
   DeviceHandle& h = device_handle(info[0]);
   Communicator& comm = *h.comm;
   const collectives::AllToAllArgs a = collectives::all_to_all_args(info, comm);
-  const mesh::Adopted* pages = nullptr;
-  if (a.P > 1 && a.send.data != a.recv.data && !comm.in_heap(a.send.data, a.send.length * 4))
-    pages = adopted_pages(info.Env(), h, info[2], a.send.length * 4);
+  const mesh::Adopted* pages = send_pages(info, h, a);
   return collectives::time_all_to_all(info, comm, a.kind, [&] {
     comm.all_to_all(a.kind, a.recv.data, a.send.data, static_cast<int64_t>(a.send.length / a.P), a.wire, pages);
   });
