@@ -96,3 +96,25 @@ describe('the benchmark bindings', () => {
     expect(m.repeats).toBe(1);
   });
 });
+
+describe('layer suite: the interleaved torch comparison', () => {
+  it('alternates a warm-up, then rounds of ours and the baseline, and takes the median of the ratios', async () => {
+    const { interleavedTorch } = await import('../bench/suites/layer.js');
+    const calls: string[] = [];
+    const baseline = [99, 0.5, 0.3, 0.9, 0.7, 0.1]; // the warm-up's answer first
+    const torch = {
+      time: async (repeats: number) => {
+        calls.push(`torch ${repeats}`);
+        return { seconds: baseline[calls.filter((c) => c.startsWith('torch')).length - 1], rows: 17 };
+      },
+    };
+    const c = await interleavedTorch(() => { calls.push('ours'); }, torch, 5, 3);
+    // One warm-up step each, then per round 3 of ours followed by one request of 3 steps.
+    expect(calls).toEqual(['ours', 'torch 1', ...Array.from({ length: 5 }, () => ['ours', 'ours', 'ours', 'torch 3']).flat()]);
+    expect(c.rounds).toHaveLength(5);
+    expect(c.torchRows).toBe(17);
+    expect(c.torchSeconds).toBe(0.5); // median of the rounds' baseline, not the warm-up
+    for (const r of c.rounds) expect(Number.isFinite(r) && r > 0).toBe(true);
+    expect(c.speedup).toBe([...c.rounds].sort((a, b) => a - b)[2]);
+  });
+});

@@ -4,6 +4,11 @@ layer (top-1, capacity, load-balancing loss) as a PyTorch user writes it, with i
 index_add over a loop of experts, and the dense T5 feed-forward layer. Prints one JSON object with
 the median seconds of a forward and of a forward+backward.
 
+With --serve it builds the layer once and then answers requests on stdin, one per line
+(`forward-backward REPEATS` or `forward REPEATS`), each with one JSON line on stdout: the suite
+alternates rounds of its own layer and this one in the same minutes, so a slow spell of the shared
+machine lands on both sides of a ratio.
+
 Run with the interpreter that has torch (Debian's python3-torch is in /usr/bin/python3) and
 OMP_WAIT_POLICY=PASSIVE, e.g.
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/reference/switch_layer_torch.py --T 2048 --D 512 --F 2048 --E 8 --cf 1.25 --threads 2
@@ -42,6 +47,7 @@ class SwitchFeedForward(torch.nn.Module):
         position = ((torch.cumsum(one_hot, dim=0) - 1) * one_hot).sum(dim=-1)
         kept = position < capacity
         load_balance = E * (one_hot.float().mean(dim=0) * probs.mean(dim=0)).sum()
+        self.kept_rows = int(kept.sum())
         y = torch.zeros_like(x)
         for e in range(E):
             rows = torch.nonzero((expert == e) & kept).squeeze(1)
@@ -60,6 +66,7 @@ class DenseFeedForward(torch.nn.Module):
         self.w_out = torch.nn.Parameter(torch.randn(d_ff, d_model) * math.sqrt(0.1 / d_ff))
 
     def forward(self, x):
+        self.kept_rows = x.shape[0]
         return torch.relu(x @ self.w_in) @ self.w_out, torch.zeros(())
 
 
@@ -85,6 +92,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--serve", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -103,11 +111,24 @@ def main():
         y, aux = layer(x)
         ((y * dy).sum() + 0.01 * aux).backward()
 
+    if args.serve:
+        import sys
+        for line in sys.stdin:
+            words = line.split()
+            if not words:
+                continue
+            fn = forward_backward if words[0] == "forward-backward" else forward
+            repeats = int(words[1]) if len(words) > 1 else args.repeats
+            seconds = median_time(fn, 0, repeats)
+            print(json.dumps({"seconds": seconds, "rows": layer.kept_rows}), flush=True)
+        return
+
     result = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "forward": median_time(forward, args.warmup, args.repeats),
         "forwardBackward": median_time(forward_backward, args.warmup, args.repeats),
+        "rows": layer.kept_rows,
     }
     print(json.dumps(result))
 

@@ -3,7 +3,8 @@
 // (routing, dispatch, activation, combine, allocation), the dense layer of the same D, F, T, and
 // with `--compare torch` the PyTorch baseline (bench/reference/switch_layer_torch.py).
 // T = tokens, D = d_model, F = d_ff, E = experts, R = rows (kept choices).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +60,10 @@ export interface SwitchTiming {
   /** Each step outside the expert matmuls timed on its own (seconds), and their sum. */
   steps: Record<string, number>;
   stepsOutsideMatmuls: number;
+  /** The layer and inputs timed, for further rounds (the torch comparison). */
+  layer: SwitchFeedForward;
+  x: Float32Array;
+  dy: Float32Array;
 }
 
 /** Times the layer and its expert matmuls alone on the same routing. */
@@ -121,10 +126,12 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
     dispatchBackward: medianSeconds(() => dispatchBackward(dx, dxRows, plan, T, 1, D, false, true), warmup, repeats),
   };
   const stepsOutsideMatmuls = Object.values(steps).reduce((a, b) => a + b, 0);
-  return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, matmuls, rows: R, capacity: C, steps, stepsOutsideMatmuls };
+  return { forward, forwardBackward, matmulsForwardBackward, matmulsForward, matmuls, rows: R, capacity: C, steps, stepsOutsideMatmuls,
+    layer, x, dy };
 }
 
-export function timeDense(shape: LayerShape, warmup: number, repeats: number): { forward: number; forwardBackward: number } {
+export function timeDense(shape: LayerShape, warmup: number, repeats: number):
+  { forward: number; forwardBackward: number; layer: DenseFeedForward; x: Float32Array; dy: Float32Array } {
   const { T, D, F } = shape;
   const layer = new DenseFeedForward({ dModel: D, dFF: F, seed: 1, reuseGradients: true });
   const x = randomInput(T * D, 7), dy = randomInput(T * D, 8);
@@ -133,7 +140,7 @@ export function timeDense(shape: LayerShape, warmup: number, repeats: number): {
     layer.forward(x, { training: true });
     layer.backward(dy);
   }, warmup, repeats);
-  return { forward, forwardBackward };
+  return { forward, forwardBackward, layer, x, dy };
 }
 
 function torchScript(): string | null {
@@ -165,6 +172,112 @@ export function timeTorch(shape: LayerShape, threads: number, dense: boolean, wa
     return null;
   }
   return JSON.parse(run.stdout.trim().split('\n').pop()!);
+}
+
+/**
+ * The PyTorch baseline as a long-lived process (switch_layer_torch.py --serve): the layer is built
+ * once and each request times `repeats` steps. Waiting for a request, it sleeps (OMP_WAIT_POLICY
+ * PASSIVE), so the two sides never share the cores.
+ */
+export class TorchLayer {
+  private readonly child: ChildProcess;
+  private readonly pending: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
+  private stderr = '';
+  private exited: Error | null = null;
+
+  private constructor(child: ChildProcess) {
+    this.child = child;
+    createInterface({ input: child.stdout! }).on('line', (line) => this.pending.shift()?.resolve(line));
+    child.stderr!.on('data', (d: Buffer) => { this.stderr = (this.stderr + d.toString()).slice(-2000); });
+    child.on('exit', (code, signal) => {
+      this.exited = new Error(`torch baseline exited (${signal ?? code}): ${this.stderr.trim().split('\n').pop() ?? ''}`);
+      for (const p of this.pending.splice(0)) p.reject(this.exited);
+    });
+  }
+
+  /** Starts the baseline at this shape, or returns null when torch is not installed. */
+  static start(shape: LayerShape, threads: number, dense: boolean): TorchLayer | null {
+    const script = torchScript();
+    if (!script) return null;
+    const args = [script, '--serve', '--T', `${shape.T}`, '--D', `${shape.D}`, '--F', `${shape.F}`, '--E', `${shape.E}`,
+      '--cf', `${shape.cf}`, '--threads', `${threads}`];
+    if (dense) args.push('--dense');
+    const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+    const child = spawn(python, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: `${threads}`, MKL_NUM_THREADS: `${threads}` },
+    });
+    return new TorchLayer(child);
+  }
+
+  /** Median seconds of `repeats` forward+backward steps, and the rows its router kept. */
+  time(repeats: number): Promise<{ seconds: number; rows: number }> {
+    if (this.exited) return Promise.reject(this.exited);
+    return new Promise<string>((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      this.child.stdin!.write(`forward-backward ${repeats}\n`);
+    }).then((line) => JSON.parse(line) as { seconds: number; rows: number });
+  }
+
+  close(): void {
+    this.child.stdin!.end();
+    if (!this.exited) this.child.kill();
+  }
+}
+
+export interface InterleavedComparison {
+  /** Median over rounds of torch seconds / our seconds, each round timing both sides back to back. */
+  speedup: number;
+  rounds: number[];
+  oursSeconds: number;
+  torchSeconds: number;
+  torchRows: number;
+}
+
+/**
+ * Alternates rounds of `ours` (median of `repeats` steps) and the torch baseline (the same), so a
+ * slow spell of a shared machine falls on both sides of each round's ratio; the first round of
+ * each side is a warm-up.
+ */
+export async function interleavedTorch(ours: () => void, torch: Pick<TorchLayer, 'time'>, rounds: number, repeats: number): Promise<InterleavedComparison> {
+  ours();
+  await torch.time(1);
+  const ratios: number[] = [], oursTimes: number[] = [], torchTimes: number[] = [];
+  let torchRows = 0;
+  for (let r = 0; r < rounds; r++) {
+    const o = medianSeconds(ours, 0, repeats);
+    const t = await torch.time(repeats);
+    oursTimes.push(o);
+    torchTimes.push(t.seconds);
+    torchRows = t.rows;
+    ratios.push(t.seconds / o);
+  }
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  return { speedup: median(ratios), rounds: ratios, oursSeconds: median(oursTimes), torchSeconds: median(torchTimes), torchRows };
+}
+
+/** The interleaved comparison at one shape, or null (logged) when torch is missing or fails. */
+async function compareWithTorch(shape: LayerShape, threads: number, dense: boolean, repeats: number, ctx: BenchContext,
+  ours: () => void): Promise<InterleavedComparison | null> {
+  const torch = TorchLayer.start(shape, threads, dense);
+  if (!torch) {
+    ctx.log('torch baseline: bench/reference/switch_layer_torch.py not found');
+    return null;
+  }
+  try {
+    return await interleavedTorch(ours, torch, ctx.quick ? 2 : 5, repeats);
+  } catch (e) {
+    ctx.log(`torch baseline failed: ${(e as Error).message}`);
+    return null;
+  } finally {
+    torch.close();
+  }
+}
+
+function torchFields(c: InterleavedComparison | null): Record<string, unknown> {
+  if (!c) return {};
+  return { torchSeconds: c.torchSeconds, speedupOverTorch: c.speedup, speedupRounds: c.rounds.map((r) => +r.toFixed(3)),
+    oursSecondsInRounds: c.oursSeconds, torchRows: c.torchRows };
 }
 
 export const layerShapes: LayerShape[] = [
@@ -209,7 +322,10 @@ export const layerSuite: Suite = {
         records.push({ suite: 'layer', name: 'switch forward', shape: name, threads, seconds: s.forward,
           tokensPerSecond: shape.T / s.forward,
           outsideMatmulsShare: Math.max(0, s.forward - s.matmulsForward) / s.forward });
-        const torch = withTorch ? timeTorch(shape, threads, false, warmup, repeats, ctx.log) : null;
+        const torch = withTorch ? await compareWithTorch(shape, threads, false, repeats, ctx, () => {
+          s.layer.forward(s.x, { training: true });
+          s.layer.backward(s.dy);
+        }) : null;
         records.push({
           ...base, tokensPerSecond: shape.T / s.forwardBackward, gflops,
           percentOfPeak: fma ? (100 * gflops) / fma : undefined,
@@ -222,15 +338,18 @@ export const layerSuite: Suite = {
           steps: s.steps,
           matmuls: s.matmuls,
           capacity: s.capacity, rows: s.rows,
-          ...(torch ? { torchSeconds: torch.forwardBackward, speedupOverTorch: torch.forwardBackward / s.forwardBackward } : {}),
+          ...torchFields(torch),
         });
         const dense = timeDense(shape, warmup, repeats);
-        const denseTorch = withTorch ? timeTorch(shape, threads, true, warmup, repeats, ctx.log) : null;
+        const denseTorch = withTorch ? await compareWithTorch(shape, threads, true, repeats, ctx, () => {
+          dense.layer.forward(dense.x, { training: true });
+          dense.layer.backward(dense.dy);
+        }) : null;
         records.push({
           suite: 'layer', name: 'dense forward+backward', shape: `T=${shape.T} D=${shape.D} F=${shape.F}`, threads,
           seconds: dense.forwardBackward, tokensPerSecond: shape.T / dense.forwardBackward,
           gflops: stepFlops(shape.T, shape.D, shape.F) / dense.forwardBackward / 1e9,
-          ...(denseTorch ? { torchSeconds: denseTorch.forwardBackward, speedupOverTorch: denseTorch.forwardBackward / dense.forwardBackward } : {}),
+          ...torchFields(denseTorch),
         });
       }
     }
