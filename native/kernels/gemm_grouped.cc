@@ -56,6 +56,7 @@ using gemm::Buffers;
 using gemm::Kernels;
 using gemm::MR;
 using gemm::NR;
+using gemm::run_tile;
 using gemm::thread_buffers;
 
 constexpr int kGradWidth = 1024;  // column block of a weight gradient
@@ -281,19 +282,7 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
         const int mr = std::min(MR, m - t * MR);
         const float* a_panel = a_kb + static_cast<int64_t>(t) * MR * here.kc;
         float* ct = c + static_cast<int64_t>(t) * MR * ldc + q * NR;
-        if (mr == MR && nr == NR) {
-          kernel.full(here.kc, a_panel, b_panel, ct, ldc, add);
-        } else if (mr == 4 && nr == NR && kernel.four_rows) {
-          kernel.four_rows(here.kc, a_panel, b_panel, ct, ldc, add);
-        } else {
-          alignas(64) float tile[MR * NR];
-          kernel.full(here.kc, a_panel, b_panel, tile, NR, false);
-          for (int r = 0; r < mr; ++r)
-            for (int j = 0; j < nr; ++j) {
-              float& o = ct[r * ldc + j];
-              o = add ? o + tile[r * NR + j] : tile[r * NR + j];
-            }
-        }
+        run_tile(kernel, here.kc, a_panel, b_panel, ct, ldc, add, mr, nr);
       }
     }
     if (s.kb == G.depth.count - 1) done(s.e, s.jb, here.nc);

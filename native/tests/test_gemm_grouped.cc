@@ -207,6 +207,9 @@ int main() {
       // so the double-buffered packing crosses groups, column blocks and depths.
       {{31, 0, 6, 1, 40}, 1030, 77},
       {random_rows(20, 70), 41, 150},
+      // Groups whose last row tile has each count of rows from 1 to 6 (the 2-, 4- and 6-row
+      // kernels, in place or into a scratch tile), on every path.
+      {{1, 2, 3, 4, 5, 6, 8, 9, 15, 16, 17}, 33, 40},
   };
   if (!quick) {
     cases.push_back({random_rows(32, 40), 64, 96});
