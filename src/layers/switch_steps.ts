@@ -35,6 +35,7 @@ export class Workspace {
     if (!b || b.byteLength < bytes) {
       // Some slack: the number of kept rows changes from call to call.
       b = new ArrayBuffer(Math.max(bytes, Math.ceil(((b?.byteLength ?? 0) * 1.25) / 64) * 64));
+      adviseHugePages(b);
       this.buffers.set(name, b);
     }
     return b;
@@ -42,6 +43,15 @@ export class Workspace {
 }
 
 export const FRESH = new Workspace(false);
+
+/**
+ * Large buffers (the expert weights, their gradients, the experts' activations) ask for huge
+ * pages before their first write: the grouped matmuls stream them from memory a few kilobytes per
+ * 4 KB page at a time (native/addon/core.cc). A hint only; smaller buffers are left alone.
+ */
+export function adviseHugePages(buffer: ArrayBufferLike): void {
+  if (buffer.byteLength >= 4 << 20 && buffer instanceof ArrayBuffer) native.adviseHugePages(buffer);
+}
 
 /** Random stream purposes: a stream is call · 16 + purpose, so every call draws fresh numbers. */
 export const STREAM = { router: 1, wIn: 2, wOut: 3, jitter: 4, policy: 5, dropout: 6 } as const;
@@ -54,6 +64,7 @@ export function expertCapacity(groupSize: number, capacityFactor: number, numExp
 /** §2.4: truncated normal, σ = sqrt(scale / fanIn), redrawn beyond 2σ. */
 export function truncatedNormal(n: number, fanIn: number, scale: number, seed: number, stream: number): Float32Array {
   const out = new Float32Array(n);
+  adviseHugePages(out.buffer);
   native.switchTruncatedNormal(out, Math.sqrt(scale / fanIn), seed, stream);
   return out;
 }
