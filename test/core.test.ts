@@ -124,3 +124,26 @@ describe('adviseHugePages (a hint for the layers\' large buffers)', () => {
     expect(() => native.adviseHugePages()).toThrow(TypeError);
   });
 });
+
+describe('alignedOffset and the layers\' reused buffers', () => {
+  it('gives the offset of the first 64-byte aligned address, where every reused view starts', async () => {
+    const { native } = await import('../src/native.js');
+    const { Workspace } = await import('../src/layers/switch_steps.js');
+    for (const bytes of [64, 1000, 5 << 20]) {
+      const off = native.alignedOffset(new ArrayBuffer(bytes)) as number;
+      expect(Number.isInteger(off) && off >= 0 && off < 64).toBe(true);
+    }
+    const ws = new Workspace(true);
+    const a = ws.f32('a', 1001);
+    expect(a.byteOffset).toBe(native.alignedOffset(a.buffer));
+    expect(a.length).toBe(1001);
+    expect(a.byteOffset + a.byteLength).toBeLessThanOrEqual(a.buffer.byteLength);
+    a.fill(3);
+    // The same name, smaller: the same memory; larger: a new aligned buffer.
+    expect(ws.f32('a', 10).buffer).toBe(a.buffer);
+    const b = ws.u8('a', 5000);
+    expect(b.buffer).not.toBe(a.buffer);
+    expect(b.byteOffset).toBe(native.alignedOffset(b.buffer));
+    expect(() => native.alignedOffset(new Float32Array(4))).toThrowError(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE' }));
+  });
+});

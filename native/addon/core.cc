@@ -78,6 +78,18 @@ Napi::Value advise_huge_pages(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, advised);
 }
 
+// alignedOffset(buffer): the smallest byte offset into the buffer at which its memory is 64-byte
+// aligned (0-63). The layers' reused buffers start their views there, so the rows of a weight
+// gradient are whole cache lines (the non-temporal write-back of gemm_grouped.cc needs that).
+Napi::Value aligned_offset(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  expect_args(info, 1, "alignedOffset");
+  if (!info[0].IsArrayBuffer())
+    throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'buffer' must be an ArrayBuffer");
+  const uintptr_t address = reinterpret_cast<uintptr_t>(info[0].As<Napi::ArrayBuffer>().Data());
+  return Napi::Number::New(env, static_cast<double>((64 - address % 64) % 64));
+}
+
 }  // namespace
 
 void init_core(Napi::Env env, Napi::Object exports) {
@@ -86,6 +98,7 @@ void init_core(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, set_threads, "setNumThreads"));
   exports.Set("numThreads", Napi::Function::New(env, get_threads, "numThreads"));
   exports.Set("adviseHugePages", Napi::Function::New(env, advise_huge_pages, "adviseHugePages"));
+  exports.Set("alignedOffset", Napi::Function::New(env, aligned_offset, "alignedOffset"));
 }
 
 }  // namespace st::addon

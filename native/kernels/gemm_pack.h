@@ -23,11 +23,13 @@ struct Kernels {
   MicroKernel full;
   MicroKernel four_rows;  // null when the ISA has none
   MicroKernel two_rows;   // null when the ISA has none
+  StreamKernel stream;    // the full tile with non-temporal stores; null when the ISA has none
 };
 
 inline Kernels active_kernels() {
-  if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2, micro_kernel_2x16_avx2};
-  return {micro_kernel_sse2, nullptr, nullptr};
+  if (active_isa() == Isa::avx2)
+    return {micro_kernel_avx2, micro_kernel_4x16_avx2, micro_kernel_2x16_avx2, micro_kernel_stream_avx2};
+  return {micro_kernel_sse2, nullptr, nullptr, nullptr};
 }
 
 // One tile of c (mr ≤ MR rows × nr ≤ NR columns, row stride ldc) = [c +] a_panel · b_panel over kc,
