@@ -73,8 +73,11 @@ export function expertCapacity(groupSize: number, capacityFactor: number, numExp
 
 /** §2.4: truncated normal, σ = sqrt(scale / fanIn), redrawn beyond 2σ. */
 export function truncatedNormal(n: number, fanIn: number, scale: number, seed: number, stream: number): Float32Array {
-  const out = new Float32Array(n);
-  adviseHugePages(out.buffer);
+  // 64-byte aligned, like the reused buffers (Workspace): each 16-float piece of a weight row is
+  // one cache line, not two, when the grouped matmuls pack it.
+  const buffer = new ArrayBuffer(n * 4 + 64);
+  adviseHugePages(buffer);
+  const out = new Float32Array(buffer, native.alignedOffset(buffer) as number, n);
   native.switchTruncatedNormal(out, Math.sqrt(scale / fanIn), seed, stream);
   return out;
 }
