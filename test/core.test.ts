@@ -96,3 +96,54 @@ describe('the same bf16 bits on every path and thread count', () => {
     expect(runs.length).toBe(isas.length * 3);
   });
 });
+
+describe('adviseHugePages (a hint for the layers\' large buffers)', () => {
+  it('keeps the contents, reports the aligned bytes it advised, and ignores small buffers', async () => {
+    const { native } = await import('../src/native.js');
+    // 9 MB: at least three aligned 2 MB pages inside, whatever the start address.
+    const big = new Float32Array((9 << 20) / 4);
+    for (let i = 0; i < big.length; i += 4099) big[i] = i + 0.5;
+    const advised = native.adviseHugePages(big.buffer) as number;
+    expect(advised % (2 << 20)).toBe(0);
+    // Where the kernel offers transparent huge pages at all, the interior pages are advised.
+    const { existsSync, readFileSync } = await import('node:fs');
+    const thp = '/sys/kernel/mm/transparent_hugepage/enabled';
+    if (process.platform === 'linux' && existsSync(thp) && !readFileSync(thp, 'utf8').includes('[never]'))
+      expect(advised).toBeGreaterThanOrEqual(2 << 20);
+    expect(advised).toBeLessThanOrEqual(9 << 20);
+    for (let i = 0; i < big.length; i += 4099) expect(big[i]).toBe(i + 0.5);
+    expect(big[1]).toBe(0);
+    expect(native.adviseHugePages(new ArrayBuffer(1000))).toBe(0);
+  });
+
+  it('rejects anything but an ArrayBuffer with a coded TypeError', async () => {
+    const { native } = await import('../src/native.js');
+    for (const bad of [new Float32Array(4), 3, null, undefined, {}]) {
+      expect(() => native.adviseHugePages(bad)).toThrowError(expect.objectContaining({ name: 'TypeError', code: 'ERR_SWITCH_ARG_TYPE' }));
+    }
+    expect(() => native.adviseHugePages()).toThrow(TypeError);
+  });
+});
+
+describe('alignedOffset and the layers\' reused buffers', () => {
+  it('gives the offset of the first 64-byte aligned address, where every reused view starts', async () => {
+    const { native } = await import('../src/native.js');
+    const { Workspace } = await import('../src/layers/switch_steps.js');
+    for (const bytes of [64, 1000, 5 << 20]) {
+      const off = native.alignedOffset(new ArrayBuffer(bytes)) as number;
+      expect(Number.isInteger(off) && off >= 0 && off < 64).toBe(true);
+    }
+    const ws = new Workspace(true);
+    const a = ws.f32('a', 1001);
+    expect(a.byteOffset).toBe(native.alignedOffset(a.buffer));
+    expect(a.length).toBe(1001);
+    expect(a.byteOffset + a.byteLength).toBeLessThanOrEqual(a.buffer.byteLength);
+    a.fill(3);
+    // The same name, smaller: the same memory; larger: a new aligned buffer.
+    expect(ws.f32('a', 10).buffer).toBe(a.buffer);
+    const b = ws.u8('a', 5000);
+    expect(b.buffer).not.toBe(a.buffer);
+    expect(b.byteOffset).toBe(native.alignedOffset(b.buffer));
+    expect(() => native.alignedOffset(new Float32Array(4))).toThrowError(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE' }));
+  });
+});

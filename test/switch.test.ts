@@ -212,20 +212,22 @@ describe('SwitchFeedForward behaviour', () => {
       const back = layer.backward(dy);
       return { layer, out, back };
     };
+    // The arrays' own bytes (the weights are views into 64-byte aligned memory, their .buffer larger).
+    const bits = (v: Float32Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
     const a = run(1), b = run(Math.max(2, threads));
     setNumThreads(threads);
-    expect(Buffer.from(a.layer.params.wIn.buffer).equals(Buffer.from(b.layer.params.wIn.buffer))).toBe(true);
-    expect(Buffer.from(a.out.y.buffer).equals(Buffer.from(b.out.y.buffer))).toBe(true);
-    expect(Buffer.from(a.back.dx.buffer).equals(Buffer.from(b.back.dx.buffer))).toBe(true);
-    expect(Buffer.from(a.back.grads.wIn.buffer).equals(Buffer.from(b.back.grads.wIn.buffer))).toBe(true);
-    expect(Buffer.from(a.back.grads.router.buffer).equals(Buffer.from(b.back.grads.router.buffer))).toBe(true);
+    expect(bits(a.layer.params.wIn).equals(bits(b.layer.params.wIn))).toBe(true);
+    expect(bits(a.out.y).equals(bits(b.out.y))).toBe(true);
+    expect(bits(a.back.dx).equals(bits(b.back.dx))).toBe(true);
+    expect(bits(a.back.grads.wIn).equals(bits(b.back.grads.wIn))).toBe(true);
+    expect(bits(a.back.grads.router).equals(bits(b.back.grads.router))).toBe(true);
     const other = new SwitchFeedForward({ ...opts, seed: 43 });
-    expect(Buffer.from(other.params.wIn.buffer).equals(Buffer.from(a.layer.params.wIn.buffer))).toBe(false);
+    expect(bits(other.params.wIn).equals(bits(a.layer.params.wIn))).toBe(false);
     // Each training call draws fresh jitter and dropout: two calls differ, evaluation does not.
     const second = a.layer.forward(x, { training: true });
-    expect(Buffer.from(second.y.buffer).equals(Buffer.from(a.out.y.buffer))).toBe(false);
+    expect(bits(second.y).equals(bits(a.out.y))).toBe(false);
     const e1 = a.layer.forward(x), e2 = a.layer.evaluate(x);
-    expect(Buffer.from(e1.y.buffer).equals(Buffer.from(e2.y.buffer))).toBe(true);
+    expect(bits(e1.y).equals(bits(e2.y))).toBe(true);
   });
 
   it('reads inputs in place from views with an offset', () => {

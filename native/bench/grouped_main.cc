@@ -71,7 +71,17 @@ int main(int argc, char** argv) {
   const std::vector<float> h = random_floats(static_cast<size_t>(R) * F, 5), dout = random_floats(static_cast<size_t>(R) * D, 6);
   std::vector<float> dh = random_floats(static_cast<size_t>(R) * F, 7);
   std::vector<float> h_pre(static_cast<size_t>(R) * F), out(static_cast<size_t>(R) * D), dx(static_cast<size_t>(R) * D);
-  std::vector<float> dw_in(static_cast<size_t>(E) * D * F), dw_out(static_cast<size_t>(E) * F * D);
+  // The gradients 64-byte aligned, as the layers' reused buffers are (Workspace): rows of whole
+  // cache lines, which the weight gradients' non-temporal kernel needs.
+  struct Aligned {
+    float* p;
+    explicit Aligned(size_t n) : p(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {
+      std::fill(p, p + n, 0.0f);
+    }
+    ~Aligned() { std::free(p); }
+    float* data() const { return p; }
+  };
+  const Aligned dw_in(static_cast<size_t>(E) * D * F), dw_out(static_cast<size_t>(E) * F * D);
 
   auto product = [&](float* y, const float* xs, const float* w, const int32_t* gather, int K, int N, bool trans_w) {
     st::GroupedMatmul g{};

@@ -236,19 +236,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
             const int mr = std::min(MR, mc - ir);
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
-            if (mr == MR && nr == NR) {
-              kernel.full(kc, a_panel, b_panel, c, ldd, add);
-            } else if (mr == 4 && nr == NR && kernel.four_rows) {
-              kernel.four_rows(kc, a_panel, b_panel, c, ldd, add);
-            } else {
-              alignas(64) float tile[MR * NR];
-              kernel.full(kc, a_panel, b_panel, tile, NR, false);
-              for (int r = 0; r < mr; ++r)
-                for (int j = 0; j < nr; ++j) {
-                  float& out = c[r * ldd + j];
-                  out = add ? out + tile[r * NR + j] : tile[r * NR + j];
-                }
-            }
+            run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
           }
         }
       }
@@ -375,19 +363,7 @@ void multiply_block(const Problem& P, const Kernels& kernel, const float* a_pack
       const int mr = std::min(MR, mc - ir);
       const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
       float* c = P.c + static_cast<int64_t>(ic + ir) * P.ldc + jc + jr;
-      if (mr == MR && nr == NR) {
-        kernel.full(kc, a_panel, b_panel, c, P.ldc, add);
-      } else if (mr == 4 && nr == NR && kernel.four_rows) {
-        kernel.four_rows(kc, a_panel, b_panel, c, P.ldc, add);
-      } else {
-        alignas(64) float tile[MR * NR];
-        kernel.full(kc, a_panel, b_panel, tile, NR, false);
-        for (int r = 0; r < mr; ++r)
-          for (int j = 0; j < nr; ++j) {
-            float& out = c[r * P.ldc + j];
-            out = add ? out + tile[r * NR + j] : tile[r * NR + j];
-          }
-      }
+      run_tile(kernel, kc, a_panel, b_panel, c, P.ldc, add, mr, nr);
     }
     after_panel(jr / NR);
   }

@@ -24,7 +24,9 @@
 // Weight gradients dW_e (K, N) = x_eᵀ · dy_e with M ≤ kGroupedSmallGradRows: the depth is the
 // group's few rows and the output is the large E·K·N array, so what costs is writing dW. Both
 // operands are packed once per task and every dW row is written once, streamed past the caches
-// when it is overwritten (no read for ownership of the old values).
+// when it is overwritten (no read for ownership of the old values): by the non-temporal kernel
+// straight from its registers when dW's rows are whole cache lines (64-byte aligned, N a
+// multiple of 16; the layers align their gradient buffers), else through a scratch strip.
 //
 // Determinism: the depth blocks depend on K alone (a weight gradient is one block of M); each
 // tile is summed from zero in k order by the micro-kernel and then added to (or stored into) its
@@ -56,6 +58,7 @@ using gemm::Buffers;
 using gemm::Kernels;
 using gemm::MR;
 using gemm::NR;
+using gemm::run_tile;
 using gemm::thread_buffers;
 
 constexpr int kGradWidth = 1024;  // column block of a weight gradient
@@ -281,19 +284,7 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
         const int mr = std::min(MR, m - t * MR);
         const float* a_panel = a_kb + static_cast<int64_t>(t) * MR * here.kc;
         float* ct = c + static_cast<int64_t>(t) * MR * ldc + q * NR;
-        if (mr == MR && nr == NR) {
-          kernel.full(here.kc, a_panel, b_panel, ct, ldc, add);
-        } else if (mr == 4 && nr == NR && kernel.four_rows) {
-          kernel.four_rows(here.kc, a_panel, b_panel, ct, ldc, add);
-        } else {
-          alignas(64) float tile[MR * NR];
-          kernel.full(here.kc, a_panel, b_panel, tile, NR, false);
-          for (int r = 0; r < mr; ++r)
-            for (int j = 0; j < nr; ++j) {
-              float& o = ct[r * ldc + j];
-              o = add ? o + tile[r * NR + j] : tile[r * NR + j];
-            }
-        }
+        run_tile(kernel, here.kc, a_panel, b_panel, ct, ldc, add, mr, nr);
       }
     }
     if (s.kb == G.depth.count - 1) done(s.e, s.jb, here.nc);
@@ -453,6 +444,10 @@ void group_weight_grad(const GroupedMatmulWeightGrad& g, const Kernels& kernel, 
   const int width = std::min(round_up(g.N, NR), kGradWidth);
   float* b = buf.b.get(static_cast<size_t>(width) * m);
   float* strip = buf.scratch.get(static_cast<size_t>(MR) * width);
+  // Rows of whole cache lines (dW 64-byte aligned, N a multiple of 16): the full tiles go straight
+  // to memory with the non-temporal kernel, no scratch strip to copy out.
+  const bool stream_tiles = !g.accumulate && kernel.stream && g.N % NR == 0 &&
+                            reinterpret_cast<uintptr_t>(g.dw) % 64 == 0;
   for (int jb = 0; jb < g.N; jb += width) {
     const int nc = std::min(width, g.N - jb);
     pack_b_rows(b, DY, 0, m, jb, nc);
@@ -460,6 +455,17 @@ void group_weight_grad(const GroupedMatmulWeightGrad& g, const Kernels& kernel, 
       const int mr = std::min(MR, r1 - s);
       const float* a_panel = a + static_cast<int64_t>(s - r0) * m;
       float* c = dw + static_cast<int64_t>(s) * g.N + jb;
+      if (stream_tiles) {
+        for (int q = 0; q < nc; q += NR) {
+          const float* b_panel = b + static_cast<int64_t>(q) * m;
+          if (mr == MR) {
+            kernel.stream(m, a_panel, b_panel, c + q, g.N);
+          } else {
+            run_tile(kernel, m, a_panel, b_panel, c + q, g.N, false, mr, NR);
+          }
+        }
+        continue;
+      }
       for (int q = 0; q < nc; q += NR) {
         const int nr = std::min(NR, nc - q);
         const float* b_panel = b + static_cast<int64_t>(q) * m;

@@ -23,5 +23,12 @@ void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t
 void micro_kernel_sse2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_sse2.cc
 // Rows 0-3 of the tile only (a panels still MR rows wide), for the last rows of a matrix.
 void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
+// Rows 0-1 only: a group whose last tile has one or two rows (the Switch layer's experts get any
+// number of rows) costs a third of a full tile instead of a whole one.
+void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
+// The full tile stored (never added) with non-temporal stores; c and ldc·4 must be multiples of 64
+// bytes, and the caller issues an sfence before the result is read.
+using StreamKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc);
+void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc);
 
 }  // namespace st::gemm

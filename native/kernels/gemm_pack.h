@@ -18,15 +18,45 @@
 
 namespace st::gemm {
 
-// The micro-kernels of one ISA: the full tile, and (optionally) the 4-row variant.
+// The micro-kernels of one ISA: the full tile, and (optionally) the 4-row and 2-row variants.
 struct Kernels {
   MicroKernel full;
   MicroKernel four_rows;  // null when the ISA has none
+  MicroKernel two_rows;   // null when the ISA has none
+  StreamKernel stream;    // the full tile with non-temporal stores; null when the ISA has none
 };
 
 inline Kernels active_kernels() {
-  if (active_isa() == Isa::avx2) return {micro_kernel_avx2, micro_kernel_4x16_avx2};
-  return {micro_kernel_sse2, nullptr};
+  if (active_isa() == Isa::avx2)
+    return {micro_kernel_avx2, micro_kernel_4x16_avx2, micro_kernel_2x16_avx2, micro_kernel_stream_avx2};
+  return {micro_kernel_sse2, nullptr, nullptr, nullptr};
+}
+
+// One tile of c (mr ≤ MR rows × nr ≤ NR columns, row stride ldc) = [c +] a_panel · b_panel over kc,
+// on the smallest kernel that covers its rows: a full tile in place; a tile of 4 or 2 rows in place
+// on the 4- or 2-row kernel; any other tile on the smallest kernel that covers it, into a scratch
+// tile whose first mr × nr values are then stored or added. Every kernel sums each value the same
+// way, so the choice never changes the bits.
+inline void run_tile(const Kernels& kernel, int kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc,
+                     bool add, int mr, int nr) {
+  if (nr == NR) {
+    if (mr == MR) return kernel.full(kc, a_panel, b_panel, c, ldc, add);
+    if (mr == 4 && kernel.four_rows) return kernel.four_rows(kc, a_panel, b_panel, c, ldc, add);
+    if (mr == 2 && kernel.two_rows) return kernel.two_rows(kc, a_panel, b_panel, c, ldc, add);
+  }
+  alignas(64) float tile[MR * NR];
+  if (mr <= 2 && kernel.two_rows) {
+    kernel.two_rows(kc, a_panel, b_panel, tile, NR, false);
+  } else if (mr <= 4 && kernel.four_rows) {
+    kernel.four_rows(kc, a_panel, b_panel, tile, NR, false);
+  } else {
+    kernel.full(kc, a_panel, b_panel, tile, NR, false);
+  }
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j) {
+      float& out = c[r * ldc + j];
+      out = add ? out + tile[r * NR + j] : tile[r * NR + j];
+    }
 }
 
 // A 64-byte aligned float buffer, grown on demand and kept.

@@ -207,6 +207,9 @@ int main() {
       // so the double-buffered packing crosses groups, column blocks and depths.
       {{31, 0, 6, 1, 40}, 1030, 77},
       {random_rows(20, 70), 41, 150},
+      // Groups whose last row tile has each count of rows from 1 to 6 (the 2-, 4- and 6-row
+      // kernels, in place or into a scratch tile), on every path.
+      {{1, 2, 3, 4, 5, 6, 8, 9, 15, 16, 17}, 33, 40},
   };
   if (!quick) {
     cases.push_back({random_rows(32, 40), 64, 96});
@@ -223,6 +226,15 @@ int main() {
   for (bool acc : {false, true})
     for (bool trans_w : {false, true}) check_grouped({{3, 0, 8, 1}, 19, 40}, true, false, false, trans_w, acc);
   for (bool acc : {false, true}) check_weight_grad({{3, 0, 8, 1}, 19, 40}, true, false, acc, 1);
+  // The weight gradient's non-temporal kernel takes dW rows of whole cache lines (N a multiple of
+  // 16 and dW 64-byte aligned: shift 0); one to three floats off the line, or N not a multiple of
+  // 16, the scratch strip; N past the 1024-column block; K leaving a last strip of 1-5 rows.
+  for (int shift : {0, 1, 3}) {
+    check_weight_grad({{5, 16, 0, 9, 48}, 37, 48}, true, false, false, shift);
+    check_weight_grad({{12, 1}, 13, 1040}, false, true, false, shift);
+    check_weight_grad({{7, 3}, 20, 40}, false, false, false, shift);
+    check_weight_grad({{2, 30}, 6, 16}, true, true, false, shift);
+  }
 
   st::set_active_isa(best);
   st::set_num_threads(saved_threads);

@@ -39,7 +39,7 @@ export interface DenseGrads extends Record<string, Float32Array> {
 }
 
 export class DenseFeedForward extends DenseLayerBase implements FeedForwardLayer {
-  /** wIn (D, F), wOut (F, D): writable, read on every call. */
+  /** wIn (D, F), wOut (F, D): writable, read on every call; views into 64-byte aligned memory (.buffer slightly larger). */
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
   private readonly wsTrain = new Workspace(true);

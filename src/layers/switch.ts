@@ -91,7 +91,10 @@ interface SavedForward {
 }
 
 export class SwitchFeedForward extends SwitchLayerBase implements FeedForwardLayer {
-  /** router (D, E), wIn (E, D, F), wOut (E, F, D): writable, read on every call. */
+  /**
+   * router (D, E), wIn (E, D, F), wOut (E, F, D): writable, read on every call. Created as views
+   * into 64-byte aligned memory (so their .buffer is slightly larger than the array).
+   */
   readonly params: { router: Float32Array; wIn: Float32Array; wOut: Float32Array };
   private saved: SavedForward | null = null;
   // Scratch and saved arrays by role: a retained forward, an evaluation forward, the backward, the gradients.

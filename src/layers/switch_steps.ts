@@ -19,22 +19,33 @@ const ACTIVATION_CODE: Record<Activation, number> = { relu: 0, gelu: 1 };
  * memory needs no clearing. Arrays handed to the user (y, expertIndex, gate, kept) are always fresh.
  */
 export class Workspace {
-  private readonly buffers = new Map<string, ArrayBuffer>();
+  // Each buffer with the byte offset of its first 64-byte aligned address: every view starts
+  // there, so rows of a multiple of 16 floats are whole cache lines (the weight gradients'
+  // non-temporal write-back, gemm_grouped.cc).
+  private readonly buffers = new Map<string, { buffer: ArrayBuffer; offset: number }>();
   constructor(readonly reuse: boolean) {}
   f32(name: string, n: number): Float32Array {
-    return this.reuse ? new Float32Array(this.take(name, n * 4), 0, n) : new Float32Array(n);
+    if (!this.reuse) return new Float32Array(n);
+    const { buffer, offset } = this.take(name, n * 4);
+    return new Float32Array(buffer, offset, n);
   }
   i32(name: string, n: number): Int32Array {
-    return this.reuse ? new Int32Array(this.take(name, n * 4), 0, n) : new Int32Array(n);
+    if (!this.reuse) return new Int32Array(n);
+    const { buffer, offset } = this.take(name, n * 4);
+    return new Int32Array(buffer, offset, n);
   }
   u8(name: string, n: number): Uint8Array {
-    return this.reuse ? new Uint8Array(this.take(name, n), 0, n) : new Uint8Array(n);
+    if (!this.reuse) return new Uint8Array(n);
+    const { buffer, offset } = this.take(name, n);
+    return new Uint8Array(buffer, offset, n);
   }
-  private take(name: string, bytes: number): ArrayBuffer {
+  private take(name: string, bytes: number): { buffer: ArrayBuffer; offset: number } {
     let b = this.buffers.get(name);
-    if (!b || b.byteLength < bytes) {
-      // Some slack: the number of kept rows changes from call to call.
-      b = new ArrayBuffer(Math.max(bytes, Math.ceil(((b?.byteLength ?? 0) * 1.25) / 64) * 64));
+    if (!b || b.buffer.byteLength - b.offset < bytes) {
+      // Some slack: the number of kept rows changes from call to call; 64 bytes to align.
+      const buffer = new ArrayBuffer(Math.max(bytes, Math.ceil(((b?.buffer.byteLength ?? 0) * 1.25) / 64) * 64) + 64);
+      adviseHugePages(buffer);
+      b = { buffer, offset: native.alignedOffset(buffer) as number };
       this.buffers.set(name, b);
     }
     return b;
@@ -42,6 +53,15 @@ export class Workspace {
 }
 
 export const FRESH = new Workspace(false);
+
+/**
+ * Large buffers (the expert weights, their gradients, the experts' activations) ask for huge
+ * pages before their first write: the grouped matmuls stream them from memory a few kilobytes per
+ * 4 KB page at a time (native/addon/core.cc). A hint only; smaller buffers are left alone.
+ */
+export function adviseHugePages(buffer: ArrayBufferLike): void {
+  if (buffer.byteLength >= 4 << 20 && buffer instanceof ArrayBuffer) native.adviseHugePages(buffer);
+}
 
 /** Random stream purposes: a stream is call · 16 + purpose, so every call draws fresh numbers. */
 export const STREAM = { router: 1, wIn: 2, wOut: 3, jitter: 4, policy: 5, dropout: 6 } as const;
@@ -53,7 +73,11 @@ export function expertCapacity(groupSize: number, capacityFactor: number, numExp
 
 /** §2.4: truncated normal, σ = sqrt(scale / fanIn), redrawn beyond 2σ. */
 export function truncatedNormal(n: number, fanIn: number, scale: number, seed: number, stream: number): Float32Array {
-  const out = new Float32Array(n);
+  // 64-byte aligned, like the reused buffers (Workspace): each 16-float piece of a weight row is
+  // one cache line, not two, when the grouped matmuls pack it.
+  const buffer = new ArrayBuffer(n * 4 + 64);
+  adviseHugePages(buffer);
+  const out = new Float32Array(buffer, native.alignedOffset(buffer) as number, n);
   native.switchTruncatedNormal(out, Math.sqrt(scale / fanIn), seed, stream);
   return out;
 }
