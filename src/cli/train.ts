@@ -336,7 +336,8 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const context = { corpus: values.corpus ?? 'brown', tokenizer: dataset.tokenizer.kind, threads: info.threads, isa: info.isa,
-    batch: trainer.options.batchSize, seq: trainer.options.seqLen, optimizer: trainer.options.optimizer, lr: trainer.options.lr };
+    batch: trainer.options.batchSize, seq: trainer.options.seqLen, optimizer: trainer.options.optimizer, lr: trainer.options.lr,
+    routerLrScale: trainer.options.routerLrScale };
   if (values.report) writeReport(values.report as string, dense ? [summary, dense] : [summary], context);
 
   if (values.json) {
