@@ -28,8 +28,9 @@ describe('switch-train', () => {
       const data = corpus(dir);
       const ckpt = join(dir, 'ckpt'), report = join(dir, 'report.html');
       const { stdout, stderr } = await run(process.execPath, [cli, ...tinyFlags, '--steps', '4', '--corpus', data, '--checkpoint', ckpt,
-        '--compare-dense', '--report', report, '--json'], { cwd: dir });
+        '--compare-dense', '--report', report, '--router-lr-scale', '0.5', '--json'], { cwd: dir });
       const summary = JSON.parse(stdout);
+      expect(summary.context).toMatchObject({ lr: 2e-3, routerLrScale: 0.5 });
       for (const s of [summary, summary.dense]) {
         expect(s.steps).toBe(4);
         for (const key of ['trainLoss', 'valLoss', 'tokensPerSecond', 'params', 'droppedFraction'])

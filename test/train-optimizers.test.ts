@@ -132,6 +132,26 @@ describe('Adafactor', () => {
   });
 });
 
+describe('per-parameter learning-rate scale (lrScale)', () => {
+  it.each([['adamw'], ['adafactor']] as const)('%s: a parameter with lrScale s steps as it would alone at lr · s', (name) => {
+    const scale = 0.3;
+    const ps = [param('w', [3, 4]), param('r', [4, 2])];
+    const scaled = [ps[0], { ...ps[1], lrScale: scale }];
+    const alone = { ...ps[1], data: Float32Array.from(ps[1].data) };
+    const rest = { ...ps[0], data: Float32Array.from(ps[0].data) };
+    const opt = createOptimizer(name, { weightDecay: 0.1 });
+    const optAlone = createOptimizer(name, { weightDecay: 0.1 }), optRest = createOptimizer(name, { weightDecay: 0.1 });
+    for (const lr of [1e-2, 3e-3, 2e-2]) {
+      freshGrads(ps);
+      opt.step(scaled, lr);
+      optAlone.step([alone], lr * scale);
+      optRest.step([rest], lr);
+    }
+    expect(Array.from(ps[1].data)).toEqual(Array.from(alone.data));
+    expect(Array.from(ps[0].data)).toEqual(Array.from(rest.data));  // the others are untouched by it
+  });
+});
+
 describe('schedules', () => {
   it('constant with warm-up', () => {
     const s = constantWithWarmup({ lr: 1e-3, warmupSteps: 4 });

@@ -50,7 +50,7 @@ describe('Trainer', () => {
   it.each(['adamw', 'adafactor'] as const)('%s: 40 steps == 20 steps, save, load, 20 steps (bit for bit)', async (optimizer) => {
     const dir = mkdtempSync(join(tmpdir(), 'ckpt-'));
     try {
-      const options = { train, validation, batchSize: 4, seqLen: 8, optimizer, lr: 3e-3, warmupSteps: 5, seed: 3 };
+      const options = { train, validation, batchSize: 4, seqLen: 8, optimizer, lr: 3e-3, warmupSteps: 5, routerLrScale: 0.5, seed: 3 };
       const full = new Trainer(new SwitchTransformerLM(tiny), options);
       const whole = await full.fit({ steps: 40 });
       const first = new Trainer(new SwitchTransformerLM(tiny), options);
@@ -62,6 +62,7 @@ describe('Trainer', () => {
       expect(readdirSync(join(dir, 'ckpt')).sort()).toEqual(['config.json', 'model.safetensors', 'optimizer.safetensors', 'state.json']);
       const { trainer: resumed } = Trainer.resume(join(dir, 'ckpt'), { train, validation });
       expect(resumed.step).toBe(20);
+      expect(resumed.options.routerLrScale).toBe(0.5);  // saved with the trainer options
       const part2 = await resumed.fit({ steps: 20 });
       expect(curve(part2.history)).toEqual(curve(whole.history.slice(20)));
       expect(part2.history.at(-1)!.step).toBe(40);
@@ -120,6 +121,44 @@ describe('Trainer', () => {
     const out = await trainer.model.generate([0, 7, 14], { maxNewTokens: 5 });
     const hits = out.filter((t, i) => t === ((21 + 7 * i) % 24)).length;
     expect(hits).toBeGreaterThanOrEqual(3);
+  });
+
+  it('routerLrScale scales the routers\' updates only (AdamW: the whole step, weight decay included)', async () => {
+    const config = { ...tiny, dropout: 0, expertDropout: 0, jitter: 0 };
+    const options = { train, batchSize: 4, seqLen: 8, lr: 3e-3, warmupSteps: 0, seed: 3 };
+    const scale = 0.25;
+    const a = new Trainer(new SwitchTransformerLM(config), { ...options, routerLrScale: scale });
+    const b = new Trainer(new SwitchTransformerLM(config), options);
+    expect(b.options.routerLrScale).toBe(1);
+    const before = b.model.parameters.map((p) => Float32Array.from(p.data));
+    await a.trainStep();
+    await b.trainStep();
+    const routers = a.model.parameters.filter((p) => /^blocks\.\d+\.ffn\.router$/.test(p.name)).map((p) => p.name);
+    expect(routers).toEqual(['blocks.1.ffn.router']);
+    a.model.parameters.forEach((p, i) => {
+      const q = b.model.parameters[i];
+      if (!routers.includes(p.name)) {
+        expect(sameBits(p.data, q.data), p.name).toBe(true);  // same gradients, same step
+        return;
+      }
+      // w·(1 − s·lr·λ) − s·lr·u: the change is s times the unscaled change.
+      let worst = 0, size = 0;
+      for (let j = 0; j < p.data.length; j++) {
+        const da = p.data[j] - before[i][j], db = q.data[j] - before[i][j];
+        worst = Math.max(worst, Math.abs(da - scale * db));
+        size = Math.max(size, Math.abs(scale * db));
+      }
+      expect(size).toBeGreaterThan(0);
+      expect(worst).toBeLessThan(1e-3 * size);
+    });
+    // 0 freezes the routers (and only them)
+    const frozen = new Trainer(new SwitchTransformerLM(config), { ...options, routerLrScale: 0 });
+    const initial = frozen.model.parameters.map((p) => Float32Array.from(p.data));
+    await frozen.fit({ steps: 3 });
+    frozen.model.parameters.forEach((p, i) => expect(sameBits(p.data, initial[i]), p.name).toBe(routers.includes(p.name)));
+    for (const bad of [-1, NaN, Infinity, '1'])
+      expect(() => new Trainer(new SwitchTransformerLM(config), { ...options, routerLrScale: bad as number }))
+        .toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION', message: expect.stringContaining('routerLrScale') }));
   });
 
   it('rejects a corrupt or foreign checkpoint with ERR_CHECKPOINT', () => {

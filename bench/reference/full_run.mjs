@@ -55,7 +55,7 @@ try {
     batches.push({ tokens: Array.from(b.tokens), targets: Array.from(b.targets) });
   }
   const validation = [...sequentialBatches(data.validation, B, S, evalBatches)].map((b) => ({ batchSize: b.batchSize, tokens: Array.from(b.tokens), targets: Array.from(b.targets) }));
-  writeFileSync(join(dir, 'batches.json'), JSON.stringify({ batchSize: B, seqLen: S, trainer: trainerOptions, batches, validation }));
+  writeFileSync(join(dir, 'batches.json'), JSON.stringify({ batchSize: B, seqLen: S, trainer: { ...trainerOptions, routerLrScale: probe.options.routerLrScale }, batches, validation }));
   const script = join(dirname(fileURLToPath(import.meta.url)), 'model_torch.py');
   const t0 = performance.now();
   const theirs = JSON.parse(execFileSync(values.python, [script, 'train', main.init, join(dir, 'batches.json'), '--steps', String(steps)],

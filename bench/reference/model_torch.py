@@ -18,6 +18,7 @@ Supports what the fidelity check needs: top-1 routing, relu, groups, no dropout,
 import argparse
 import json
 import math
+import re
 import struct
 import sys
 import time
@@ -121,7 +122,13 @@ def forward(params, cfg, tokens, targets, B, S, training=True):
 
 
 def make_optimizer(params, opts):
-    opt = torch.optim.AdamW(params.values(), lr=opts['lr'], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    # The routers ('blocks.N.ffn.router') train at routerLrScale times the learning rate of the rest.
+    routers = [t for n, t in params.items() if re.fullmatch(r'blocks\.\d+\.ffn\.router', n)]
+    rest = [t for n, t in params.items() if not re.fullmatch(r'blocks\.\d+\.ffn\.router', n)]
+    groups = [{'params': rest}]
+    if routers:
+        groups.append({'params': routers, 'lr': opts['lr'] * opts.get('routerLrScale', 1.0)})
+    opt = torch.optim.AdamW(groups, lr=opts['lr'], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     warmup = opts.get('warmupSteps', 0)
     schedule = lambda step: (step + 1) / warmup if warmup > 0 and step < warmup else 1.0
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)

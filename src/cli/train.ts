@@ -42,6 +42,7 @@ Training:
   --batch N              sequences per batch (16)   --seq N       sequence length (128)
   --optimizer adamw|adafactor (adamw)     --lr X     peak learning rate (2e-3)
   --schedule constant|inverse-sqrt (constant)        --warmup N  warm-up steps (50)
+  --router-lr-scale X    the routers' learning rate relative to --lr (1)
   --clip X               global gradient-norm limit, 0 = off (1.0)
   --seed N               seeds initialisation, data order and dropout (0)
   --threads N            native threads (all cores)
@@ -64,6 +65,9 @@ Output:
   -h, --help
 `;
 
+/** --router-lr-scale's default. */
+const ROUTER_LR_SCALE = 1;
+
 const options = {
   'd-model': { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'd-ff': { type: 'string' },
   experts: { type: 'string' }, 'switch-layers': { type: 'string' }, 'capacity-factor': { type: 'string' },
@@ -72,7 +76,7 @@ const options = {
   'init-scale': { type: 'string' }, corpus: { type: 'string' }, tokenizer: { type: 'string' }, vocab: { type: 'string' },
   validation: { type: 'string' }, steps: { type: 'string' }, minutes: { type: 'string' }, batch: { type: 'string' },
   seq: { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' }, schedule: { type: 'string' },
-  warmup: { type: 'string' }, clip: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' },
+  warmup: { type: 'string' }, 'router-lr-scale': { type: 'string' }, clip: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' },
   devices: { type: 'string' }, strategy: { type: 'string' }, wire: { type: 'string' }, backend: { type: 'string' }, 'mpi-args': { type: 'string' }, 'eval-every': { type: 'string' },
   'eval-batches': { type: 'string' }, checkpoint: { type: 'string' }, 'no-checkpoint': { type: 'boolean' },
   resume: { type: 'string' }, 'compare-dense': { type: 'boolean' }, report: { type: 'string' }, prompt: { type: 'string' },
@@ -149,13 +153,14 @@ async function trainOne(label: string, config: Partial<ModelConfig>, dataset: Da
     batchSize: num(values, 'batch', 16, true), seqLen: num(values, 'seq', 128, true),
     optimizer: (values.optimizer as 'adamw' | 'adafactor' | undefined) ?? 'adamw',
     lr: num(values, 'lr', 2e-3), schedule: (values.schedule as 'constant' | 'inverse-sqrt' | undefined) ?? 'constant',
-    warmupSteps: num(values, 'warmup', 50, true), clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true),
-    tokenizer: dataset.tokenizer.toJSON(),
+    warmupSteps: num(values, 'warmup', 50, true), routerLrScale: num(values, 'router-lr-scale', ROUTER_LR_SCALE),
+    clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true), tokenizer: dataset.tokenizer.toJSON(),
   };
   let trainer: Trainer;
   if (resumeDir) {
     const overrides: Record<string, unknown> = {};
-    for (const [flag, key] of [['batch', 'batchSize'], ['seq', 'seqLen'], ['lr', 'lr'], ['warmup', 'warmupSteps'], ['clip', 'clipNorm']] as const)
+    for (const [flag, key] of [['batch', 'batchSize'], ['seq', 'seqLen'], ['lr', 'lr'], ['warmup', 'warmupSteps'],
+      ['router-lr-scale', 'routerLrScale'], ['clip', 'clipNorm']] as const)
       if (values[flag] !== undefined) overrides[key] = (trainerOptions as Record<string, unknown>)[key];
     trainer = Trainer.resume(resumeDir, { train: trainerOptions.train, validation: trainerOptions.validation }, overrides).trainer;
   } else {
@@ -331,7 +336,8 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const context = { corpus: values.corpus ?? 'brown', tokenizer: dataset.tokenizer.kind, threads: info.threads, isa: info.isa,
-    batch: trainer.options.batchSize, seq: trainer.options.seqLen, optimizer: trainer.options.optimizer, lr: trainer.options.lr };
+    batch: trainer.options.batchSize, seq: trainer.options.seqLen, optimizer: trainer.options.optimizer, lr: trainer.options.lr,
+    routerLrScale: trainer.options.routerLrScale };
   if (values.report) writeReport(values.report as string, dense ? [summary, dense] : [summary], context);
 
   if (values.json) {
@@ -395,9 +401,10 @@ function meshTrainerOptions(values: Record<string, unknown>): MeshTrainingOption
   const all = { batchSize: num(values, 'batch', 16, true), seqLen: num(values, 'seq', 128, true),
     optimizer: (values.optimizer as 'adamw' | 'adafactor' | undefined) ?? 'adamw', lr: num(values, 'lr', 2e-3),
     schedule: (values.schedule as 'constant' | 'inverse-sqrt' | undefined) ?? 'constant', warmupSteps: num(values, 'warmup', 50, true),
-    clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true) };
+    routerLrScale: num(values, 'router-lr-scale', ROUTER_LR_SCALE), clipNorm: num(values, 'clip', 1), seed: num(values, 'seed', 0, true) };
   if (!values.resume) return all;
-  const flags = { batchSize: 'batch', seqLen: 'seq', optimizer: 'optimizer', lr: 'lr', schedule: 'schedule', warmupSteps: 'warmup', clipNorm: 'clip', seed: 'seed' } as const;
+  const flags = { batchSize: 'batch', seqLen: 'seq', optimizer: 'optimizer', lr: 'lr', schedule: 'schedule', warmupSteps: 'warmup',
+    routerLrScale: 'router-lr-scale', clipNorm: 'clip', seed: 'seed' } as const;
   return Object.fromEntries(Object.entries(all).filter(([key]) => values[flags[key as keyof typeof flags]] !== undefined)) as unknown as MeshTrainingOptions['trainer'];
 }
 

@@ -12,6 +12,8 @@ export interface OptimizerParameter {
   shape: number[];
   data: Float32Array;
   grad: Float32Array;
+  /** Multiplies the learning rate (and with it the decoupled weight decay) for this parameter; default 1. */
+  lrScale?: number;
 }
 
 /** Everything an optimizer needs to continue bit-identically. */
@@ -62,6 +64,11 @@ function checkLr(lr: number): void {
   if (!(lr >= 0) || !Number.isFinite(lr)) throw rangeError('ERR_SWITCH_OPTION', `learning rate must be a finite number >= 0, got ${lr}`);
 }
 
+/** A parameter's learning rate: lr · lrScale (lr itself when it has no scale, so no rounding is added). */
+function scaledLr(lr: number, p: OptimizerParameter): number {
+  return p.lrScale === undefined || p.lrScale === 1 ? lr : lr * p.lrScale;
+}
+
 export class AdamW implements Optimizer {
   readonly name = 'adamw' as const;
   readonly beta1: number;
@@ -100,7 +107,7 @@ export class AdamW implements Optimizer {
         this.v.set(p.name, v);
       }
       // native/kernels/adamw.cc: w ← w·(1 − lr·λ) − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)
-      native.adamwUpdate(p.data, m, v, p.grad, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
+      native.adamwUpdate(p.data, m, v, p.grad, scaledLr(lr, p), this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     }
   }
 
@@ -229,8 +236,9 @@ export class Adafactor implements Optimizer {
   }
 
   /** Second pass: update clipping by RMS(u), the step scaled by RMS(w), weight decay, optional momentum. */
-  private apply(p: OptimizerParameter, lr: number, meanSquareU: number, meanSquareW: number): void {
+  private apply(p: OptimizerParameter, baseLr: number, meanSquareU: number, meanSquareW: number): void {
     const o = this.options;
+    const lr = scaledLr(baseLr, p);
     const n = p.data.length;
     const clip = Math.max(1, Math.sqrt(meanSquareU) / o.clipThreshold);
     let scale = lr / clip;

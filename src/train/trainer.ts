@@ -23,6 +23,11 @@ export interface TrainerOptions {
   lr?: number;
   schedule?: ScheduleName;
   warmupSteps?: number;
+  /**
+   * Multiplies the learning rate of the Switch layers' routers (the `blocks.N.ffn.router`
+   * parameters) with respect to every other parameter. Default 1.
+   */
+  routerLrScale?: number;
   /** Global gradient-norm limit (0: no clipping). Default 1. */
   clipNorm?: number;
   /** Seeds the batch order. */
@@ -92,6 +97,9 @@ export interface FitResult {
   evaluations: { step: number; report: EvaluationReport }[];
 }
 
+/** The Switch layers' router weights (what `routerLrScale` applies to). */
+const ROUTER_PARAMETER = /^blocks\.\d+\.ffn\.router$/;
+
 export class Trainer {
   readonly model: SwitchTransformerLM;
   readonly optimizer: Optimizer;
@@ -105,9 +113,11 @@ export class Trainer {
   constructor(model: SwitchTransformerLM, options: TrainerOptions) {
     this.model = model;
     this.options = {
-      optimizer: 'adamw', lr: 2e-3, schedule: 'constant', warmupSteps: 0, clipNorm: 1, seed: 0, ...options,
+      optimizer: 'adamw', lr: 2e-3, schedule: 'constant', warmupSteps: 0, routerLrScale: 1, clipNorm: 1, seed: 0, ...options,
     };
     const o = this.options;
+    if (typeof o.routerLrScale !== 'number' || !(o.routerLrScale >= 0) || !Number.isFinite(o.routerLrScale))
+      throw rangeError('ERR_SWITCH_OPTION', `option 'routerLrScale' must be a finite number >= 0, got ${String(o.routerLrScale)}`);
     if (o.seqLen > model.config.maxSeqLen)
       throw rangeError('ERR_SWITCH_OPTION', `option 'seqLen' (${o.seqLen}) exceeds the model's maxSeqLen (${model.config.maxSeqLen})`);
     if (!(o.clipNorm >= 0)) throw rangeError('ERR_SWITCH_OPTION', `option 'clipNorm' must be >= 0, got ${o.clipNorm}`);
@@ -141,10 +151,12 @@ export class Trainer {
       ? await this.clipShardedNorm(dp)
       : clipGradientNorm(params.map((p) => p.grad), this.options.clipNorm);
     const lr = this.schedule(this.step);
+    const scale = this.options.routerLrScale;
+    const stepParams = scale === 1 ? params : params.map((p) => (ROUTER_PARAMETER.test(p.name) ? { ...p, lrScale: scale } : p));
     // Sliced experts: an optimizer that looks at whole tensors (Adafactor's RMS terms) reduces over the devices.
     if (dp?.sharded?.size && this.optimizer.shardedStep)
-      await this.optimizer.shardedStep(params, lr, { names: dp.sharded, devices: dp.size, allReduce: (b) => dp.allReduce(b) });
-    else this.optimizer.step(params, lr);
+      await this.optimizer.shardedStep(stepParams, lr, { names: dp.sharded, devices: dp.size, allReduce: (b) => dp.allReduce(b) });
+    else this.optimizer.step(stepParams, lr);
     this.step++;
     const seconds = (performance.now() - start) / 1000;
     return {
