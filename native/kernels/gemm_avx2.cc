@@ -16,6 +16,140 @@
 
 namespace st::gemm {
 
+// The 6 × 16 tile's sums into ymm0–ymm11 (zeroed first; k4 unrolled steps of four, then kr single
+// steps), shared by the kernel that stores or adds the tile and the one that streams it out.
+#define ST_TILE_6X16_SUMS \
+  "vxorps %%ymm0, %%ymm0, %%ymm0\n\t" \
+  "vxorps %%ymm1, %%ymm1, %%ymm1\n\t" \
+  "vxorps %%ymm2, %%ymm2, %%ymm2\n\t" \
+  "vxorps %%ymm3, %%ymm3, %%ymm3\n\t" \
+  "vxorps %%ymm4, %%ymm4, %%ymm4\n\t" \
+  "vxorps %%ymm5, %%ymm5, %%ymm5\n\t" \
+  "vxorps %%ymm6, %%ymm6, %%ymm6\n\t" \
+  "vxorps %%ymm7, %%ymm7, %%ymm7\n\t" \
+  "vxorps %%ymm8, %%ymm8, %%ymm8\n\t" \
+  "vxorps %%ymm9, %%ymm9, %%ymm9\n\t" \
+  "vxorps %%ymm10, %%ymm10, %%ymm10\n\t" \
+  "vxorps %%ymm11, %%ymm11, %%ymm11\n\t" \
+  "test %[k4], %[k4]\n\t" \
+  "jz 2f\n\t" \
+  ".p2align 5\n\t" \
+  "1:\n\t" \
+  "prefetcht0 512(%[b])\n\t" \
+  "prefetcht0 384(%[a])\n\t" \
+  "vmovups 0(%[b]), %%ymm12\n\t" \
+  "vmovups 32(%[b]), %%ymm13\n\t" \
+  "vbroadcastss 0(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
+  "vbroadcastss 4(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
+  "vbroadcastss 8(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
+  "vbroadcastss 12(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
+  "vbroadcastss 16(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
+  "vbroadcastss 20(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
+  "vmovups 64(%[b]), %%ymm12\n\t" \
+  "vmovups 96(%[b]), %%ymm13\n\t" \
+  "vbroadcastss 24(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
+  "vbroadcastss 28(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
+  "vbroadcastss 32(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
+  "vbroadcastss 36(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
+  "vbroadcastss 40(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
+  "vbroadcastss 44(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
+  "vmovups 128(%[b]), %%ymm12\n\t" \
+  "vmovups 160(%[b]), %%ymm13\n\t" \
+  "vbroadcastss 48(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
+  "vbroadcastss 52(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
+  "vbroadcastss 56(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
+  "vbroadcastss 60(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
+  "vbroadcastss 64(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
+  "vbroadcastss 68(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
+  "vmovups 192(%[b]), %%ymm12\n\t" \
+  "vmovups 224(%[b]), %%ymm13\n\t" \
+  "vbroadcastss 72(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
+  "vbroadcastss 76(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
+  "vbroadcastss 80(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
+  "vbroadcastss 84(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
+  "vbroadcastss 88(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
+  "vbroadcastss 92(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
+  "add $96, %[a]\n\t" \
+  "add $256, %[b]\n\t" \
+  "dec %[k4]\n\t" \
+  "jnz 1b\n\t" \
+  "2:\n\t" \
+  "test %[kr], %[kr]\n\t" \
+  "jz 4f\n\t" \
+  "3:\n\t" \
+  "vmovups 0(%[b]), %%ymm12\n\t" \
+  "vmovups 32(%[b]), %%ymm13\n\t" \
+  "vbroadcastss 0(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
+  "vbroadcastss 4(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
+  "vbroadcastss 8(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
+  "vbroadcastss 12(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
+  "vbroadcastss 16(%[a]), %%ymm14\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
+  "vbroadcastss 20(%[a]), %%ymm15\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
+  "add $24, %[a]\n\t" \
+  "add $64, %[b]\n\t" \
+  "dec %[kr]\n\t" \
+  "jnz 3b\n\t"
+
 void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add) {
   int64_t k4 = kc / 4, kr = kc % 4;
   const int64_t ldc_bytes = ldc * static_cast<int64_t>(sizeof(float));
@@ -40,136 +174,7 @@ void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t
       "add %[ldc], %[cp]\n\t"
       "prefetcht0 (%[cp])\n\t"
       "prefetcht0 60(%[cp])\n\t"
-      "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
-      "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
-      "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
-      "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
-      "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
-      "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
-      "test %[k4], %[k4]\n\t"
-      "jz 2f\n\t"
-      ".p2align 5\n\t"
-      "1:\n\t"
-      "prefetcht0 512(%[b])\n\t"
-      "prefetcht0 384(%[a])\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 8(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 12(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 16(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 20(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "vmovups 64(%[b]), %%ymm12\n\t"
-      "vmovups 96(%[b]), %%ymm13\n\t"
-      "vbroadcastss 24(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 28(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 32(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 36(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 40(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 44(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "vmovups 128(%[b]), %%ymm12\n\t"
-      "vmovups 160(%[b]), %%ymm13\n\t"
-      "vbroadcastss 48(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 52(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 56(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 60(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 64(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 68(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "vmovups 192(%[b]), %%ymm12\n\t"
-      "vmovups 224(%[b]), %%ymm13\n\t"
-      "vbroadcastss 72(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 76(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 80(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 84(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 88(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 92(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "add $96, %[a]\n\t"
-      "add $256, %[b]\n\t"
-      "dec %[k4]\n\t"
-      "jnz 1b\n\t"
-      "2:\n\t"
-      "test %[kr], %[kr]\n\t"
-      "jz 4f\n\t"
-      "3:\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 8(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 12(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 16(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 20(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "add $24, %[a]\n\t"
-      "add $64, %[b]\n\t"
-      "dec %[kr]\n\t"
-      "jnz 3b\n\t"
+      ST_TILE_6X16_SUMS
       "4:\n\t"
       "test %[add], %[add]\n\t"
       "jz 5f\n\t"
@@ -495,136 +500,7 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
   int64_t k4 = kc / 4, kr = kc % 4;
   const int64_t ldc_bytes = ldc * static_cast<int64_t>(sizeof(float));
   asm volatile(
-      "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
-      "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
-      "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
-      "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
-      "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
-      "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
-      "test %[k4], %[k4]\n\t"
-      "jz 2f\n\t"
-      ".p2align 5\n\t"
-      "1:\n\t"
-      "prefetcht0 512(%[b])\n\t"
-      "prefetcht0 384(%[a])\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 8(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 12(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 16(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 20(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "vmovups 64(%[b]), %%ymm12\n\t"
-      "vmovups 96(%[b]), %%ymm13\n\t"
-      "vbroadcastss 24(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 28(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 32(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 36(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 40(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 44(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "vmovups 128(%[b]), %%ymm12\n\t"
-      "vmovups 160(%[b]), %%ymm13\n\t"
-      "vbroadcastss 48(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 52(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 56(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 60(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 64(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 68(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "vmovups 192(%[b]), %%ymm12\n\t"
-      "vmovups 224(%[b]), %%ymm13\n\t"
-      "vbroadcastss 72(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 76(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 80(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 84(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 88(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 92(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "add $96, %[a]\n\t"
-      "add $256, %[b]\n\t"
-      "dec %[k4]\n\t"
-      "jnz 1b\n\t"
-      "2:\n\t"
-      "test %[kr], %[kr]\n\t"
-      "jz 4f\n\t"
-      "3:\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 8(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 12(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vbroadcastss 16(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"
-      "vbroadcastss 20(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-      "add $24, %[a]\n\t"
-      "add $64, %[b]\n\t"
-      "dec %[kr]\n\t"
-      "jnz 3b\n\t"
+      ST_TILE_6X16_SUMS
       "4:\n\t"
       "vmovntps %%ymm0, (%[c])\n\t"
       "vmovntps %%ymm1, 32(%[c])\n\t"
@@ -648,5 +524,7 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
         "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
 }
+
+#undef ST_TILE_6X16_SUMS
 
 }  // namespace st::gemm
