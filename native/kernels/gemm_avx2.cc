@@ -150,6 +150,13 @@ namespace st::gemm {
   "dec %[kr]\n\t" \
   "jnz 3b\n\t"
 
+// The operands and clobbers of the kernels that store or add their tile (6, 4 and 2 rows).
+#define ST_TILE_OPERANDS \
+  : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp) \
+  : [ldc] "r"(ldc_bytes), [add] "r"(add_flag) \
+  : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
+    "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
+
 void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add) {
   int64_t k4 = kc / 4, kr = kc % 4;
   const int64_t ldc_bytes = ldc * static_cast<int64_t>(sizeof(float));
@@ -227,10 +234,7 @@ void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t
       "vmovups %%ymm10, (%[c])\n\t"
       "vmovups %%ymm11, 32(%[c])\n\t"
       "6:\n\t"
-      : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp)
-      : [ldc] "r"(ldc_bytes), [add] "r"(add_flag)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+      ST_TILE_OPERANDS);
 }
 
 // The first four rows of the tile (the A panel keeps its 6-row layout).
@@ -384,10 +388,7 @@ void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, in
       "vmovups %%ymm6, (%[c])\n\t"
       "vmovups %%ymm7, 32(%[c])\n\t"
       "6:\n\t"
-      : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp)
-      : [ldc] "r"(ldc_bytes), [add] "r"(add_flag)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+      ST_TILE_OPERANDS);
 }
 
 // The first two rows of the tile (the A panel keeps its 6-row layout).
@@ -485,10 +486,7 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
       "vmovups %%ymm2, (%[c])\n\t"
       "vmovups %%ymm3, 32(%[c])\n\t"
       "6:\n\t"
-      : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp)
-      : [ldc] "r"(ldc_bytes), [add] "r"(add_flag)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+      ST_TILE_OPERANDS);
 }
 
 // The full tile stored with non-temporal stores (never added): for a weight gradient that is
@@ -526,5 +524,6 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
 }
 
 #undef ST_TILE_6X16_SUMS
+#undef ST_TILE_OPERANDS
 
 }  // namespace st::gemm
