@@ -16,6 +16,16 @@
 
 namespace st::gemm {
 
+// One k step of a tile: B's 16 columns into ymm12 | ymm13 (byte offsets o0, o1), then per row the
+// broadcast of A's element (byte offset a_off, into ymm bc) and two FMAs into ymm r0 | r1.
+#define ST_LOAD_B(o0, o1) \
+  "vmovups " #o0 "(%[b]), %%ymm12\n\t" \
+  "vmovups " #o1 "(%[b]), %%ymm13\n\t"
+#define ST_FMA_ROW(a_off, bc, r0, r1) \
+  "vbroadcastss " #a_off "(%[a]), %%ymm" #bc "\n\t" \
+  "vfmadd231ps %%ymm12, %%ymm" #bc ", %%ymm" #r0 "\n\t" \
+  "vfmadd231ps %%ymm13, %%ymm" #bc ", %%ymm" #r1 "\n\t"
+
 // The 6 × 16 tile's sums into ymm0–ymm11 (zeroed first; k4 unrolled steps of four, then kr single
 // steps), shared by the kernel that stores or adds the tile and the one that streams it out.
 #define ST_TILE_6X16_SUMS \
@@ -37,86 +47,34 @@ namespace st::gemm {
   "1:\n\t" \
   "prefetcht0 512(%[b])\n\t" \
   "prefetcht0 384(%[a])\n\t" \
-  "vmovups 0(%[b]), %%ymm12\n\t" \
-  "vmovups 32(%[b]), %%ymm13\n\t" \
-  "vbroadcastss 0(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
-  "vbroadcastss 4(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
-  "vbroadcastss 8(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
-  "vbroadcastss 12(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
-  "vbroadcastss 16(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
-  "vbroadcastss 20(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
-  "vmovups 64(%[b]), %%ymm12\n\t" \
-  "vmovups 96(%[b]), %%ymm13\n\t" \
-  "vbroadcastss 24(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
-  "vbroadcastss 28(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
-  "vbroadcastss 32(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
-  "vbroadcastss 36(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
-  "vbroadcastss 40(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
-  "vbroadcastss 44(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
-  "vmovups 128(%[b]), %%ymm12\n\t" \
-  "vmovups 160(%[b]), %%ymm13\n\t" \
-  "vbroadcastss 48(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
-  "vbroadcastss 52(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
-  "vbroadcastss 56(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
-  "vbroadcastss 60(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
-  "vbroadcastss 64(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
-  "vbroadcastss 68(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
-  "vmovups 192(%[b]), %%ymm12\n\t" \
-  "vmovups 224(%[b]), %%ymm13\n\t" \
-  "vbroadcastss 72(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
-  "vbroadcastss 76(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
-  "vbroadcastss 80(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
-  "vbroadcastss 84(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
-  "vbroadcastss 88(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
-  "vbroadcastss 92(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
+  ST_LOAD_B(0, 32) \
+  ST_FMA_ROW(0, 14, 0, 1) \
+  ST_FMA_ROW(4, 15, 2, 3) \
+  ST_FMA_ROW(8, 14, 4, 5) \
+  ST_FMA_ROW(12, 15, 6, 7) \
+  ST_FMA_ROW(16, 14, 8, 9) \
+  ST_FMA_ROW(20, 15, 10, 11) \
+  ST_LOAD_B(64, 96) \
+  ST_FMA_ROW(24, 14, 0, 1) \
+  ST_FMA_ROW(28, 15, 2, 3) \
+  ST_FMA_ROW(32, 14, 4, 5) \
+  ST_FMA_ROW(36, 15, 6, 7) \
+  ST_FMA_ROW(40, 14, 8, 9) \
+  ST_FMA_ROW(44, 15, 10, 11) \
+  ST_LOAD_B(128, 160) \
+  ST_FMA_ROW(48, 14, 0, 1) \
+  ST_FMA_ROW(52, 15, 2, 3) \
+  ST_FMA_ROW(56, 14, 4, 5) \
+  ST_FMA_ROW(60, 15, 6, 7) \
+  ST_FMA_ROW(64, 14, 8, 9) \
+  ST_FMA_ROW(68, 15, 10, 11) \
+  ST_LOAD_B(192, 224) \
+  ST_FMA_ROW(72, 14, 0, 1) \
+  ST_FMA_ROW(76, 15, 2, 3) \
+  ST_FMA_ROW(80, 14, 4, 5) \
+  ST_FMA_ROW(84, 15, 6, 7) \
+  ST_FMA_ROW(88, 14, 8, 9) \
+  ST_FMA_ROW(92, 15, 10, 11) \
   "add $96, %[a]\n\t" \
   "add $256, %[b]\n\t" \
   "dec %[k4]\n\t" \
@@ -125,30 +83,30 @@ namespace st::gemm {
   "test %[kr], %[kr]\n\t" \
   "jz 4f\n\t" \
   "3:\n\t" \
-  "vmovups 0(%[b]), %%ymm12\n\t" \
-  "vmovups 32(%[b]), %%ymm13\n\t" \
-  "vbroadcastss 0(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t" \
-  "vbroadcastss 4(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t" \
-  "vbroadcastss 8(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t" \
-  "vbroadcastss 12(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t" \
-  "vbroadcastss 16(%[a]), %%ymm14\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t" \
-  "vbroadcastss 20(%[a]), %%ymm15\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t" \
+  ST_LOAD_B(0, 32) \
+  ST_FMA_ROW(0, 14, 0, 1) \
+  ST_FMA_ROW(4, 15, 2, 3) \
+  ST_FMA_ROW(8, 14, 4, 5) \
+  ST_FMA_ROW(12, 15, 6, 7) \
+  ST_FMA_ROW(16, 14, 8, 9) \
+  ST_FMA_ROW(20, 15, 10, 11) \
   "add $24, %[a]\n\t" \
   "add $64, %[b]\n\t" \
   "dec %[kr]\n\t" \
   "jnz 3b\n\t"
+
+// One row of the tile written back (ymm r0 | r1 = its 16 columns): added to C, stored, or streamed.
+#define ST_ADD_ROW(r0, r1) \
+  "vaddps (%[c]), %%ymm" #r0 ", %%ymm" #r0 "\n\t" \
+  "vaddps 32(%[c]), %%ymm" #r1 ", %%ymm" #r1 "\n\t" \
+  ST_STORE_ROW(r0, r1)
+#define ST_STORE_ROW(r0, r1) \
+  "vmovups %%ymm" #r0 ", (%[c])\n\t" \
+  "vmovups %%ymm" #r1 ", 32(%[c])\n\t"
+#define ST_STREAM_ROW(r0, r1) \
+  "vmovntps %%ymm" #r0 ", (%[c])\n\t" \
+  "vmovntps %%ymm" #r1 ", 32(%[c])\n\t"
+#define ST_NEXT_ROW "add %[ldc], %[c]\n\t"
 
 // The operands and clobbers of the kernels that store or add their tile (6, 4 and 2 rows).
 #define ST_TILE_OPERANDS \
@@ -185,54 +143,30 @@ void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t
       "4:\n\t"
       "test %[add], %[add]\n\t"
       "jz 5f\n\t"
-      "vaddps (%[c]), %%ymm0, %%ymm0\n\t"
-      "vaddps 32(%[c]), %%ymm1, %%ymm1\n\t"
-      "vmovups %%ymm0, (%[c])\n\t"
-      "vmovups %%ymm1, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm2, %%ymm2\n\t"
-      "vaddps 32(%[c]), %%ymm3, %%ymm3\n\t"
-      "vmovups %%ymm2, (%[c])\n\t"
-      "vmovups %%ymm3, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm4, %%ymm4\n\t"
-      "vaddps 32(%[c]), %%ymm5, %%ymm5\n\t"
-      "vmovups %%ymm4, (%[c])\n\t"
-      "vmovups %%ymm5, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm6, %%ymm6\n\t"
-      "vaddps 32(%[c]), %%ymm7, %%ymm7\n\t"
-      "vmovups %%ymm6, (%[c])\n\t"
-      "vmovups %%ymm7, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm8, %%ymm8\n\t"
-      "vaddps 32(%[c]), %%ymm9, %%ymm9\n\t"
-      "vmovups %%ymm8, (%[c])\n\t"
-      "vmovups %%ymm9, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm10, %%ymm10\n\t"
-      "vaddps 32(%[c]), %%ymm11, %%ymm11\n\t"
-      "vmovups %%ymm10, (%[c])\n\t"
-      "vmovups %%ymm11, 32(%[c])\n\t"
+      ST_ADD_ROW(0, 1)
+      ST_NEXT_ROW
+      ST_ADD_ROW(2, 3)
+      ST_NEXT_ROW
+      ST_ADD_ROW(4, 5)
+      ST_NEXT_ROW
+      ST_ADD_ROW(6, 7)
+      ST_NEXT_ROW
+      ST_ADD_ROW(8, 9)
+      ST_NEXT_ROW
+      ST_ADD_ROW(10, 11)
       "jmp 6f\n\t"
       "5:\n\t"
-      "vmovups %%ymm0, (%[c])\n\t"
-      "vmovups %%ymm1, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm2, (%[c])\n\t"
-      "vmovups %%ymm3, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm4, (%[c])\n\t"
-      "vmovups %%ymm5, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm6, (%[c])\n\t"
-      "vmovups %%ymm7, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm8, (%[c])\n\t"
-      "vmovups %%ymm9, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm10, (%[c])\n\t"
-      "vmovups %%ymm11, 32(%[c])\n\t"
+      ST_STORE_ROW(0, 1)
+      ST_NEXT_ROW
+      ST_STORE_ROW(2, 3)
+      ST_NEXT_ROW
+      ST_STORE_ROW(4, 5)
+      ST_NEXT_ROW
+      ST_STORE_ROW(6, 7)
+      ST_NEXT_ROW
+      ST_STORE_ROW(8, 9)
+      ST_NEXT_ROW
+      ST_STORE_ROW(10, 11)
       "6:\n\t"
       ST_TILE_OPERANDS);
 }
@@ -270,62 +204,26 @@ void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, in
       "1:\n\t"
       "prefetcht0 512(%[b])\n\t"
       "prefetcht0 384(%[a])\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 8(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 12(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vmovups 64(%[b]), %%ymm12\n\t"
-      "vmovups 96(%[b]), %%ymm13\n\t"
-      "vbroadcastss 24(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 28(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 32(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 36(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vmovups 128(%[b]), %%ymm12\n\t"
-      "vmovups 160(%[b]), %%ymm13\n\t"
-      "vbroadcastss 48(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 52(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 56(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 60(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
-      "vmovups 192(%[b]), %%ymm12\n\t"
-      "vmovups 224(%[b]), %%ymm13\n\t"
-      "vbroadcastss 72(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 76(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 80(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 84(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
+      ST_LOAD_B(0, 32)
+      ST_FMA_ROW(0, 14, 0, 1)
+      ST_FMA_ROW(4, 15, 2, 3)
+      ST_FMA_ROW(8, 14, 4, 5)
+      ST_FMA_ROW(12, 15, 6, 7)
+      ST_LOAD_B(64, 96)
+      ST_FMA_ROW(24, 14, 0, 1)
+      ST_FMA_ROW(28, 15, 2, 3)
+      ST_FMA_ROW(32, 14, 4, 5)
+      ST_FMA_ROW(36, 15, 6, 7)
+      ST_LOAD_B(128, 160)
+      ST_FMA_ROW(48, 14, 0, 1)
+      ST_FMA_ROW(52, 15, 2, 3)
+      ST_FMA_ROW(56, 14, 4, 5)
+      ST_FMA_ROW(60, 15, 6, 7)
+      ST_LOAD_B(192, 224)
+      ST_FMA_ROW(72, 14, 0, 1)
+      ST_FMA_ROW(76, 15, 2, 3)
+      ST_FMA_ROW(80, 14, 4, 5)
+      ST_FMA_ROW(84, 15, 6, 7)
       "add $96, %[a]\n\t"
       "add $256, %[b]\n\t"
       "dec %[k4]\n\t"
@@ -334,20 +232,11 @@ void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, in
       "test %[kr], %[kr]\n\t"
       "jz 4f\n\t"
       "3:\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vbroadcastss 8(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"
-      "vbroadcastss 12(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
+      ST_LOAD_B(0, 32)
+      ST_FMA_ROW(0, 14, 0, 1)
+      ST_FMA_ROW(4, 15, 2, 3)
+      ST_FMA_ROW(8, 14, 4, 5)
+      ST_FMA_ROW(12, 15, 6, 7)
       "add $24, %[a]\n\t"
       "add $64, %[b]\n\t"
       "dec %[kr]\n\t"
@@ -355,38 +244,22 @@ void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, in
       "4:\n\t"
       "test %[add], %[add]\n\t"
       "jz 5f\n\t"
-      "vaddps (%[c]), %%ymm0, %%ymm0\n\t"
-      "vaddps 32(%[c]), %%ymm1, %%ymm1\n\t"
-      "vmovups %%ymm0, (%[c])\n\t"
-      "vmovups %%ymm1, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm2, %%ymm2\n\t"
-      "vaddps 32(%[c]), %%ymm3, %%ymm3\n\t"
-      "vmovups %%ymm2, (%[c])\n\t"
-      "vmovups %%ymm3, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm4, %%ymm4\n\t"
-      "vaddps 32(%[c]), %%ymm5, %%ymm5\n\t"
-      "vmovups %%ymm4, (%[c])\n\t"
-      "vmovups %%ymm5, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm6, %%ymm6\n\t"
-      "vaddps 32(%[c]), %%ymm7, %%ymm7\n\t"
-      "vmovups %%ymm6, (%[c])\n\t"
-      "vmovups %%ymm7, 32(%[c])\n\t"
+      ST_ADD_ROW(0, 1)
+      ST_NEXT_ROW
+      ST_ADD_ROW(2, 3)
+      ST_NEXT_ROW
+      ST_ADD_ROW(4, 5)
+      ST_NEXT_ROW
+      ST_ADD_ROW(6, 7)
       "jmp 6f\n\t"
       "5:\n\t"
-      "vmovups %%ymm0, (%[c])\n\t"
-      "vmovups %%ymm1, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm2, (%[c])\n\t"
-      "vmovups %%ymm3, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm4, (%[c])\n\t"
-      "vmovups %%ymm5, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm6, (%[c])\n\t"
-      "vmovups %%ymm7, 32(%[c])\n\t"
+      ST_STORE_ROW(0, 1)
+      ST_NEXT_ROW
+      ST_STORE_ROW(2, 3)
+      ST_NEXT_ROW
+      ST_STORE_ROW(4, 5)
+      ST_NEXT_ROW
+      ST_STORE_ROW(6, 7)
       "6:\n\t"
       ST_TILE_OPERANDS);
 }
@@ -414,38 +287,18 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
       "1:\n\t"
       "prefetcht0 512(%[b])\n\t"
       "prefetcht0 384(%[a])\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vmovups 64(%[b]), %%ymm12\n\t"
-      "vmovups 96(%[b]), %%ymm13\n\t"
-      "vbroadcastss 24(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 28(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vmovups 128(%[b]), %%ymm12\n\t"
-      "vmovups 160(%[b]), %%ymm13\n\t"
-      "vbroadcastss 48(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 52(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
-      "vmovups 192(%[b]), %%ymm12\n\t"
-      "vmovups 224(%[b]), %%ymm13\n\t"
-      "vbroadcastss 72(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 76(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
+      ST_LOAD_B(0, 32)
+      ST_FMA_ROW(0, 14, 0, 1)
+      ST_FMA_ROW(4, 15, 2, 3)
+      ST_LOAD_B(64, 96)
+      ST_FMA_ROW(24, 14, 0, 1)
+      ST_FMA_ROW(28, 15, 2, 3)
+      ST_LOAD_B(128, 160)
+      ST_FMA_ROW(48, 14, 0, 1)
+      ST_FMA_ROW(52, 15, 2, 3)
+      ST_LOAD_B(192, 224)
+      ST_FMA_ROW(72, 14, 0, 1)
+      ST_FMA_ROW(76, 15, 2, 3)
       "add $96, %[a]\n\t"
       "add $256, %[b]\n\t"
       "dec %[k4]\n\t"
@@ -454,14 +307,9 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
       "test %[kr], %[kr]\n\t"
       "jz 4f\n\t"
       "3:\n\t"
-      "vmovups 0(%[b]), %%ymm12\n\t"
-      "vmovups 32(%[b]), %%ymm13\n\t"
-      "vbroadcastss 0(%[a]), %%ymm14\n\t"
-      "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"
-      "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"
-      "vbroadcastss 4(%[a]), %%ymm15\n\t"
-      "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"
+      ST_LOAD_B(0, 32)
+      ST_FMA_ROW(0, 14, 0, 1)
+      ST_FMA_ROW(4, 15, 2, 3)
       "add $24, %[a]\n\t"
       "add $64, %[b]\n\t"
       "dec %[kr]\n\t"
@@ -469,22 +317,14 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
       "4:\n\t"
       "test %[add], %[add]\n\t"
       "jz 5f\n\t"
-      "vaddps (%[c]), %%ymm0, %%ymm0\n\t"
-      "vaddps 32(%[c]), %%ymm1, %%ymm1\n\t"
-      "vmovups %%ymm0, (%[c])\n\t"
-      "vmovups %%ymm1, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vaddps (%[c]), %%ymm2, %%ymm2\n\t"
-      "vaddps 32(%[c]), %%ymm3, %%ymm3\n\t"
-      "vmovups %%ymm2, (%[c])\n\t"
-      "vmovups %%ymm3, 32(%[c])\n\t"
+      ST_ADD_ROW(0, 1)
+      ST_NEXT_ROW
+      ST_ADD_ROW(2, 3)
       "jmp 6f\n\t"
       "5:\n\t"
-      "vmovups %%ymm0, (%[c])\n\t"
-      "vmovups %%ymm1, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovups %%ymm2, (%[c])\n\t"
-      "vmovups %%ymm3, 32(%[c])\n\t"
+      ST_STORE_ROW(0, 1)
+      ST_NEXT_ROW
+      ST_STORE_ROW(2, 3)
       "6:\n\t"
       ST_TILE_OPERANDS);
 }
@@ -500,23 +340,17 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
   asm volatile(
       ST_TILE_6X16_SUMS
       "4:\n\t"
-      "vmovntps %%ymm0, (%[c])\n\t"
-      "vmovntps %%ymm1, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovntps %%ymm2, (%[c])\n\t"
-      "vmovntps %%ymm3, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovntps %%ymm4, (%[c])\n\t"
-      "vmovntps %%ymm5, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovntps %%ymm6, (%[c])\n\t"
-      "vmovntps %%ymm7, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovntps %%ymm8, (%[c])\n\t"
-      "vmovntps %%ymm9, 32(%[c])\n\t"
-      "add %[ldc], %[c]\n\t"
-      "vmovntps %%ymm10, (%[c])\n\t"
-      "vmovntps %%ymm11, 32(%[c])\n\t"
+      ST_STREAM_ROW(0, 1)
+      ST_NEXT_ROW
+      ST_STREAM_ROW(2, 3)
+      ST_NEXT_ROW
+      ST_STREAM_ROW(4, 5)
+      ST_NEXT_ROW
+      ST_STREAM_ROW(6, 7)
+      ST_NEXT_ROW
+      ST_STREAM_ROW(8, 9)
+      ST_NEXT_ROW
+      ST_STREAM_ROW(10, 11)
       : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr)
       : [ldc] "r"(ldc_bytes)
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
@@ -525,5 +359,11 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
 
 #undef ST_TILE_6X16_SUMS
 #undef ST_TILE_OPERANDS
+#undef ST_ADD_ROW
+#undef ST_STORE_ROW
+#undef ST_STREAM_ROW
+#undef ST_NEXT_ROW
+#undef ST_LOAD_B
+#undef ST_FMA_ROW
 
 }  // namespace st::gemm
