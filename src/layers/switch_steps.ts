@@ -43,9 +43,7 @@ export class Workspace {
     let b = this.buffers.get(name);
     if (!b || b.buffer.byteLength - b.offset < bytes) {
       // Some slack: the number of kept rows changes from call to call; 64 bytes to align.
-      const buffer = new ArrayBuffer(Math.max(bytes, Math.ceil(((b?.buffer.byteLength ?? 0) * 1.25) / 64) * 64) + 64);
-      adviseHugePages(buffer);
-      b = { buffer, offset: native.alignedOffset(buffer) as number };
+      b = alignedBuffer(Math.max(bytes, Math.ceil(((b?.buffer.byteLength ?? 0) * 1.25) / 64) * 64));
       this.buffers.set(name, b);
     }
     return b;
@@ -63,6 +61,13 @@ export function adviseHugePages(buffer: ArrayBufferLike): void {
   if (buffer.byteLength >= 4 << 20 && buffer instanceof ArrayBuffer) native.adviseHugePages(buffer);
 }
 
+/** A buffer of at least `bytes` from its first 64-byte aligned address (`offset`), huge pages advised. */
+function alignedBuffer(bytes: number): { buffer: ArrayBuffer; offset: number } {
+  const buffer = new ArrayBuffer(bytes + 64);
+  adviseHugePages(buffer);
+  return { buffer, offset: native.alignedOffset(buffer) as number };
+}
+
 /** Random stream purposes: a stream is call · 16 + purpose, so every call draws fresh numbers. */
 export const STREAM = { router: 1, wIn: 2, wOut: 3, jitter: 4, policy: 5, dropout: 6 } as const;
 
@@ -75,9 +80,8 @@ export function expertCapacity(groupSize: number, capacityFactor: number, numExp
 export function truncatedNormal(n: number, fanIn: number, scale: number, seed: number, stream: number): Float32Array {
   // 64-byte aligned, like the reused buffers (Workspace): each 16-float piece of a weight row is
   // one cache line, not two, when the grouped matmuls pack it.
-  const buffer = new ArrayBuffer(n * 4 + 64);
-  adviseHugePages(buffer);
-  const out = new Float32Array(buffer, native.alignedOffset(buffer) as number, n);
+  const { buffer, offset } = alignedBuffer(n * 4);
+  const out = new Float32Array(buffer, offset, n);
   native.switchTruncatedNormal(out, Math.sqrt(scale / fanIn), seed, stream);
   return out;
 }
