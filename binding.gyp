@@ -15,6 +15,16 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"]
     },
     {
+      # AVX-512 code (F, VL, BW, DQ on top of the AVX2 set), called only when cpu.cc found the
+      # CPU and the OS ready for it (active_isa() >= avx512).
+      "target_name": "switch_kernels_avx512",
+      "type": "static_library",
+      "sources": ["<!@(node -p \"require('./native/sources.json').kernels_avx512.join(' ')\")"],
+      "cflags_cc": ["<@(st_common_cflags)", "-std=c++17", "-mavx2", "-mfma", "-mf16c",
+                    "-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"]
+    },
+    {
       "target_name": "switch_transformer",
       "sources": [
         "<!@(node -p \"require('./native/sources.json').kernels.join(' ')\")",
@@ -23,6 +33,7 @@
       ],
       "dependencies": [
         "switch_kernels_avx2",
+        "switch_kernels_avx512",
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
       # _ALL: a C++ exception other than Napi::Error (std::bad_alloc from a huge request) becomes a

@@ -14,7 +14,7 @@ export interface Plan {
   minSeconds: number;
 }
 
-export type Isa = 'portable' | 'avx2';
+export type Isa = 'portable' | 'avx2' | 'avx512';
 export type Bf16Direction = 'toBfloat16' | 'fromBfloat16';
 export type Bf16Impl = 'reference' | Isa;
 

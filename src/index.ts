@@ -1,7 +1,7 @@
 // switch-transformer: the package root.
-import { native, type CpuInfo } from './native.js';
+import { native, type CpuInfo, type Isa } from './native.js';
 
-export type { CpuInfo } from './native.js';
+export type { CpuInfo, Isa } from './native.js';
 export * from './errors.js';
 
 /** Which instruction set the native kernels run, and on how many threads. */
@@ -14,8 +14,8 @@ export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }
 
-/** Forces an instruction set for the native kernels ('portable' or 'avx2'), e.g. to compare paths. */
-export function setIsa(isa: 'avx2' | 'portable'): void {
+/** Forces an instruction set for the native kernels ('portable', 'avx2' or 'avx512'), e.g. to compare paths. */
+export function setIsa(isa: Isa): void {
   native.setIsa(isa);
 }
 

@@ -1,18 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { cpuInfo, roundBfloat16, setIsa, setNumThreads, toBfloat16, fromBfloat16 } from 'switch-transformer';
+import { cpuInfo, roundBfloat16, setIsa, setNumThreads, toBfloat16, fromBfloat16, type Isa } from 'switch-transformer';
+
+// The ISAs this CPU runs, in order: each level runs the ones before it.
+const ALL_ISAS: Isa[] = ['portable', 'avx2', 'avx512'];
+const supportedIsas = (): Isa[] => ALL_ISAS.slice(0, ALL_ISAS.indexOf(cpuInfo().bestIsa) + 1);
 
 describe('cpuInfo', () => {
   it('reports the ISA, the features and the threads', () => {
     const info = cpuInfo();
-    expect(['avx2', 'portable']).toContain(info.isa);
-    expect(['avx2', 'portable']).toContain(info.bestIsa);
+    expect(ALL_ISAS).toContain(info.isa);
+    expect(ALL_ISAS).toContain(info.bestIsa);
     expect(info.threads).toBeGreaterThanOrEqual(1);
     expect(info.hardwareThreads).toBeGreaterThanOrEqual(1);
     expect(info.features.sse2).toBe(true); // the x86-64 baseline
-    if (info.bestIsa === 'avx2') {
+    if (info.bestIsa !== 'portable') {
       expect(info.features.avx2 && info.features.fma && info.features.f16c && info.features.avx).toBe(true);
     }
+    // avx512 is the best exactly when the CPU and OS have its features.
+    expect(info.bestIsa === 'avx512').toBe(info.features.avx512);
     setNumThreads(1);
     expect(cpuInfo().threads).toBe(1);
     setNumThreads(info.threads);
@@ -28,12 +34,19 @@ describe('cpuInfo', () => {
 });
 
 describe('setIsa', () => {
-  it('forces the portable path and back', () => {
+  it('forces each path the CPU runs and back', () => {
     const best = cpuInfo().bestIsa;
-    setIsa('portable');
-    expect(cpuInfo().isa).toBe('portable');
+    for (const isa of supportedIsas()) {
+      setIsa(isa);
+      expect(cpuInfo().isa).toBe(isa);
+    }
     setIsa(best);
     expect(cpuInfo().isa).toBe(best);
+    // A level past the best is refused and changes nothing.
+    for (const isa of ALL_ISAS.slice(ALL_ISAS.indexOf(best) + 1)) {
+      expect(() => setIsa(isa)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_UNSUPPORTED', name: 'RangeError' }));
+      expect(cpuInfo().isa).toBe(best);
+    }
   });
 
   it('follows SWITCH_TRANSFORMER_ISA at load, and ignores a value it cannot run', () => {
@@ -47,17 +60,20 @@ describe('setIsa', () => {
     };
     expect(isaAtLoad('portable')).toBe('portable 16256,32704');
     expect(isaAtLoad('no-such-isa')).toBe(`${cpuInfo().bestIsa} 16256,32704`);
+    // avx2 and avx512 where the CPU runs them, else the best it has.
+    for (const isa of ['avx2', 'avx512'] as const)
+      expect(isaAtLoad(isa)).toBe(`${supportedIsas().includes(isa) ? isa : cpuInfo().bestIsa} 16256,32704`);
   });
 
   it('rejects an unknown ISA with a coded error', () => {
-    expect(() => setIsa('avx512' as 'avx2')).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_RANGE', name: 'RangeError' }));
-    expect(() => setIsa(2 as unknown as 'avx2')).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE', name: 'TypeError' }));
+    expect(() => setIsa('avx1024' as Isa)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_RANGE', name: 'RangeError' }));
+    expect(() => setIsa(2 as unknown as Isa)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE', name: 'TypeError' }));
     expect(() => (setIsa as unknown as () => void)()).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE' }));
   });
 });
 
 describe('the same bf16 bits on every path and thread count', () => {
-  it('portable vs avx2, 1, 2 and 3 threads', () => {
+  it('portable vs avx2 vs avx512, 1, 2 and 3 threads', () => {
     const info = cpuInfo();
     // Random bit patterns (NaNs, subnormals, huge values), long enough for several threaded chunks.
     const n = 400_003;
@@ -65,7 +81,7 @@ describe('the same bf16 bits on every path and thread count', () => {
     for (let i = 0; i < n; i++) bits[i] = (Math.random() * 2 ** 32) >>> 0;
     const src = new Float32Array(bits.buffer);
     const runs: Array<{ label: string; narrow: Uint16Array; wide: Uint32Array; rounded: Uint32Array }> = [];
-    const isas: Array<'portable' | 'avx2'> = info.bestIsa === 'avx2' ? ['portable', 'avx2'] : ['portable'];
+    const isas = supportedIsas();
     try {
       for (const isa of isas) {
         setIsa(isa);

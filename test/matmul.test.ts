@@ -8,7 +8,12 @@ import {
   matmul,
   setIsa,
   setNumThreads,
+  type Isa,
 } from 'switch-transformer';
+
+// The ISAs this CPU runs, in order: each level runs the ones before it.
+const ALL_ISAS: Isa[] = ['portable', 'avx2', 'avx512'];
+const supportedIsas = (): Isa[] => ALL_ISAS.slice(0, ALL_ISAS.indexOf(cpuInfo().bestIsa) + 1);
 
 const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 function randomArray(n: number): Float32Array {
@@ -59,8 +64,8 @@ describe('matmul', () => {
     expect(Array.from(c)).toEqual([19, 22, 43, 50]);
   });
 
-  it('matches the reference on random shapes, transposes and accumulate, on both ISAs', () => {
-    const isas = cpuInfo().features.avx2 ? (['portable', 'avx2'] as const) : (['portable'] as const);
+  it('matches the reference on random shapes, transposes and accumulate, on every ISA', () => {
+    const isas = supportedIsas();
     const best = cpuInfo().isa;
     try {
       for (const isa of isas) {
@@ -191,14 +196,14 @@ describe('grouped matmuls with few rows per group', () => {
     { rows: [130, 6, 0], k: 12, n: 18 },
   ];
   const best = cpuInfo().isa, threads = cpuInfo().threads;
-  const isas = best === 'avx2' ? ['portable', 'avx2'] : ['portable'];
+  const isas = supportedIsas();
 
   it('groupedMatmul matches the reference: gather, scatter with scale, transposed weights', () => {
     try {
       for (const { rows, k, n } of cases)
         for (const isa of isas)
           for (let combo = 0; combo < 4; combo++) {
-            setIsa(isa as 'portable' | 'avx2');
+            setIsa(isa);
             const E = rows.length, offsets = offsetsOf(rows), R = offsets[E];
             const transW = (combo & 1) === 1, useScatter = (combo & 2) === 2;
             const xRows = R + 2, outRows = useScatter ? Math.max(1, R - 1) : R;
@@ -238,11 +243,32 @@ describe('grouped matmuls with few rows per group', () => {
     }
   });
 
+  it('groupedMatmul gives avx2 bits on avx512 (its 16-row tile sums in the same order)', () => {
+    if (!supportedIsas().includes('avx512')) return; // nothing to compare: this CPU has no avx512 level
+    try {
+      // 64-row groups (four whole tiles), a last tile of each size, a partial last panel (n = 70),
+      // several depth blocks (k = 1030).
+      for (const { rows, k, n } of [{ rows: [64, 64, 0, 1, 17, 33], k: 40, n: 70 }, { rows: [16, 5, 64], k: 1030, n: 48 }]) {
+        const E = rows.length, offsets = offsetsOf(rows), R = offsets[E];
+        const x = randomArray((R + 2) * k), w = randomArray(E * k * n), gather = randomIndices(R, R + 2);
+        const bits = (isa: Isa) => {
+          setIsa(isa);
+          const out = groupedMatmul(x, w, offsets, { k, n, gather, out: poisoned(R * n) });
+          return Buffer.from(out.buffer);
+        };
+        const avx2 = bits('avx2');
+        expect(avx2.equals(bits('avx512')), `rows=${rows} k=${k} n=${n}`).toBe(true);
+      }
+    } finally {
+      setIsa(best);
+    }
+  });
+
   it('groupedMatmulWeightGrad matches the reference and writes every element', () => {
     try {
       for (const { rows, k, n } of cases)
         for (const isa of isas) {
-          setIsa(isa as 'portable' | 'avx2');
+          setIsa(isa);
           const E = rows.length, offsets = offsetsOf(rows), R = offsets[E];
           const x = randomArray((R + 3) * k), dy = randomArray(R * n), gatherX = randomIndices(R, R + 3);
           const run = (t: number) => {

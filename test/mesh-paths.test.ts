@@ -6,7 +6,7 @@
 // SWITCH_MESH_CROSS_MEMORY=0 (no cross-memory attach), SWITCH_MESH_ADOPT_BYTES (0: no page moves),
 // SWITCH_MESH_STREAM_BYTES (chunks copied with non-temporal stores from this size on).
 import { describe, expect, it } from 'vitest';
-import { fromBfloat16, launchMesh, toBfloat16 } from 'switch-transformer';
+import { cpuInfo, fromBfloat16, launchMesh, toBfloat16 } from 'switch-transformer';
 // @ts-expect-error plain JS fixture shared with the device processes
 import { count, inputs } from './fixtures/mesh-data.mjs';
 
@@ -122,12 +122,15 @@ describe('all-to-all data paths', () => {
     }
   });
 
-  it('the portable kernels (SWITCH_TRANSFORMER_ISA=portable) give the same results on every path', async () => {
+  // Each ISA this CPU runs (the default run above is the best one): the same results on each.
+  it.each(['portable', 'avx2', 'avx512'] as const)('the %s kernels (SWITCH_TRANSFORMER_ISA) give the same results on every path', async (isa) => {
+    const order = ['portable', 'avx2', 'avx512'];
+    if (order.indexOf(isa) > order.indexOf(cpuInfo().bestIsa)) return; // this CPU cannot run it
     const seed = randomInt(1, 2 ** 30);
     const list = cases();
-    const reports = await launchWith({ ...SMALL, SWITCH_TRANSFORMER_ISA: 'portable' }, 2, { seed, cases: list });
+    const reports = await launchWith({ ...SMALL, SWITCH_TRANSFORMER_ISA: isa }, 2, { seed, cases: list });
     check(reports, seed, list);
-    for (const rep of reports) expect(rep.stats[1].bytesReadInPlace, 'bf16 plain, adopted pages').toBeGreaterThan(0);
+    for (const rep of reports) expect(rep.stats[1].bytesReadInPlace, `${isa}: bf16 plain, adopted pages`).toBeGreaterThan(0);
   });
 
   it('SWITCH_MESH_CROSS_MEMORY=0 and SWITCH_MESH_ADOPT_BYTES=0 stage every plain array, with the same results', async () => {

@@ -91,7 +91,7 @@ Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
   if (!info[3].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'impl' must be 'reference', 'portable' or 'avx2'");
   bench::Bf16Impl impl = bench::Bf16Impl::reference;
   if (info[3].As<Napi::String>().Utf8Value() != "reference")
-    impl = isa_argument(info[3], "impl", "'reference', 'portable' or 'avx2'") == Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
+    impl = isa_argument(info[3], "impl", "'reference', 'portable' or 'avx2'") >= Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
   const bench::Bf16Direction d = direction == "toBfloat16" ? bench::Bf16Direction::to_bf16 : bench::Bf16Direction::from_bf16;
   const Plan plan = plan_arguments(info, 4);
   return result(env, bench::bf16_conversion(d, n, impl, threads, plan.repeats, plan.min_seconds), "gbps");

@@ -28,6 +28,8 @@ Napi::Value cpu_info(const Napi::CallbackInfo& info) {
   features.Set("avx2", f.avx2);
   features.Set("fma", f.fma);
   features.Set("f16c", f.f16c);
+  // AVX-512 F, VL, BW and DQ on the CPU with the OS saving the opmask and ZMM state (the avx512 level).
+  features.Set("avx512", f.avx512f && f.avx512vl && f.avx512bw && f.avx512dq && f.os_avx512);
   out.Set("features", features);
   return out;
 }
@@ -35,11 +37,11 @@ Napi::Value cpu_info(const Napi::CallbackInfo& info) {
 Napi::Value set_isa(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   expect_args(info, 1, "setIsa");
-  if (!info[0].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'isa' must be 'portable' or 'avx2'");
+  if (!info[0].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'isa' must be 'portable', 'avx2' or 'avx512'");
   const std::string name = info[0].As<Napi::String>().Utf8Value();
   Isa isa;
   if (!parse_isa(name.c_str(), &isa))
-    throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'isa' must be 'portable' or 'avx2', got '" + name + "'");
+    throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'isa' must be 'portable', 'avx2' or 'avx512', got '" + name + "'");
   if (!set_active_isa(isa))
     throw_range_error(env, "ERR_SWITCH_UNSUPPORTED", "this CPU cannot run isa '" + name + "'");
   return env.Undefined();

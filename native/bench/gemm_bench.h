@@ -172,7 +172,7 @@ struct LayerMatmuls {
 // the tile (12 FMA chains per k step), i.e. the FMA peak as the matmul can use it. GFLOP/s.
 inline double bench_kernel_ceiling(int threads, const RunSettings& s = {}) {
   ThreadsGuard guard(threads);
-  const gemm::MicroKernel kernel = active_isa() == Isa::avx2 ? gemm::micro_kernel_avx2 : gemm::micro_kernel_sse2;
+  const gemm::MicroKernel kernel = active_isa() >= Isa::avx2 ? gemm::micro_kernel_avx2 : gemm::micro_kernel_sse2;
   constexpr int kc = 256, calls = 2000;
   const std::vector<float> a = random_floats(gemm::MR * kc, 7), b = random_floats(gemm::NR * kc, 8);
   std::vector<std::vector<float>> c(threads, std::vector<float>(gemm::MR * gemm::NR));

@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "../kernels/cpu.h"
 #include "../kernels/gemm.h"
 #include "../kernels/gemm_grouped.h"
 #include "../kernels/threadpool.h"
@@ -65,11 +66,21 @@ int main(int argc, char** argv) {
   g.E = E, g.K = K, g.N = N, g.ldx = K, g.ldy = N;
   auto plain = [&] { st::matmul(y.data(), x.data(), w1.data(), M, N, K, K, N, N, false, false, false); };
   auto grouped = [&] { st::grouped_matmul(g); };
-  std::vector<double> t_plain, t_small, t_general;
+  // The small path on the best ISA and, when that is avx512, on avx2 too (its wide tile against
+  // the AVX2 tile, in the same rounds); the per-round ratio of the two as well.
+  const st::Isa best = st::active_isa();
+  const bool ab = best == st::Isa::avx512;
+  std::vector<double> t_plain, t_small, t_small_avx2, t_general, isa_ratio;
   for (int r = 0; r < rounds; ++r) {
     t_plain.push_back(st::bench::time_median(plain, 1, 3, 0.0).median_seconds);
     st::set_grouped_small_path(true);
     t_small.push_back(st::bench::time_median(grouped, 1, 3, 0.0).median_seconds);
+    if (ab) {
+      st::set_active_isa(st::Isa::avx2);
+      t_small_avx2.push_back(st::bench::time_median(grouped, 1, 3, 0.0).median_seconds);
+      st::set_active_isa(best);
+      isa_ratio.push_back(t_small_avx2.back() / t_small.back());
+    }
     st::set_grouped_small_path(false);
     t_general.push_back(st::bench::time_median(grouped, 1, 3, 0.0).median_seconds);
   }
@@ -79,5 +90,11 @@ int main(int argc, char** argv) {
               threads, rounds, std::getenv("ST_BENCH_CPU_TIME") ? "CPU time" : "wall clock");
   std::printf("matmul %.1f GFLOP/s | small path %.1f GFLOP/s, %.3f of matmul | general %.1f GFLOP/s, %.3f of matmul\n",
               flop / p * 1e-9, flop / s * 1e-9, p / s, flop / gn * 1e-9, p / gn);
+  std::printf("isa %s\n", st::isa_name(best));
+  if (ab) {
+    const double s2 = median(t_small_avx2);
+    std::printf("small path on avx2 %.1f GFLOP/s, %.3f of matmul | avx512/avx2 speed-up, median of per-round ratios %.3f\n",
+                flop / s2 * 1e-9, p / s2, median(isa_ratio));
+  }
   return 0;
 }

@@ -72,7 +72,7 @@ double fma_loop_sse2(int64_t iterations) {
 
 Rate fma_peak(Isa isa, int threads, int repeats, double min_seconds) {
   ThreadScope scope(threads);
-  const bool avx2 = isa == Isa::avx2 && isa_supported(Isa::avx2);
+  const bool avx2 = isa >= Isa::avx2 && isa_supported(Isa::avx2);
   constexpr int64_t kIterations = int64_t{1} << 19;  // ~1 ms per task
   const int64_t tasks = int64_t{threads} * kTasksPerThread;
   double flops = 0;
@@ -121,7 +121,7 @@ Rate stream_copy_bandwidth(size_t bytes, int threads, int repeats, double min_se
   ThreadScope scope(threads);
   bytes = bytes / 64 * 64;
   Buffer src = allocate(bytes), dst = allocate(bytes);
-  const bool avx2 = active_isa() == Isa::avx2;
+  const bool avx2 = active_isa() >= Isa::avx2;
   const int64_t parts = int64_t{threads} * kTasksPerThread;
   const size_t part = (bytes / parts + 63) / 64 * 64;
   const Timing t = time_median(

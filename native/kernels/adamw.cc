@@ -56,7 +56,7 @@ AdamWConstants adamw_constants(const AdamWStep& s) {
 
 void adamw_forward(float* w, float* m, float* v, const float* g, int64_t N, const AdamWStep& s) {
   const AdamWConstants c = adamw_constants(s);
-  const bool avx2 = active_isa() == Isa::avx2;
+  const bool avx2 = active_isa() >= Isa::avx2;
   parallel_for(blocks(N), [&](int64_t b, int) {
     const int64_t begin = b * kBlock, n = std::min(N, (b + 1) * kBlock) - begin;
     if (avx2) adamw_range_avx2(w + begin, m + begin, v + begin, g + begin, n, c);
@@ -75,7 +75,7 @@ void adamw_forward_reference(float* w, float* m, float* v, const float* g, int64
 
 double sum_squares(const float* g, int64_t N) {
   std::vector<double> partial(static_cast<size_t>(blocks(N)), 0.0);
-  const bool avx2 = active_isa() == Isa::avx2;
+  const bool avx2 = active_isa() >= Isa::avx2;
   parallel_for(blocks(N), [&](int64_t b, int) {
     const int64_t begin = b * kBlock, n = std::min(N, (b + 1) * kBlock) - begin;
     partial[b] = avx2 ? sum_squares_avx2(g + begin, n) : sum_squares_portable(g + begin, n);

@@ -53,7 +53,7 @@ void run_chunks(int64_t n, const Body& body) {
 
 void bf16_from_f32(uint16_t* dst, const float* src, int64_t n) {
   const bool stream = n * 6 >= kStreamBytes;
-  const bool avx2 = active_isa() == Isa::avx2;
+  const bool avx2 = active_isa() >= Isa::avx2;
   run_chunks(n, [&](int64_t begin, int64_t count) {
     if (avx2) bf16_from_f32_avx2(dst + begin, src + begin, count, stream);
     else bf16_from_f32_sse2(dst + begin, src + begin, count, stream);
@@ -62,7 +62,7 @@ void bf16_from_f32(uint16_t* dst, const float* src, int64_t n) {
 
 void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) {
   const bool stream = n * 6 >= kStreamBytes;
-  const bool avx2 = active_isa() == Isa::avx2;
+  const bool avx2 = active_isa() >= Isa::avx2;
   run_chunks(n, [&](int64_t begin, int64_t count) {
     if (avx2) bf16_to_f32_avx2(dst + begin, src + begin, count, stream);
     else bf16_to_f32_sse2(dst + begin, src + begin, count, stream);
@@ -72,7 +72,7 @@ void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) {
 void bf16_round(float* dst, const float* src, int64_t n) {
   // In place (dst == src) the destination lines are already cached: stream only to a separate buffer.
   const bool stream = dst != src && n * 8 >= kStreamBytes;
-  const bool avx2 = active_isa() == Isa::avx2;
+  const bool avx2 = active_isa() >= Isa::avx2;
   run_chunks(n, [&](int64_t begin, int64_t count) {
     if (avx2) bf16_round_avx2(dst + begin, src + begin, count, stream);
     else bf16_round_sse2(dst + begin, src + begin, count, stream);

@@ -44,7 +44,7 @@ void bf16_round_reference(float* dst, const float* src, int64_t n);
 void bf16_from_f32_sse2(uint16_t* dst, const float* src, int64_t n, bool stream);
 void bf16_to_f32_sse2(float* dst, const uint16_t* src, int64_t n, bool stream);
 void bf16_round_sse2(float* dst, const float* src, int64_t n, bool stream);
-// bf16_avx2.cc: call only when active_isa() == Isa::avx2 (or isa_supported(Isa::avx2)).
+// bf16_avx2.cc: call only when active_isa() >= Isa::avx2 (or isa_supported(Isa::avx2)).
 void bf16_from_f32_avx2(uint16_t* dst, const float* src, int64_t n, bool stream);
 void bf16_to_f32_avx2(float* dst, const uint16_t* src, int64_t n, bool stream);
 void bf16_round_avx2(float* dst, const float* src, int64_t n, bool stream);

@@ -31,12 +31,19 @@ CpuFeatures detect() {
     f.avx = (ecx >> 28) & 1;
     f.f16c = (ecx >> 29) & 1;
     const bool osxsave = (ecx >> 27) & 1;
-    // XCR0 bits 1 (SSE) and 2 (AVX): the OS saves the YMM registers on a context switch.
-    f.os_avx = osxsave && ((xgetbv0() & 0x6) == 0x6);
+    // XCR0 bits 1 (SSE) and 2 (AVX): the OS saves the YMM registers on a context switch; bits
+    // 5-7 (opmask, upper halves of ZMM0-15, ZMM16-31): it saves the AVX-512 state as well.
+    const unsigned long long xcr0 = osxsave ? xgetbv0() : 0;
+    f.os_avx = (xcr0 & 0x6) == 0x6;
+    f.os_avx512 = (xcr0 & 0xe6) == 0xe6;
   }
   if (__get_cpuid_max(0, nullptr) >= 7) {
     __cpuid_count(7, 0, eax, ebx, ecx, edx);
     f.avx2 = (ebx >> 5) & 1;
+    f.avx512f = (ebx >> 16) & 1;
+    f.avx512dq = (ebx >> 17) & 1;
+    f.avx512bw = (ebx >> 30) & 1;
+    f.avx512vl = (ebx >> 31) & 1;
   }
 #endif
   return f;
@@ -68,11 +75,16 @@ bool isa_supported(Isa isa) {
   switch (isa) {
     case Isa::portable: return true;
     case Isa::avx2: return f.avx && f.avx2 && f.fma && f.f16c && f.os_avx;
+    case Isa::avx512:
+      return isa_supported(Isa::avx2) && f.avx512f && f.avx512vl && f.avx512bw && f.avx512dq && f.os_avx512;
   }
   return false;
 }
 
-Isa best_isa() { return isa_supported(Isa::avx2) ? Isa::avx2 : Isa::portable; }
+Isa best_isa() {
+  if (isa_supported(Isa::avx512)) return Isa::avx512;
+  return isa_supported(Isa::avx2) ? Isa::avx2 : Isa::portable;
+}
 
 Isa active_isa() { return static_cast<Isa>(active().load(std::memory_order_relaxed)); }
 
@@ -82,11 +94,19 @@ bool set_active_isa(Isa isa) {
   return true;
 }
 
-const char* isa_name(Isa isa) { return isa == Isa::avx2 ? "avx2" : "portable"; }
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    case Isa::portable: break;
+  }
+  return "portable";
+}
 
 bool parse_isa(const char* name, Isa* out) {
   if (std::strcmp(name, "portable") == 0) { *out = Isa::portable; return true; }
   if (std::strcmp(name, "avx2") == 0) { *out = Isa::avx2; return true; }
+  if (std::strcmp(name, "avx512") == 0) { *out = Isa::avx512; return true; }
   return false;
 }
 

@@ -82,7 +82,7 @@ float cross_entropy_row_portable(float* row, int target, float dloss, int V, boo
 }
 
 float cross_entropy_row(float* row, int target, float dloss, int V, bool gradient) {
-  return active_isa() == Isa::avx2 ? cross_entropy_row_avx2(row, target, dloss, V, gradient)
+  return active_isa() >= Isa::avx2 ? cross_entropy_row_avx2(row, target, dloss, V, gradient)
                                    : cross_entropy_row_portable(row, target, dloss, V, gradient);
 }
 

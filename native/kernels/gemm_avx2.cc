@@ -1,6 +1,6 @@
 // AVX2 + FMA micro-kernels of the matmul (gemm_kernels.h): the 6 × 16 register tile, and 4 × 16
 // and 2 × 16 variants for the last rows of a matrix or of an expert's group (every expert shape
-// here has M ≡ 4 mod 6; a group of the Switch layer leaves any remainder). Compiled with -mavx2 -mfma; called only when active_isa() == Isa::avx2.
+// here has M ≡ 4 mod 6; a group of the Switch layer leaves any remainder). Compiled with -mavx2 -mfma; called only when active_isa() >= Isa::avx2.
 //
 // Written as inline assembly because the tile uses all 16 ymm registers (12 accumulators, two B
 // vectors, two A broadcasts) and compilers given the same loop as intrinsics spill accumulators

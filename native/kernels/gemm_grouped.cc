@@ -57,6 +57,7 @@ using gemm::active_kernels;
 using gemm::Buffers;
 using gemm::Kernels;
 using gemm::MR;
+using gemm::MR_WIDE;
 using gemm::NR;
 using gemm::run_tile;
 using gemm::thread_buffers;
@@ -119,6 +120,33 @@ void pack_a_rows(float* out, const Rows& X, int m, int k0, int kc) {
         for (int k = 0; k < kc; ++k) out[k * MR + r] = 0.0f;
       }
     }
+  }
+}
+
+// The same for the AVX-512 wide tile: panels of MR_WIDE rows (a[k·MR_WIDE + r]), each full panel
+// packed four depths at a time as four 4 × 4 transposes.
+void pack_a_rows_wide(float* out, const Rows& X, int m, int k0, int kc) {
+  static_assert(MR_WIDE % 4 == 0, "a full wide panel is packed as 4 × 4 transposes");
+  for (int p = 0; p < m; p += MR_WIDE, out += MR_WIDE * kc) {
+    const int mr = std::min(MR_WIDE, m - p);
+    const float* src[MR_WIDE];
+    for (int r = 0; r < mr; ++r) src[r] = X.row(p + r) + k0;
+    int k = 0;
+    if (mr == MR_WIDE) {
+      for (; k + 4 <= kc; k += 4)
+        for (int g = 0; g < MR_WIDE; g += 4) {
+          __m128 r0 = _mm_loadu_ps(src[g] + k), r1 = _mm_loadu_ps(src[g + 1] + k);
+          __m128 r2 = _mm_loadu_ps(src[g + 2] + k), r3 = _mm_loadu_ps(src[g + 3] + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          float* o = out + k * MR_WIDE + g;
+          _mm_storeu_ps(o, r0);
+          _mm_storeu_ps(o + MR_WIDE, r1);
+          _mm_storeu_ps(o + 2 * MR_WIDE, r2);
+          _mm_storeu_ps(o + 3 * MR_WIDE, r3);
+        }
+    }
+    for (; k < kc; ++k)
+      for (int r = 0; r < MR_WIDE; ++r) out[k * MR_WIDE + r] = r < mr ? src[r][k] : 0.0f;
   }
 }
 
@@ -196,8 +224,10 @@ void pack_b_rows_slice(float* out, const Rows& W, int k0, int kc, int r0, int r1
 // one block fall into few cache sets, and a whole block prefetched ahead would evict itself
 // before it is packed.
 template <class Out, class Done>
-void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geometry& G, int e0, int e1, int c0,
-                       int c1, Out&& out, Done&& done) {
+void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, bool wide, const Geometry& G, int e0, int e1,
+                       int c0, int c1, Out&& out, Done&& done) {
+  // The row tile: the AVX-512 wide tile (MR_WIDE rows, its own A panels) or the shared MR rows.
+  const int tile_rows = wide ? MR_WIDE : MR;
   auto rows = [&](int e) { return g.offsets[e + 1] - g.offsets[e]; };
   auto first_group = [&](int e) {
     while (e < e1 && rows(e) <= 0) ++e;
@@ -225,7 +255,7 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
   float* b_next = b_both + b_floats;
   int most_rows = 0;
   for (int e = s.e; e < e1; ++e) most_rows = std::max(most_rows, rows(e));
-  const int a_block = round_up(most_rows, MR) * G.depth.size;
+  const int a_block = round_up(most_rows, tile_rows) * G.depth.size;
   float* a = buf.a.get(static_cast<size_t>(a_block) * G.depth.count);
   int packed = -1;
   {
@@ -240,7 +270,9 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
                               : Rows{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, nullptr};
       for (int kb = 0; kb < G.depth.count; ++kb) {
         const int pc = kb * G.depth.size;
-        pack_a_rows(a + static_cast<int64_t>(kb) * a_block, X, m, pc, std::min(G.depth.size, g.K - pc));
+        float* a_kb = a + static_cast<int64_t>(kb) * a_block;
+        const int kc = std::min(G.depth.size, g.K - pc);
+        wide ? pack_a_rows_wide(a_kb, X, m, pc, kc) : pack_a_rows(a_kb, X, m, pc, kc);
       }
       packed = s.e;
     }
@@ -251,7 +283,7 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
     const auto [c, ldc, add_first] = out(s.e, s.jb);
     const bool add = add_first || s.kb > 0;
     const float* a_kb = a + static_cast<int64_t>(s.kb) * a_block;
-    const int tiles = (m + MR - 1) / MR, panels = (here.nc + NR - 1) / NR, calls = tiles * panels;
+    const int tiles = (m + tile_rows - 1) / tile_rows, panels = (here.nc + NR - 1) / NR, calls = tiles * panels;
     // Slice i of the next block: its source rows [kc·i / calls, kc·(i + 1) / calls).
     auto slice = [&](int i) { return static_cast<int>(static_cast<int64_t>(next.kc) * i / calls); };
     // The next step's output columns, when it is the first to write them (a fresh column block of
@@ -259,8 +291,8 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
     const bool next_fresh = has_next && n.kb == 0 && !g.scatter;
     const Output next_out = next_fresh ? out(n.e, n.jb) : Output{nullptr, 0, false};
     const int next_m = next_fresh ? rows(n.e) : 0;
-    auto prefetch_slice = [&](int i) {
-      for (int k = slice(i), end = slice(i + 1); k < end; ++k) {
+    auto prefetch_slice = [&](int i, bool w_too) {
+      for (int k = slice(i), end = w_too ? slice(i + 1) : k; k < end; ++k) {
         const float* p = next.row_start(k);
         for (int j = 0; j < next.nc; j += 16) prefetch_l2(p + j);
         prefetch_l2(p + next.nc - 1);
@@ -271,19 +303,42 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, const Geom
         prefetch_l2(p + next.nc - 1);
       }
     };
-    if (has_next) prefetch_slice(0);
+    if (has_next) prefetch_slice(0, true);
     int call = 0;
     for (int q = 0; q < panels; ++q) {
       const int nr = std::min(NR, here.nc - q * NR);
       const float* b_panel = b_now + static_cast<int64_t>(q) * NR * here.kc;
       for (int t = 0; t < tiles; ++t, ++call) {
+        const int mr = std::min(tile_rows, m - t * tile_rows);
+        const float* a_panel = a_kb + static_cast<int64_t>(t) * tile_rows * here.kc;
+        float* ct = c + static_cast<int64_t>(t) * tile_rows * ldc + q * NR;
+        if (wide) {
+          // The wide kernel copies this call's slice of the next block and prefetches the
+          // following slice itself, spread between its FMAs (gemm_kernels.h).
+          gemm::WidePackJob job;
+          if (has_next) {
+            if (call + 1 < calls) prefetch_slice(call + 1, false);
+            const int r0 = slice(call), next_panels = (next.nc + NR - 1) / NR;
+            job.src = next.row_start(r0);
+            job.ld = g.N;
+            job.dst = b_next + static_cast<int64_t>(r0) * NR;
+            job.panel_stride = static_cast<int64_t>(NR) * next.kc;
+            job.rows = slice(call + 1) - r0;
+            job.panels = next_panels;
+            job.last_columns = static_cast<uint16_t>((1u << (next.nc - (next_panels - 1) * NR)) - 1u);
+            if (call + 1 < calls) {
+              job.prefetch = next.row_start(slice(call + 1));
+              job.prefetch_rows = slice(call + 2) - slice(call + 1);
+              job.prefetch_columns = next.nc;
+            }
+          }
+          gemm::micro_kernel_wide_avx512(here.kc, a_panel, b_panel, ct, ldc, add, mr, nr, job);
+          continue;
+        }
         if (has_next) {
-          if (call + 1 < calls) prefetch_slice(call + 1);
+          if (call + 1 < calls) prefetch_slice(call + 1, true);
           pack_b_rows_slice(b_next, next.W, next.k0, next.kc, slice(call), slice(call + 1), next.j0, next.nc);
         }
-        const int mr = std::min(MR, m - t * MR);
-        const float* a_panel = a_kb + static_cast<int64_t>(t) * MR * here.kc;
-        float* ct = c + static_cast<int64_t>(t) * MR * ldc + q * NR;
         run_tile(kernel, here.kc, a_panel, b_panel, ct, ldc, add, mr, nr);
       }
     }
@@ -330,9 +385,10 @@ void grouped_matmul_small(const GroupedMatmul& g) {
     return;
   }
   const Kernels kernel = active_kernels();
+  const bool wide = active_isa() >= Isa::avx512;
   const Geometry G = geometry(g);
   auto walk = [&](int e0, int e1, int c0, int c1, auto&& out, auto&& done) {
-    run_groups_stored(g, kernel, G, e0, e1, c0, c1, out, done);
+    run_groups_stored(g, kernel, wide, G, e0, e1, c0, c1, out, done);
   };
   const int threads = num_threads();
   auto no_done = [](int, int, int) {};

@@ -31,4 +31,28 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
 using StreamKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc);
 void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc);
 
+// AVX-512 (gemm_avx512.cc): the wide tile, up to MR_WIDE rows × NR columns, for the small-group
+// path of the grouped matmul. Its A panels are MR_WIDE rows wide (a[k·MR_WIDE + r], rows past the
+// matrix zeros); B panels are the shared layout. c (mr ≤ MR_WIDE, nr ≤ NR) = [c +] a · b over kc,
+// summed as the kernels above sum (the same bits); only the mr × nr values are read or written.
+constexpr int MR_WIDE = 16;
+// A side job done while the tile is summed, spread over its k steps: rows [0, rows) of a slice of
+// the next B block (source row i at src + i·ld, nc floats) copied into their packed panels (row i of
+// panel q at dst + i·NR + q·panel_stride; the last panel's columns past nc zeros: last_columns is
+// its mask), and rows [0, prefetch_rows) of the slice after it (prefetch + i·ld, prefetch_columns
+// floats) prefetched into L2. The walk of gemm_grouped.cc packs W this way, so the copies and
+// prefetches are spread evenly between the FMAs instead of bunched between kernel calls.
+struct WidePackJob {
+  const float* src = nullptr;
+  int64_t ld = 0;
+  float* dst = nullptr;
+  int64_t panel_stride = 0;
+  int rows = 0, panels = 0;
+  uint16_t last_columns = 0;
+  const float* prefetch = nullptr;
+  int prefetch_rows = 0, prefetch_columns = 0;
+};
+void micro_kernel_wide_avx512(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add, int mr, int nr,
+                              const WidePackJob& job);
+
 }  // namespace st::gemm

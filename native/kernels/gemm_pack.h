@@ -27,7 +27,7 @@ struct Kernels {
 };
 
 inline Kernels active_kernels() {
-  if (active_isa() == Isa::avx2)
+  if (active_isa() >= Isa::avx2)
     return {micro_kernel_avx2, micro_kernel_4x16_avx2, micro_kernel_2x16_avx2, micro_kernel_stream_avx2};
   return {micro_kernel_sse2, nullptr, nullptr, nullptr};
 }

@@ -88,7 +88,7 @@ void copy_stream(void* dst, const void* src, size_t bytes) {
 // the stores like copy_stream.
 void round_stream(float* dst, const float* src, int64_t n) {
   if (n <= 0) return;
-  if (active_isa() == Isa::avx2) bf16_round_avx2(dst, src, n, true);
+  if (active_isa() >= Isa::avx2) bf16_round_avx2(dst, src, n, true);
   else bf16_round_sse2(dst, src, n, true);
 }
 

@@ -7,7 +7,21 @@
 #include <random>
 #include <vector>
 
+#include "../kernels/cpu.h"
+
 namespace st::test {
+
+// Every ISA the kernels have, in the order the tests run them. A test loop skips the ones this
+// CPU or OS cannot run (set_active_isa fails); say so once, so a run without AVX-512 is visible.
+inline const std::vector<st::Isa>& all_isas() {
+  static const std::vector<st::Isa> isas = [] {
+    const std::vector<st::Isa> list{st::Isa::portable, st::Isa::avx2, st::Isa::avx512};
+    for (st::Isa isa : list)
+      if (!st::isa_supported(isa)) std::printf("isa %s skipped: this CPU or OS cannot run it\n", st::isa_name(isa));
+    return list;
+  }();
+  return isas;
+}
 
 inline int& failures() { static int n = 0; return n; }
 inline int& checks() { static int n = 0; return n; }

@@ -185,7 +185,7 @@ void check_dispatch() {
   for (auto& u : src) u = rng();
   std::vector<uint16_t> want(big), got(big + 1);
   std::vector<float> want_f(big), got_f(big + 1);
-  for (st::Isa isa : {st::Isa::portable, st::Isa::avx2}) {
+  for (st::Isa isa : st::test::all_isas()) {
     if (!st::set_active_isa(isa)) continue;
     for (int threads : {1, 2, 3}) {
       st::set_num_threads(threads);

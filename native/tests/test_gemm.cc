@@ -31,7 +31,7 @@ const float kNaN = std::nanf("");
 
 using st::test::compare;
 
-const st::Isa kIsas[] = {st::Isa::portable, st::Isa::avx2};
+const std::vector<st::Isa>& kIsas = st::test::all_isas();
 
 struct MatmulCase {
   int M, N, K;
