@@ -21,6 +21,20 @@
 // B straight from W's rows while writing the packed panel, and a micro-kernel prefetching the
 // next slice a line per four k steps.)
 //
+// On AVX-512 (active_isa() >= avx512) the same walk runs the wide tile of gemm_avx512.cc: 16 rows
+// × 16 columns in 16 zmm accumulators, so a 64-row group is four tiles instead of eleven and each
+// packed line of W is read four times instead of eleven. Its calls are 16/6 as long, and packing a
+// slice of the next block between calls then cost more than on AVX2 (coarser bursts of copies and
+// prefetches): the wide kernel does the packing itself, one row of the slice copied (and one row of
+// the following slice prefetched) after every kc / rows of its k steps, in registers it has to
+// spare. Blocks of 32 columns; for products that go straight to y (not scattered) with several
+// depth blocks, the group's steps run depth block by depth block, so only that depth block's A
+// panels are packed and in use. Measured (1 thread, E = 64, 64-row groups, in-process A/B against
+// the AVX2 walk): the small path at 0.92-0.94 of the plain matmul against 0.85-0.89
+// (bench/RESULTS.md, gemm). Tried on the wide tile and dropped: packing between calls as on AVX2
+// (0.96× the AVX2 walk), reading W in place with no packing (0.73×), prefetching the next group's
+// A rows a share per call (no faster).
+//
 // Weight gradients dW_e (K, N) = x_eᵀ · dy_e with M ≤ kGroupedSmallGradRows: the depth is the
 // group's few rows and the output is the large E·K·N array, so what costs is writing dW. Both
 // operands are packed once per task and every dW row is written once, streamed past the caches
@@ -30,8 +44,9 @@
 //
 // Determinism: the depth blocks depend on K alone (a weight gradient is one block of M); each
 // tile is summed from zero in k order by the micro-kernel and then added to (or stored into) its
-// output; edge tiles run the same kernel into a scratch tile. So the task grid may follow the
-// thread count while the bits do not. Scattered write-backs run every group in order inside one
+// output; edge tiles run the same kernel into a scratch tile (or, wide, through an opmask). So the
+// task grid may follow the thread count while the bits do not; and since the wide tile sums as the
+// AVX2 tiles do, avx512 gives avx2's bits (the tests check both). Scattered write-backs run every group in order inside one
 // task per column range: each output element receives its rows' additions in row order.
 #include "gemm_grouped.h"
 
@@ -68,6 +83,9 @@ constexpr int kGradWidth = 1024;  // column block of a weight gradient
 // row; measured against 16, 32, 128 and 256 columns and depths of 128 and 256).
 constexpr int kStoredDepth = 512;
 constexpr int kStoredWidth = 64;
+// On the AVX-512 wide tile: 32 columns (measured against 48, 64 and 128: 1-3 % faster at
+// 4096×512×2048 and 4096×2048×512, E = 64).
+constexpr int kWideStoredWidth = 32;
 
 std::atomic<bool> small_path_enabled{true};
 
@@ -188,7 +206,10 @@ struct Geometry {
   DepthBlocks depth;
   int width;
 };
-Geometry geometry(const GroupedMatmul& g) { return {DepthBlocks(g.K, kStoredDepth), kStoredWidth}; }
+// The width only orders the work (the depth blocks fix the sums), so each tile has its own.
+Geometry geometry(const GroupedMatmul& g, bool wide) {
+  return {DepthBlocks(g.K, kStoredDepth), wide ? kWideStoredWidth : kStoredWidth};
+}
 
 // One block of a task: group e, columns [jb, jb + width), depth block kb.
 struct Step {
@@ -219,10 +240,10 @@ void pack_b_rows_slice(float* out, const Rows& W, int k0, int kc, int r0, int r1
 // columns [c0, c1) in blocks of `width` columns × one depth block (a step), every block used by all
 // the group's row tiles. The blocks are double-buffered: while step s is multiplied from one
 // buffer, step s + 1 is packed into the other a slice of rows per micro-kernel call, its next
-// slice prefetched one call ahead. So the stream of W from memory overlaps the arithmetic, and
-// few lines are in flight at a time: W's rows are often a multiple of 4 KB apart, so the lines of
-// one block fall into few cache sets, and a whole block prefetched ahead would evict itself
-// before it is packed.
+// slice prefetched one call ahead (on the wide tile, by the kernel itself between its FMAs). So
+// the stream of W from memory overlaps the arithmetic, and few lines are in flight at a time: W's
+// rows are often a multiple of 4 KB apart, so the lines of one block fall into few cache sets, and
+// a whole block prefetched ahead would evict itself before it is packed.
 template <class Out, class Done>
 void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, bool wide, const Geometry& G, int e0, int e1,
                        int c0, int c1, Out&& out, Done&& done) {
@@ -233,11 +254,24 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, bool wide,
     while (e < e1 && rows(e) <= 0) ++e;
     return e;
   };
+  // The order of a group's steps: column blocks, each over its depth blocks (the output block
+  // finished in one go, as the scattered write-back needs); or, on the wide tile when the output
+  // goes straight to y, depth blocks, each over the column blocks: then only one depth block of the
+  // group's A panels is in use at a time (at K = 2048 all four took half of L2), and y's rows are
+  // added to once per depth block. Either order adds each element's depth blocks in k order.
+  const bool depth_outer = wide && !g.scatter && G.depth.count > 1;
   auto advance = [&](Step& s) {
-    if (++s.kb < G.depth.count) return true;
-    s.kb = 0;
-    if ((s.jb += G.width) < c1) return true;
-    s.jb = c0;
+    if (depth_outer) {
+      if ((s.jb += G.width) < c1) return true;
+      s.jb = c0;
+      if (++s.kb < G.depth.count) return true;
+      s.kb = 0;
+    } else {
+      if (++s.kb < G.depth.count) return true;
+      s.kb = 0;
+      if ((s.jb += G.width) < c1) return true;
+      s.jb = c0;
+    }
     s.e = first_group(s.e + 1);
     return s.e < e1;
   };
@@ -256,25 +290,28 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, bool wide,
   int most_rows = 0;
   for (int e = s.e; e < e1; ++e) most_rows = std::max(most_rows, rows(e));
   const int a_block = round_up(most_rows, tile_rows) * G.depth.size;
-  float* a = buf.a.get(static_cast<size_t>(a_block) * G.depth.count);
-  int packed = -1;
+  float* a = buf.a.get(static_cast<size_t>(a_block) * (depth_outer ? 1 : G.depth.count));
+  int packed = -1, packed_kb = -1;
   {
     const BlockSource first = source(s);
     first.pack(b_now);
   }
   for (;;) {
     const int m = rows(s.e);
-    if (s.e != packed) {
+    // The group's A panels: every depth block when a group starts, or (depth_outer) the depth
+    // block of the step when it starts.
+    if (s.e != packed || (depth_outer && s.kb != packed_kb)) {
       const int begin = g.offsets[s.e];
       const Rows X = g.gather ? Rows{g.x, g.ldx, g.gather + begin}
                               : Rows{g.x + static_cast<int64_t>(begin) * g.ldx, g.ldx, nullptr};
-      for (int kb = 0; kb < G.depth.count; ++kb) {
+      for (int kb = depth_outer ? s.kb : 0; kb < (depth_outer ? s.kb + 1 : G.depth.count); ++kb) {
         const int pc = kb * G.depth.size;
-        float* a_kb = a + static_cast<int64_t>(kb) * a_block;
+        float* a_kb = a + static_cast<int64_t>(depth_outer ? 0 : kb) * a_block;
         const int kc = std::min(G.depth.size, g.K - pc);
         wide ? pack_a_rows_wide(a_kb, X, m, pc, kc) : pack_a_rows(a_kb, X, m, pc, kc);
       }
       packed = s.e;
+      packed_kb = s.kb;
     }
     const BlockSource here = source(s);
     Step n = s;
@@ -282,7 +319,7 @@ void run_groups_stored(const GroupedMatmul& g, const Kernels& kernel, bool wide,
     const BlockSource next = has_next ? source(n) : here;
     const auto [c, ldc, add_first] = out(s.e, s.jb);
     const bool add = add_first || s.kb > 0;
-    const float* a_kb = a + static_cast<int64_t>(s.kb) * a_block;
+    const float* a_kb = a + static_cast<int64_t>(depth_outer ? 0 : s.kb) * a_block;
     const int tiles = (m + tile_rows - 1) / tile_rows, panels = (here.nc + NR - 1) / NR, calls = tiles * panels;
     // Slice i of the next block: its source rows [kc·i / calls, kc·(i + 1) / calls).
     auto slice = [&](int i) { return static_cast<int>(static_cast<int64_t>(next.kc) * i / calls); };
@@ -386,7 +423,7 @@ void grouped_matmul_small(const GroupedMatmul& g) {
   }
   const Kernels kernel = active_kernels();
   const bool wide = active_isa() >= Isa::avx512;
-  const Geometry G = geometry(g);
+  const Geometry G = geometry(g, wide);
   auto walk = [&](int e0, int e1, int c0, int c1, auto&& out, auto&& done) {
     run_groups_stored(g, kernel, wide, G, e0, e1, c0, c1, out, done);
   };
