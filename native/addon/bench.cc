@@ -12,7 +12,7 @@ namespace st::addon {
 
 namespace {
 
-Isa isa_argument(const Napi::Value& value, const char* name, const char* expected = "'portable' or 'avx2'") {
+Isa isa_argument(const Napi::Value& value, const char* name, const char* expected = "'portable', 'avx2' or 'avx512'") {
   Napi::Env env = value.Env();
   if (!value.IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("argument '") + name + "' must be " + expected);
   const std::string s = value.As<Napi::String>().Utf8Value();
