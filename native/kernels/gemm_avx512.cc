@@ -10,19 +10,22 @@
 // columns are written through an opmask (no scratch tile); edge rows by the kernel with that many
 // rows (a template per row count).
 //
+// The side job (WidePackJob, gemm_kernels.h): while it sums, the kernel also packs a slice of the
+// next B block of the grouped walk and prefetches the slice after it, a row after every kc / rows
+// k steps, in registers it has to spare; spread so between the FMAs, the copies and prefetches cost
+// less than in bursts between kernel calls (gemm_grouped.cc).
+//
 // Written with intrinsics: with 32 registers the compiler has room for 16 accumulators, B and
 // the loop's pointers without spilling (checked in the object code). Each output element is summed
 // from zero in k order with one FMA per k and then added to (or stored into) C, exactly as the
-// AVX2 kernels do, so a tile gives the same bits on either ISA.
+// AVX2 kernels do, so a tile gives the same bits on either ISA. No standard-library templates here:
+// an out-of-line copy compiled for AVX-512 could be the one the linker keeps for portable code.
 //
 // Packed layouts: A panel (16 rows × kc) a[k·16 + r] (rows past the group's are zeros); B panel the
 // shared layout b[k·16 + c] (gemm_kernels.h, NR = 16).
 #include <immintrin.h>
 
-#include <algorithm>
-#include <array>
 #include <cstdint>
-#include <utility>
 
 #include "gemm_kernels.h"
 
@@ -58,11 +61,12 @@ void tile_rows(int kc, const float* a, const float* b, float* c, int64_t ldc, bo
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   // The side job: a row copied and a row prefetched after every `interval` k steps.
-  const int jobs = std::max(job.rows, job.prefetch_rows);
-  const int interval = jobs > 0 ? std::max(1, kc / jobs) : kc;
+  const int jobs = job.rows > job.prefetch_rows ? job.rows : job.prefetch_rows;
+  int interval = kc;
+  if (jobs > 0) interval = kc / jobs > 0 ? kc / jobs : 1;
   int copied = 0, prefetched = 0;
   for (int k = 0; k < kc;) {
-    const int end = std::min(kc, k + interval);
+    const int end = k + interval < kc ? k + interval : kc;
 #pragma GCC unroll 2
     for (; k < end; ++k) {
       // Eight k steps ahead: one line of the B panel and one of the A panel per step.
@@ -89,16 +93,15 @@ void tile_rows(int kc, const float* a, const float* b, float* c, int64_t ldc, bo
 
 using TileRows = void (*)(int, const float*, const float*, float*, int64_t, bool, __mmask16, const WidePackJob&);
 
-template <int... R>
-constexpr auto tile_table(std::integer_sequence<int, R...>) {
-  return std::array<TileRows, sizeof...(R)>{tile_rows<R + 1>...};
-}
-
 }  // namespace
 
 void micro_kernel_wide_avx512(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add, int mr, int nr,
                               const WidePackJob& job) {
-  static constexpr auto table = tile_table(std::make_integer_sequence<int, MR_WIDE>{});
+  static_assert(MR_WIDE == 16, "one kernel per row count");
+  static constexpr TileRows table[MR_WIDE] = {tile_rows<1>,  tile_rows<2>,  tile_rows<3>,  tile_rows<4>,
+                                              tile_rows<5>,  tile_rows<6>,  tile_rows<7>,  tile_rows<8>,
+                                              tile_rows<9>,  tile_rows<10>, tile_rows<11>, tile_rows<12>,
+                                              tile_rows<13>, tile_rows<14>, tile_rows<15>, tile_rows<16>};
   const __mmask16 cols = static_cast<__mmask16>((1u << nr) - 1u);
   table[mr - 1](kc, a, b, c, ldc, add, cols, job);
 }
