@@ -108,6 +108,17 @@ describe('switch bindings', () => {
     expect(() => native.switchExpertsForward(new Float32Array(4), new Float32Array(4), new Float32Array(4), null,
       new Float32Array(8), null, null, new Float32Array(4), new Float32Array(4), Int32Array.of(0, 3), 1, 2, 2, 0, 0, 0, 0))
       .toThrow(expect.objectContaining({ code: 'ERR_SWITCH_SHAPE' }));
+    // hPre may be left out only where the relu folds into the matmul (relu, no dropout).
+    const noHPre = (activation: number, rate: number) => () => native.switchExpertsForward(new Float32Array(4), null,
+      new Float32Array(4), rate > 0 ? new Uint8Array(4) : null, new Float32Array(8), Int32Array.of(0, 1), null,
+      new Float32Array(4), new Float32Array(4), Int32Array.of(0, 2), 1, 2, 2, activation, rate, 0, 0);
+    expect(noHPre(1, 0)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE', name: 'TypeError', message: expect.stringContaining('hPre') }));
+    expect(noHPre(0, 0.5)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE', message: expect.stringContaining('hPre') }));
+    expect(noHPre(0, 0)).not.toThrow();
+    expect(() => native.switchExpertsBackward(new Float32Array(8), new Float32Array(4), new Float32Array(4), new Float32Array(4),
+      new Float32Array(4), null, new Float32Array(4), null, new Float32Array(8), Int32Array.of(0, 1), new Float32Array(4),
+      new Float32Array(4), Int32Array.of(0, 2), 1, 2, 2, 1, 0, true))
+      .toThrow(expect.objectContaining({ code: 'ERR_SWITCH_ARG_TYPE', message: expect.stringContaining('hPre') }));
     expect(() => native.switchSlots(new Int32Array(4), new Int32Array(2), Int32Array.of(0, 1, 2, 0), new Float32Array(4),
       new Uint8Array(4), new Float32Array(8), 4, 1, 4, 2, 2, false)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_RANGE' }));
     expect(() => native.switchSlots(new Int32Array(4), new Int32Array(2), new Int32Array(4), new Float32Array(4),
