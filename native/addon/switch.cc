@@ -344,7 +344,7 @@ ExpertShapes expert_shapes(const Napi::CallbackInfo& info, int offsets_arg, int 
   return s;
 }
 
-// switchExpertsForward(expertOut, hPre, h, keep|null, x, rowToken|null, rowChoice|null, wIn, wOut, offsets,
+// switchExpertsForward(expertOut, hPre|null, h, keep|null, x, rowToken|null, rowChoice|null, wIn, wOut, offsets,
 //                      E, D, F, activation, dropoutRate, seed, stream)
 Napi::Value experts_fwd(const Napi::CallbackInfo& info) {
   expect_args(info, 17, "switchExpertsForward");
@@ -356,8 +356,11 @@ Napi::Value experts_fwd(const Napi::CallbackInfo& info) {
   const ExpertShapes s = expert_shapes(info, 9, 5, 4, 10, &offsets, &row_token, &x);
   const double rate = number(info[14], "dropoutRate");
   if (!(rate >= 0.0 && rate < 1.0)) throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'dropoutRate' must be in [0, 1)");
+  a.act = activation_of(info[13]);
   a.expert_out = f32(info[0], "expertOut", s.R * s.D, {s.R, s.D});
-  a.h_pre = f32(info[1], "hPre", s.R * s.F, {s.R, s.F});
+  // hPre may be null for relu without dropout: the relu is folded into the matmul, h written directly.
+  a.h_pre = relu_folds(a.act, static_cast<float>(rate)) ? f32_or_null(info[1], "hPre", s.R * s.F, {s.R, s.F})
+                                                        : f32(info[1], "hPre", s.R * s.F, {s.R, s.F});
   a.h = f32(info[2], "h", s.R * s.F, {s.R, s.F});
   a.keep = rate > 0 ? u8(info[3], "keep", s.R * s.F, {s.R, s.F}) : nullptr;
   a.x = x;
@@ -372,14 +375,13 @@ Napi::Value experts_fwd(const Napi::CallbackInfo& info) {
   a.E = static_cast<int>(s.E);
   a.D = static_cast<int>(s.D);
   a.F = static_cast<int>(s.F);
-  a.act = activation_of(info[13]);
   a.dropout_rate = static_cast<float>(rate);
   a.dropout_key = key_of(info[15], info[16]);
   switch_experts_forward(a);
   return env.Undefined();
 }
 
-// switchExpertsBackward(dx, dwIn, dwOut, dh, dExpertOut, hPre, h, keep|null, x, rowToken|null, wIn, wOut, offsets,
+// switchExpertsBackward(dx, dwIn, dwOut, dh, dExpertOut, hPre|null, h, keep|null, x, rowToken|null, wIn, wOut, offsets,
 //                       E, D, F, activation, dropoutRate, scatterDx)
 // scatterDx (needs rowToken): dx (T, D) is accumulated into (the experts' part of the input
 // gradient scattered back to the tokens); otherwise dx (R, D) is written per row.
@@ -402,7 +404,10 @@ Napi::Value experts_bwd(const Napi::CallbackInfo& info) {
   a.dw_out = f32(info[2], "dwOut", s.E * s.F * s.D, {s.E, s.F, s.D});
   a.dh = f32(info[3], "dh", s.R * s.F, {s.R, s.F});
   a.dexpert_out = f32(info[4], "dExpertOut", s.R * s.D, {s.R, s.D});
-  a.h_pre = f32(info[5], "hPre", s.R * s.F, {s.R, s.F});
+  a.act = activation_of(info[16]);
+  // hPre may be null for relu without dropout: relu's derivative is read off h.
+  a.h_pre = relu_folds(a.act, static_cast<float>(rate)) ? f32_or_null(info[5], "hPre", s.R * s.F, {s.R, s.F})
+                                                        : f32(info[5], "hPre", s.R * s.F, {s.R, s.F});
   a.h = f32(info[6], "h", s.R * s.F, {s.R, s.F});
   a.keep = rate > 0 ? u8(info[7], "keep", s.R * s.F, {s.R, s.F}) : nullptr;
   a.x = x;
@@ -413,7 +418,6 @@ Napi::Value experts_bwd(const Napi::CallbackInfo& info) {
   a.E = static_cast<int>(s.E);
   a.D = static_cast<int>(s.D);
   a.F = static_cast<int>(s.F);
-  a.act = activation_of(info[16]);
   a.dropout_rate = static_cast<float>(rate);
   switch_experts_backward(a);
   return env.Undefined();
@@ -483,8 +487,9 @@ Napi::Value wire_round(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// switchGroupedMatmul(y, x, w, offsets, gather|null, scatter|null, scale|null, E, K, N, transW, accumulate):
-// the expert matmul primitive of gemm.h on its own (the benchmarks time the experts' matmuls with it).
+// switchGroupedMatmul(y, x, w, offsets, gather|null, scatter|null, scale|null, E, K, N, transW, accumulate
+//                     [, epilogue, mask|null]): the expert matmul primitive of gemm.h on its own (the
+// benchmarks time the experts' matmuls with it). epilogue: 0 none, 1 relu, 2 relu mask (mask (offsets[E], N)).
 Napi::Value grouped_mm(const Napi::CallbackInfo& info) {
   expect_args(info, 12, "switchGroupedMatmul");
   Napi::Env env = info.Env();
@@ -521,6 +526,16 @@ Napi::Value grouped_mm(const Napi::CallbackInfo& info) {
   g.ldy = static_cast<int>(N);
   g.trans_w = boolean(info[10], "transW");
   g.accumulate = boolean(info[11], "accumulate");
+  if (info.Length() > 12 && !info[12].IsUndefined()) {
+    const int64_t code = integer(info[12], "epilogue", 0, 2);  // 0 none, 1 relu, 2 relu mask
+    if (code != 0 && g.scatter)
+      throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'epilogue' needs an unscattered write (scatter null)");
+    g.epilogue = static_cast<Epilogue>(code);
+    if (g.epilogue == Epilogue::relu_mask) {
+      g.mask = f32(info.Length() > 13 ? info[13] : env.Undefined(), "mask", R * N, {R, N});
+      g.ldm = N;
+    }
+  }
   grouped_matmul(g);
   return env.Undefined();
 }

@@ -48,9 +48,11 @@ constexpr int NC = 4096;   // columns of a packed B block (512 × 4096 × 4 = 8 
 // A lone product (matmul) up to this depth is one depth block: 1024×768×3072 as one pass of 768
 // over C instead of two of 384 ran 2-5 % faster on 1 thread and 3-7 % on 2 (timed call by call
 // against the two-block build), although its B panel (48 KB) no longer fits L1 — it streams from
-// L2 — and its A block (288 × 768 × 4 = 864 KB) barely fits L2. The grouped matmuls keep KC: their
-// groups of a few rows rely on the B panel staying in L1.
+// L2 — and its A block (288 × 768 × 4 = 864 KB) barely fits L2. Groups of a grouped matmul take it
+// from kGroupedDeepRows rows on (the E = 16 layer, ~250 rows per expert: 0.6 % faster on 1 thread);
+// groups of fewer rows keep KC, relying on the B panel staying in L1.
 constexpr int kLoneProductDepth = 768;
+constexpr int kGroupedDeepRows = 128;
 
 // One operand op(X) as the packers read it: logical element (r, c) is stored at row
 // (trans ? c : r) and column (trans ? r : c) of p; `rows`, when set, remaps stored rows (a gather).
@@ -73,6 +75,10 @@ struct Problem {
   int M, N, K;
   bool accumulate;
   int single_block_depth = KC;  // K up to this is one depth block (DepthBlocks)
+  Epilogue epilogue = Epilogue::none;  // unscattered only; mask is at the rows of c (row stride ldm)
+  const float* mask = nullptr;
+  int64_t ldm = 0;
+  const float* mask_at(int row, int col) const { return mask ? mask + row * ldm + col : nullptr; }
 };
 
 
@@ -190,6 +196,8 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
   if (P.K == 0) {
     if (!add_first)
       for (int i = 0; i < r1 - r0; ++i) std::memset(dest + i * ldd, 0, sizeof(float) * (c1 - c0));
+    else if (P.epilogue != Epilogue::none)  // relu(0) and a masked 0 are 0: only kept values to finish
+      finish_rows(P.epilogue, dest, ldd, P.mask_at(r0, c0), P.ldm, r1 - r0, c1 - c0);
     return;
   }
   Buffers& buf = thread_buffers();
@@ -205,6 +213,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
       const int kc = std::min(depth.size, P.K - pc);
       if (kc <= 0) break;
       const bool add = add_first || blk > 0;
+      const bool last = blk + 1 == depth.count;
       for (int ic = r0; ic < r1; ic += MC) {
         const int mc = std::min(MC, r1 - ic);
         const bool first_rows = ic == r0;
@@ -237,6 +246,8 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
             run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
+            if (last && P.epilogue != Epilogue::none)
+              finish_rows(P.epilogue, c, ldd, P.mask_at(ic + ir, jc + jr), P.ldm, mr, nr);
           }
         }
       }
@@ -293,14 +304,18 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
     const Problem& P = problems[p];
     if (P.M == 0 || P.N == 0) continue;
     const double work = static_cast<double>(P.M) * P.N * std::max(P.K, 1);
-    // Up to four pieces per thread: on a shared machine a thread that is descheduled for a while
-    // then leaves its remaining pieces to the others instead of holding up the whole call. Each
+    // Up to four pieces per thread (sixteen when the call has several problems): on a shared
+    // machine a thread that is descheduled for a while then leaves its remaining pieces to the
+    // others instead of holding up the whole call, and the last piece, which one thread runs
+    // while the others wait, stays small. (The experts' uneven groups at E = 16, 211–256 rows,
+    // one piece each, left a thread idle for ~1 % of every call on 2 threads.) Each
     // piece packs its own operands, so more pieces are taken only while the repacking stays
     // cheap: about 15 · ((gn - 1) / N + (gm - 1) / M) of the time (a packed element costs some
     // 30 flops; a grid gm × gn packs A gn times and B gm times).
     const int max_rows = (P.M + MR - 1) / MR, max_cols = (P.N + NR - 1) / NR;
     const int fewest = threads == 1 ? 1 : static_cast<int>(std::ceil(threads * work / total - 1e-9));
-    const int most = threads == 1 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
+    const double per_thread = problems.size() == 1 ? 4.0 : 16.0;
+    const int most = threads == 1 ? 1 : static_cast<int>(std::ceil(per_thread * threads * work / total - 1e-9));
     int best_gm = 1, best_gn = 1;
     for (int pieces = std::max(1, std::min(most, max_rows * max_cols)); pieces >= 1; --pieces) {
       // A lone product is split evenly over the threads: 7 pieces on 2 threads leave one thread
@@ -354,7 +369,7 @@ bool use_shared_b(const std::vector<Problem>& problems, int threads) {
 // `after_panel(jr)` after each panel's calls (the packing of the next depth block rides on them).
 template <class PanelOf, class Between, class AfterPanel>
 void multiply_block(const Problem& P, const Kernels& kernel, const float* a_pack, PanelOf&& panel_of, int ic, int mc,
-                    int jc, int nc, int kc, bool add, Between&& between, AfterPanel&& after_panel) {
+                    int jc, int nc, int kc, bool add, bool last, Between&& between, AfterPanel&& after_panel) {
   for (int jr = 0; jr < nc; jr += NR) {
     const int nr = std::min(NR, nc - jr);
     const float* b_panel = panel_of(jr / NR);
@@ -364,6 +379,8 @@ void multiply_block(const Problem& P, const Kernels& kernel, const float* a_pack
       const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
       float* c = P.c + static_cast<int64_t>(ic + ir) * P.ldc + jc + jr;
       run_tile(kernel, kc, a_panel, b_panel, c, P.ldc, add, mr, nr);
+      if (last && P.epilogue != Epilogue::none)
+        finish_rows(P.epilogue, c, P.ldc, P.mask_at(ic + ir, jc + jr), P.ldm, mr, nr);
     }
     after_panel(jr / NR);
   }
@@ -492,7 +509,7 @@ void run_shared_b(const Problem& P, const Kernels& kernel, int threads) {
           std::pair<int, int> claimed{-1, -1};  // the panel this thread packs after the current one
           multiply_block(
               P, kernel, a_pack, [&](int q) { return B.panel(blk, q, own_panel); }, ic, mc, jc, nc, kc,
-              P.accumulate || blk > 0,
+              P.accumulate || blk > 0, blk + 1 == depth.count,
               [&](int q, int call) {
                 if (call == 0) {
                   if (q % threads) return;
@@ -583,12 +600,16 @@ void grouped_matmul(const GroupedMatmul& g) {
       P.c = g.y + static_cast<int64_t>(begin) * g.ldy;
       P.scatter = nullptr;
       P.scale = nullptr;
+      P.epilogue = g.epilogue;
+      P.mask = g.mask ? g.mask + static_cast<int64_t>(begin) * g.ldm : nullptr;
+      P.ldm = g.ldm;
     }
     P.ldc = g.ldy;
     P.M = rows;
     P.N = g.N;
     P.K = g.K;
     P.accumulate = g.accumulate;
+    if (rows >= gemm::kGroupedDeepRows) P.single_block_depth = gemm::kLoneProductDepth;
     problems.push_back(P);
   }
   if (problems.empty() || g.N <= 0) return;

@@ -23,6 +23,13 @@ void matmul_reference(float* c, const float* a, const float* b, int M, int N, in
 // Write-back: without scatter, y row i (y: (offsets[E], N)); with scatter, y row scatter[i] of y,
 // multiplied by scale[i] when scale is not null, always accumulated (y += ...) in row order i.
 // accumulate applies to the unscattered write only.
+// epilogue (unscattered writes only; with accumulate, of the sum) finishes each element after its
+// last depth block, while its tile is still in cache: the Switch layer's relu folded into the matmul that
+// produces h (relu: y = y > 0 ? y : 0) or the one that produces its gradient (relu_mask: y =
+// mask > 0 ? y : 0, mask (offsets[E], N) with row stride ldm in y's row order — relu's derivative
+// read off h = relu(h_pre), which is positive exactly where h_pre is). The values are those of
+// the product followed by the separate pass.
+enum class Epilogue : int { none = 0, relu = 1, relu_mask = 2 };
 struct GroupedMatmul {
   float* y;                    // (rows, N) or (tokens, N) with scatter
   const float* x;              // (any rows, K)
@@ -35,6 +42,9 @@ struct GroupedMatmul {
   int ldx, ldy;                // row strides of x and y (K and N when dense)
   bool trans_w;
   bool accumulate;
+  Epilogue epilogue = Epilogue::none;
+  const float* mask = nullptr;  // relu_mask only
+  int64_t ldm = 0;
 };
 void grouped_matmul(const GroupedMatmul& g);
 void grouped_matmul_reference(const GroupedMatmul& g);

@@ -70,6 +70,7 @@ namespace {
 
 using gemm::active_kernels;
 using gemm::Buffers;
+using gemm::finish_rows;
 using gemm::Kernels;
 using gemm::MR;
 using gemm::MR_WIDE;
@@ -417,6 +418,8 @@ void grouped_matmul_small(const GroupedMatmul& g) {
         for (int j = 0; j < g.N; ++j) y[j] += s * 0.0f;
       } else if (!g.accumulate) {
         std::memset(y, 0, sizeof(float) * g.N);
+      } else if (g.epilogue != Epilogue::none) {
+        finish_rows(g.epilogue, y, g.ldy, g.mask ? g.mask + i * g.ldm : nullptr, g.ldm, 1, g.N);
       }
     }
     return;
@@ -457,9 +460,16 @@ void grouped_matmul_small(const GroupedMatmul& g) {
     }
     parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
       const Task& T = tasks[t];
-      walk(T.e0, T.e1, T.c0, T.c1, [&](int e, int jb) {
+      auto out = [&](int e, int jb) {
         return Output{g.y + static_cast<int64_t>(g.offsets[e]) * g.ldy + jb, g.ldy, g.accumulate};
-      }, no_done);
+      };
+      if (g.epilogue == Epilogue::none) return walk(T.e0, T.e1, T.c0, T.c1, out, no_done);
+      // The epilogue over a group's finished column block (at most 128 rows × 64 columns, in cache).
+      walk(T.e0, T.e1, T.c0, T.c1, out, [&](int e, int jb, int nc) {
+        const int64_t begin = g.offsets[e];
+        finish_rows(g.epilogue, g.y + begin * g.ldy + jb, g.ldy, g.mask ? g.mask + begin * g.ldm + jb : nullptr, g.ldm,
+                    g.offsets[e + 1] - g.offsets[e], nc);
+      });
     });
     return;
   }

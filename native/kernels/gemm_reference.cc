@@ -33,8 +33,14 @@ void grouped_matmul_reference(const GroupedMatmul& g) {
         float sum = 0.0f;
         for (int k = 0; k < g.K; ++k)
           sum += xr[k] * (g.trans_w ? w[static_cast<int64_t>(j) * g.K + k] : w[static_cast<int64_t>(k) * g.N + j]);
-        if (g.scatter) yr[j] += s * sum;
-        else yr[j] = g.accumulate ? yr[j] + sum : sum;
+        if (g.scatter) {
+          yr[j] += s * sum;
+          continue;
+        }
+        float v = g.accumulate ? yr[j] + sum : sum;
+        if (g.epilogue == Epilogue::relu) v = v > 0.0f ? v : 0.0f;
+        if (g.epilogue == Epilogue::relu_mask) v = g.mask[static_cast<int64_t>(i) * g.ldm + j] > 0.0f ? v : 0.0f;
+        yr[j] = v;
       }
     }
   }

@@ -63,6 +63,8 @@ inline float gelu_derivative(float v) {
 }
 }  // namespace
 
+bool relu_folds(Activation act, float dropout_rate) { return act == Activation::relu && dropout_rate == 0.0f; }
+
 float activation_value(Activation act, float v) {
   if (act == Activation::relu) return v > 0.0f ? v : 0.0f;
   return gelu(v);
@@ -129,8 +131,12 @@ void switch_activation_backward(float* dh_pre, const float* dh, const float* h_p
 void switch_experts_forward(const SwitchExpertsForward& a) {
   const int64_t R = a.offsets[a.E];
   if (R == 0) return;
+  // relu without dropout and without h_pre wanted: the relu is the up matmul's epilogue, h is
+  // written directly and the backward reads relu's derivative off h (h > 0 exactly where h_pre > 0).
+  const bool folded = !a.h_pre && relu_folds(a.act, a.dropout_rate);
   GroupedMatmul up{};
-  up.y = a.h_pre;
+  up.y = folded ? a.h : a.h_pre;
+  up.epilogue = folded ? Epilogue::relu : Epilogue::none;
   up.x = a.x;
   up.w = a.w_in;
   up.offsets = a.offsets;
@@ -141,7 +147,7 @@ void switch_experts_forward(const SwitchExpertsForward& a) {
   up.ldx = a.D;
   up.ldy = a.F;
   grouped_matmul(up);
-  switch_activation_forward(a.h, a.keep, a.h_pre, a.row_choice, R, a.F, a.act, a.dropout_rate, a.dropout_key);
+  if (!folded) switch_activation_forward(a.h, a.keep, a.h_pre, a.row_choice, R, a.F, a.act, a.dropout_rate, a.dropout_key);
   GroupedMatmul down{};
   down.y = a.expert_out;
   down.x = a.h;
@@ -182,8 +188,16 @@ void switch_experts_backward(const SwitchExpertsBackward& a) {
     back_out.ldx = a.D;
     back_out.ldy = a.F;
     back_out.trans_w = true;
-    grouped_matmul(back_out);
-    switch_activation_backward(a.dh, a.dh, a.h_pre, a.keep, R, a.F, a.act, a.dropout_rate);
+    if (relu_folds(a.act, a.dropout_rate)) {
+      // relu's derivative as the matmul's epilogue, read off h: the same values as the pass below.
+      back_out.epilogue = Epilogue::relu_mask;
+      back_out.mask = a.h;
+      back_out.ldm = a.F;
+      grouped_matmul(back_out);
+    } else {
+      grouped_matmul(back_out);
+      switch_activation_backward(a.dh, a.dh, a.h_pre, a.keep, R, a.F, a.act, a.dropout_rate);
+    }
   }
   // dW_in[e] = x[e rows]ᵀ · dh_pre[e rows], x gathered like the forward.
   GroupedMatmulWeightGrad gw_in{};

@@ -26,13 +26,16 @@ void switch_activation_backward(float* dh_pre,            // (R, F), may equal d
                                 const float* h_pre,       // (R, F)
                                 const uint8_t* keep,      // (R, F) or null
                                 int64_t R, int F, Activation act, float rate);
+// relu without dropout: the activation is folded into the matmuls (the up product's epilogue in the
+// forward, the dh product's in the backward) and h_pre is not needed.
+bool relu_folds(Activation act, float dropout_rate);
 // One element of the activation and its derivative: the scalar definitions.
 float activation_value(Activation act, float v);
 float activation_derivative(Activation act, float v);
 
 struct SwitchExpertsForward {
   float* expert_out;           // (R, D) f_e of each row
-  float* h_pre;                // (R, F) x · W_in[e]
+  float* h_pre;                // (R, F) x · W_in[e]; may be null when relu_folds (then not computed)
   float* h;                    // (R, F) act(h_pre) after dropout
   uint8_t* keep;               // (R, F) dropout mask, or null when dropout_rate = 0
   const float* x;              // (T, D) with row_token, else (R, D) the dispatched buffer
@@ -54,7 +57,7 @@ struct SwitchExpertsBackward {
   float* dw_out;               // (E, F, D) overwritten
   float* dh;                   // (R, F) scratch
   const float* dexpert_out;    // (R, D)
-  const float* h_pre;          // (R, F)
+  const float* h_pre;          // (R, F); may be null when relu_folds (not read then)
   const float* h;              // (R, F)
   const uint8_t* keep;         // (R, F) or null
   const float* x;              // as in the forward

@@ -388,8 +388,9 @@ void test_activation(int R, int F) {
     }
 }
 
-// Experts forward/backward against plain loops over the rows.
-void test_experts(int T, int D, int F, int E) {
+// Experts forward/backward against plain loops over the rows. With relu (no dropout) also without
+// h_pre: the relu folded into the matmuls gives the same bits as the separate passes.
+void test_experts(int T, int D, int F, int E, Activation act) {
   const int R = T;  // every token once, experts of random sizes
   std::vector<int32_t> offsets(E + 1, 0), row_token(R);
   std::uniform_int_distribution<int> pick(0, E - 1);
@@ -403,7 +404,7 @@ void test_experts(int T, int D, int F, int E) {
   for_threads([&](int) {
     auto out = poisoned<float>(R * D), h_pre = poisoned<float>(R * F), h = poisoned<float>(R * F);
     SwitchExpertsForward a{out.data(), h_pre.data(), h.data(), nullptr, x.data(), row_token.data(), nullptr, w_in.data(),
-                           w_out.data(), offsets.data(), E, D, F, Activation::gelu, 0.f, 0};
+                           w_out.data(), offsets.data(), E, D, F, act, 0.f, 0};
     switch_experts_forward(a);
     ST_CHECK(all_finite(out), "experts forward wrote every row");
     std::vector<double> out_ref(R * D, 0.0), dx_ref(T * D, 0.0), dwin_ref(E * D * F, 0.0), dwout_ref(E * F * D, 0.0);
@@ -413,7 +414,7 @@ void test_experts(int T, int D, int F, int E) {
         std::vector<double> hp(F, 0.0), hv(F), dhv(F, 0.0);
         for (int f = 0; f < F; ++f) {
           for (int d = 0; d < D; ++d) hp[f] += static_cast<double>(xr[d]) * w_in[(e * D + d) * F + f];
-          hv[f] = activation_value(Activation::gelu, static_cast<float>(hp[f]));
+          hv[f] = activation_value(act, static_cast<float>(hp[f]));
         }
         for (int d = 0; d < D; ++d)
           for (int f = 0; f < F; ++f) {
@@ -422,7 +423,7 @@ void test_experts(int T, int D, int F, int E) {
             dhv[f] += static_cast<double>(dout[i * D + d]) * w_out[(e * F + f) * D + d];
           }
         for (int f = 0; f < F; ++f) {
-          const double g = dhv[f] * activation_derivative(Activation::gelu, static_cast<float>(hp[f]));
+          const double g = dhv[f] * activation_derivative(act, static_cast<float>(hp[f]));
           for (int d = 0; d < D; ++d) {
             dwin_ref[(e * D + d) * F + f] += static_cast<double>(xr[d]) * g;
             dx_ref[row_token[i] * D + d] += g * w_in[(e * D + d) * F + f];
@@ -435,7 +436,7 @@ void test_experts(int T, int D, int F, int E) {
     std::vector<float> dh = poisoned<float>(R * F);
     SwitchExpertsBackward b{dx.data(), dw_in.data(), dw_out.data(), dh.data(), dout.data(), h_pre.data(), h.data(), nullptr,
                             x.data(), row_token.data(), w_in.data(), w_out.data(), offsets.data(), E, D, F,
-                            Activation::gelu, 0.f, true};
+                            act, 0.f, true};
     switch_experts_backward(b);
     ST_CHECK(all_finite(dw_in) && all_finite(dw_out), "experts backward wrote every weight gradient");
     for (auto& v : dx_ref) v += 0.5;
@@ -453,6 +454,24 @@ void test_experts(int T, int D, int F, int E) {
     std::vector<float> summed_f(summed.begin(), summed.end());
     std::vector<double> dx_d(dx.begin(), dx.end());
     EXPECT_CLOSE(summed_f.data(), dx_d.data(), dx.size(), 1e-5, "per-row dx sums to the scattered dx");
+    if (act == Activation::relu) {
+      auto out2 = poisoned<float>(R * D), h2 = poisoned<float>(R * F);
+      SwitchExpertsForward folded = a;
+      folded.expert_out = out2.data(), folded.h_pre = nullptr, folded.h = h2.data();
+      switch_experts_forward(folded);
+      ST_CHECK(std::memcmp(out.data(), out2.data(), out.size() * 4) == 0 && std::memcmp(h.data(), h2.data(), h.size() * 4) == 0,
+               "experts forward with the relu folded: the same bits as with h_pre");
+      std::vector<float> dx2(T * D, 0.5f), dw_in2 = poisoned<float>(E * D * F), dw_out2 = poisoned<float>(E * F * D);
+      std::vector<float> dh2 = poisoned<float>(R * F);
+      SwitchExpertsBackward fb = b;
+      fb.dx = dx2.data(), fb.dw_in = dw_in2.data(), fb.dw_out = dw_out2.data(), fb.dh = dh2.data();
+      fb.h_pre = nullptr, fb.h = h2.data(), fb.scatter_dx = true;
+      switch_experts_backward(fb);
+      ST_CHECK(std::memcmp(dx.data(), dx2.data(), dx.size() * 4) == 0 &&
+                   std::memcmp(dw_in.data(), dw_in2.data(), dw_in.size() * 4) == 0 &&
+                   std::memcmp(dw_out.data(), dw_out2.data(), dw_out.size() * 4) == 0,
+               "experts backward without h_pre (relu's derivative read off h): the same bits");
+    }
     std::vector<float> all(out);
     all.insert(all.end(), dx.begin(), dx.end());
     all.insert(all.end(), dw_in.begin(), dw_in.end());
@@ -517,8 +536,11 @@ int main() {
   test_activation(1, 1);
   test_activation(37, 29);
   test_activation(quick ? 64 : 256, 300);
-  test_experts(1, 2, 3, 1);
-  test_experts(30, 5, 7, 4);
-  test_experts(quick ? 40 : 120, 9, 17, 7);
+  for (Activation act : {Activation::gelu, Activation::relu}) {
+    test_experts(1, 2, 3, 1, act);
+    test_experts(30, 5, 7, 4, act);
+    test_experts(quick ? 40 : 120, 9, 17, 7, act);
+    test_experts(300, 12, 40, 2, act);  // groups past 128 rows: the general driver's deeper blocks
+  }
   return st::test::summary("test_switch_kernels");
 }

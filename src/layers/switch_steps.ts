@@ -215,8 +215,8 @@ export function dispatchBackward(dx: Float32Array, dbuffer: Float32Array, plan: 
 export interface ExpertActivations {
   /** (R, D) */
   expertOut: Float32Array;
-  /** (R, F) */
-  hPre: Float32Array;
+  /** (R, F), or null for relu without dropout (folded into the matmul: the backward reads h). */
+  hPre: Float32Array | null;
   /** (R, F) */
   h: Float32Array;
   /** (R, F) dropout mask, or null without dropout. */
@@ -242,7 +242,7 @@ export function expertsForward(x: Float32Array, rowToken: Int32Array | null, row
   offsets: Int32Array, wIn: Float32Array, wOut: Float32Array, cfg: ExpertConfig, ws = FRESH): ExpertActivations {
   const R = offsets[cfg.E];
   const expertOut = ws.f32('expertOut', R * cfg.D);
-  const hPre = ws.f32('hPre', R * cfg.F);
+  const hPre = cfg.activation === 'relu' && cfg.dropoutRate === 0 ? null : ws.f32('hPre', R * cfg.F);
   const h = ws.f32('h', R * cfg.F);
   const keep = cfg.dropoutRate > 0 ? ws.u8('keep', R * cfg.F) : null;
   native.switchExpertsForward(expertOut, hPre, h, keep, x, rowToken, rowChoice, wIn, wOut, offsets, cfg.E, cfg.D, cfg.F,
