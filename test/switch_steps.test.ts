@@ -129,7 +129,7 @@ describe('switch bindings', () => {
 
   it('switchGroupedMatmul finishes with the relu epilogues exactly as a separate pass would', () => {
     const r = rng();
-    // Groups of 0, 3, 140 (past 128 rows: the deeper blocking) and 7 rows, both weight layouts.
+    // Groups of 0, 3, 140 (past 128 rows: the general driver) and 7 rows, both weight layouts.
     const offsets = Int32Array.of(0, 0, 3, 143, 150), E = 4, K = 37, N = 21, R = 150;
     for (const transW of [false, true]) {
       const x = randomArray(R * K, r), w = randomArray(E * K * N, r), mask = randomArray(R * N, r);

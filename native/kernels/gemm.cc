@@ -48,11 +48,10 @@ constexpr int NC = 4096;   // columns of a packed B block (512 × 4096 × 4 = 8 
 // A lone product (matmul) up to this depth is one depth block: 1024×768×3072 as one pass of 768
 // over C instead of two of 384 ran 2-5 % faster on 1 thread and 3-7 % on 2 (timed call by call
 // against the two-block build), although its B panel (48 KB) no longer fits L1 — it streams from
-// L2 — and its A block (288 × 768 × 4 = 864 KB) barely fits L2. Groups of a grouped matmul take it
-// from kGroupedDeepRows rows on (the E = 16 layer, ~250 rows per expert: 0.6 % faster on 1 thread);
-// groups of fewer rows keep KC, relying on the B panel staying in L1.
+// L2 — and its A block (288 × 768 × 4 = 864 KB) barely fits L2. The grouped matmuls keep KC: their
+// groups of a few rows rely on the B panel staying in L1, and at E = 16 (~250 rows per expert) and
+// in the dense layer (4,096 rows) one block of 768 ran 1-1.6 % slower on 2 threads.
 constexpr int kLoneProductDepth = 768;
-constexpr int kGroupedDeepRows = 128;
 
 // One operand op(X) as the packers read it: logical element (r, c) is stored at row
 // (trans ? c : r) and column (trans ? r : c) of p; `rows`, when set, remaps stored rows (a gather).
@@ -304,18 +303,15 @@ std::vector<Task> plan(const std::vector<Problem>& problems, int threads) {
     const Problem& P = problems[p];
     if (P.M == 0 || P.N == 0) continue;
     const double work = static_cast<double>(P.M) * P.N * std::max(P.K, 1);
-    // Up to four pieces per thread (sixteen when the call has several problems): on a shared
-    // machine a thread that is descheduled for a while then leaves its remaining pieces to the
-    // others instead of holding up the whole call, and the last piece, which one thread runs
-    // while the others wait, stays small. (The experts' uneven groups at E = 16, 211–256 rows,
-    // one piece each, left a thread idle for ~1 % of every call on 2 threads.) Each
+    // Up to four pieces per thread: on a shared machine a thread that is descheduled for a while
+    // then leaves its remaining pieces to the others instead of holding up the whole call. (Up to
+    // sixteen, for the uneven groups of E = 16, ran no faster on 2 threads: 0.999.) Each
     // piece packs its own operands, so more pieces are taken only while the repacking stays
     // cheap: about 15 · ((gn - 1) / N + (gm - 1) / M) of the time (a packed element costs some
     // 30 flops; a grid gm × gn packs A gn times and B gm times).
     const int max_rows = (P.M + MR - 1) / MR, max_cols = (P.N + NR - 1) / NR;
     const int fewest = threads == 1 ? 1 : static_cast<int>(std::ceil(threads * work / total - 1e-9));
-    const double per_thread = problems.size() == 1 ? 4.0 : 16.0;
-    const int most = threads == 1 ? 1 : static_cast<int>(std::ceil(per_thread * threads * work / total - 1e-9));
+    const int most = threads == 1 ? 1 : static_cast<int>(std::ceil(4.0 * threads * work / total - 1e-9));
     int best_gm = 1, best_gn = 1;
     for (int pieces = std::max(1, std::min(most, max_rows * max_cols)); pieces >= 1; --pieces) {
       // A lone product is split evenly over the threads: 7 pieces on 2 threads leave one thread
@@ -609,7 +605,6 @@ void grouped_matmul(const GroupedMatmul& g) {
     P.N = g.N;
     P.K = g.K;
     P.accumulate = g.accumulate;
-    if (rows >= gemm::kGroupedDeepRows) P.single_block_depth = gemm::kLoneProductDepth;
     problems.push_back(P);
   }
   if (problems.empty() || g.N <= 0) return;

@@ -326,15 +326,15 @@ int main() {
     check_weight_grad({{2, 30}, 6, 16}, true, true, false, shift);
   }
 
-  // Epilogues: small groups (the small path for W as stored), groups past 128 rows (one depth
-  // block up to K = 768 on the general driver), one large group (the shared packed B on 2+
-  // threads), an empty depth, several depth blocks.
+  // Epilogues: small groups (the small path for W as stored), groups past 128 rows (the general
+  // driver for every product), one large group (the shared packed B on 2+ threads), an empty
+  // depth, several depth blocks.
   const std::vector<Case> epilogue_cases{
       {{1, 0, 7, 13, 6}, 9, 33}, {{130, 4}, 600, 40}, {{200, 1}, 1030, 24}, {{600}, 64, 512}, {{3, 2}, 0, 20},
       {{40, 5}, 1030, 70}};
   for (const Case& c : epilogue_cases)
     for (int combo = 0; combo < 4; ++combo) check_epilogue(c, combo & 1, combo & 2, random_int(0, 1));
-  // Groups past 128 rows at depths between the two blockings, against the scalar definition.
+  // Groups past 128 rows at depths of two and three depth blocks, against the scalar definition.
   for (bool trans_w : {false, true}) {
     check_grouped({{130, 4}, 600, 40}, true, false, false, trans_w, false);
     check_grouped({{200, 0, 129}, 1030, 24}, false, false, false, trans_w, true);
