@@ -47,8 +47,8 @@ export function randomInput(n: number, seed: number): Float32Array {
   return out;
 }
 
-/** switchGroupedMatmul's epilogue codes (gemm.h): relu, and relu's derivative read off a mask (h). */
-const EPILOGUE_RELU = 1, EPILOGUE_RELU_MASK = 2;
+/** switchGroupedMatmul's epilogue code for relu (gemm.h). */
+const EPILOGUE_RELU = 1;
 
 export interface SwitchTiming {
   forward: number;
@@ -92,15 +92,13 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
   const dxRows = randomInput(R * D, 12);
   const dwIn = new Float32Array(E * D * F), dwOut = new Float32Array(E * F * D);
   const { wIn, wOut } = layer.params;
-  // The layer's relu (no dropout) is the up product's epilogue, and its derivative the dh product's
-  // (h written directly, dh masked by h): timed as it runs, with no activation passes between.
+  // The layer's relu (no dropout) is the up product's epilogue (h written directly): timed as it runs.
   const up = () => native.switchGroupedMatmul(h, x, wIn, plan.offsets, plan.rowToken, null, null, E, D, F, false, false,
     EPILOGUE_RELU);
   const down = () => native.switchGroupedMatmul(out, h, wOut, plan.offsets, null, null, null, E, F, D, false, false);
   const matmulsForward = withForward ? medianSeconds(() => { up(); down(); }, warmup, repeats) : NaN;
   const backwardMatmuls: Record<string, () => void> = {
-    dh: () => native.switchGroupedMatmul(dh, dOut, wOut, plan.offsets, null, null, null, E, D, F, true, false,
-      EPILOGUE_RELU_MASK, h),
+    dh: () => native.switchGroupedMatmul(dh, dOut, wOut, plan.offsets, null, null, null, E, D, F, true, false),
     dwOut: () => native.switchGroupedMatmulWeightGrad(dwOut, h, dOut, plan.offsets, null, E, F, D),
     dwIn: () => native.switchGroupedMatmulWeightGrad(dwIn, x, dh, plan.offsets, plan.rowToken, E, D, F),
     // dx per row, as the layer computes it (then dispatchBackward, a step outside the matmuls).
@@ -127,6 +125,8 @@ export function timeSwitch(shape: LayerShape, warmup: number, repeats: number, w
     plan: medianSeconds(() => planDispatch(routing, false, ws), warmup, repeats),
     combine: medianSeconds(() => combine(out, gate, plan.row, T, 1, D), warmup, repeats),
     combineBackward: medianSeconds(() => combineBackward(dy, out, gate, plan, T, 1, D, false, ws), warmup, repeats),
+    // relu's derivative read off h (the forward keeps no h_pre).
+    activationBackward: medianSeconds(() => native.switchActivationBackward(dh, dh, h, null, R, F, 0, 0), warmup, repeats),
     routerBackward: medianSeconds(() => routerBackward(new Float32Array(T), routing, layer.params.router, D, 0.01, 0, ws, ws), warmup, repeats),
     dispatchBackward: medianSeconds(() => dispatchBackward(dx, dxRows, plan, T, 1, D, false, true), warmup, repeats),
   };

@@ -488,8 +488,8 @@ Napi::Value wire_round(const Napi::CallbackInfo& info) {
 }
 
 // switchGroupedMatmul(y, x, w, offsets, gather|null, scatter|null, scale|null, E, K, N, transW, accumulate
-//                     [, epilogue, mask|null]): the expert matmul primitive of gemm.h on its own (the
-// benchmarks time the experts' matmuls with it). epilogue: 0 none, 1 relu, 2 relu mask (mask (offsets[E], N)).
+//                     [, epilogue]): the expert matmul primitive of gemm.h on its own (the benchmarks
+// time the experts' matmuls with it). epilogue: 0 none, 1 relu.
 Napi::Value grouped_mm(const Napi::CallbackInfo& info) {
   expect_args(info, 12, "switchGroupedMatmul");
   Napi::Env env = info.Env();
@@ -527,14 +527,10 @@ Napi::Value grouped_mm(const Napi::CallbackInfo& info) {
   g.trans_w = boolean(info[10], "transW");
   g.accumulate = boolean(info[11], "accumulate");
   if (info.Length() > 12 && !info[12].IsUndefined()) {
-    const int64_t code = integer(info[12], "epilogue", 0, 2);  // 0 none, 1 relu, 2 relu mask
+    const int64_t code = integer(info[12], "epilogue", 0, 1);  // 0 none, 1 relu
     if (code != 0 && g.scatter)
       throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'epilogue' needs an unscattered write (scatter null)");
     g.epilogue = static_cast<Epilogue>(code);
-    if (g.epilogue == Epilogue::relu_mask) {
-      g.mask = f32(info.Length() > 13 ? info[13] : env.Undefined(), "mask", R * N, {R, N});
-      g.ldm = N;
-    }
   }
   grouped_matmul(g);
   return env.Undefined();

@@ -74,10 +74,7 @@ struct Problem {
   int M, N, K;
   bool accumulate;
   int single_block_depth = KC;  // K up to this is one depth block (DepthBlocks)
-  Epilogue epilogue = Epilogue::none;  // unscattered only; mask is at the rows of c (row stride ldm)
-  const float* mask = nullptr;
-  int64_t ldm = 0;
-  const float* mask_at(int row, int col) const { return mask ? mask + row * ldm + col : nullptr; }
+  Epilogue epilogue = Epilogue::none;  // unscattered only
 };
 
 
@@ -195,8 +192,8 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
   if (P.K == 0) {
     if (!add_first)
       for (int i = 0; i < r1 - r0; ++i) std::memset(dest + i * ldd, 0, sizeof(float) * (c1 - c0));
-    else if (P.epilogue != Epilogue::none)  // relu(0) and a masked 0 are 0: only kept values to finish
-      finish_rows(P.epilogue, dest, ldd, P.mask_at(r0, c0), P.ldm, r1 - r0, c1 - c0);
+    else if (P.epilogue != Epilogue::none)  // relu(0) is 0: only kept values to finish
+      finish_rows(P.epilogue, dest, ldd, r1 - r0, c1 - c0);
     return;
   }
   Buffers& buf = thread_buffers();
@@ -246,7 +243,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
             run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
             if (last && P.epilogue != Epilogue::none)
-              finish_rows(P.epilogue, c, ldd, P.mask_at(ic + ir, jc + jr), P.ldm, mr, nr);
+              finish_rows(P.epilogue, c, ldd, mr, nr);
           }
         }
       }
@@ -376,7 +373,7 @@ void multiply_block(const Problem& P, const Kernels& kernel, const float* a_pack
       float* c = P.c + static_cast<int64_t>(ic + ir) * P.ldc + jc + jr;
       run_tile(kernel, kc, a_panel, b_panel, c, P.ldc, add, mr, nr);
       if (last && P.epilogue != Epilogue::none)
-        finish_rows(P.epilogue, c, P.ldc, P.mask_at(ic + ir, jc + jr), P.ldm, mr, nr);
+        finish_rows(P.epilogue, c, P.ldc, mr, nr);
     }
     after_panel(jr / NR);
   }
@@ -597,8 +594,6 @@ void grouped_matmul(const GroupedMatmul& g) {
       P.scatter = nullptr;
       P.scale = nullptr;
       P.epilogue = g.epilogue;
-      P.mask = g.mask ? g.mask + static_cast<int64_t>(begin) * g.ldm : nullptr;
-      P.ldm = g.ldm;
     }
     P.ldc = g.ldy;
     P.M = rows;

@@ -419,7 +419,7 @@ void grouped_matmul_small(const GroupedMatmul& g) {
       } else if (!g.accumulate) {
         std::memset(y, 0, sizeof(float) * g.N);
       } else if (g.epilogue != Epilogue::none) {
-        finish_rows(g.epilogue, y, g.ldy, g.mask ? g.mask + i * g.ldm : nullptr, g.ldm, 1, g.N);
+        finish_rows(g.epilogue, y, g.ldy, 1, g.N);
       }
     }
     return;
@@ -467,8 +467,7 @@ void grouped_matmul_small(const GroupedMatmul& g) {
       // The epilogue over a group's finished column block (at most 128 rows × 64 columns, in cache).
       walk(T.e0, T.e1, T.c0, T.c1, out, [&](int e, int jb, int nc) {
         const int64_t begin = g.offsets[e];
-        finish_rows(g.epilogue, g.y + begin * g.ldy + jb, g.ldy, g.mask ? g.mask + begin * g.ldm + jb : nullptr, g.ldm,
-                    g.offsets[e + 1] - g.offsets[e], nc);
+        finish_rows(g.epilogue, g.y + begin * g.ldy + jb, g.ldy, g.offsets[e + 1] - g.offsets[e], nc);
       });
     });
     return;

@@ -60,23 +60,16 @@ inline void run_tile(const Kernels& kernel, int kc, const float* a_panel, const 
     }
 }
 
-// The epilogue (gemm.h) over finished rows × cols of y (row stride ldy), while they are in cache;
-// mask at the same place of its own array (row stride ldm). Both loops select after loading, so
-// they vectorise; a NaN becomes 0 under relu, as in the separate activation pass.
-inline void finish_rows(Epilogue epilogue, float* y, int64_t ldy, const float* mask, int64_t ldm, int rows, int cols) {
-  if (epilogue == Epilogue::relu) {
-    for (int r = 0; r < rows; ++r, y += ldy)
-      for (int j = 0; j < cols; ++j) {
-        const float v = y[j];
-        y[j] = v > 0.0f ? v : 0.0f;
-      }
-  } else if (epilogue == Epilogue::relu_mask) {
-    for (int r = 0; r < rows; ++r, y += ldy, mask += ldm)
-      for (int j = 0; j < cols; ++j) {
-        const float v = y[j];
-        y[j] = mask[j] > 0.0f ? v : 0.0f;
-      }
-  }
+// The epilogue (gemm.h) over finished rows × cols of y (row stride ldy), while they are in cache.
+// The loop selects after loading, so it vectorises; a NaN becomes 0 under relu, as in the separate
+// activation pass.
+inline void finish_rows(Epilogue epilogue, float* y, int64_t ldy, int rows, int cols) {
+  if (epilogue != Epilogue::relu) return;
+  for (int r = 0; r < rows; ++r, y += ldy)
+    for (int j = 0; j < cols; ++j) {
+      const float v = y[j];
+      y[j] = v > 0.0f ? v : 0.0f;
+    }
 }
 
 // A 64-byte aligned float buffer, grown on demand and kept.

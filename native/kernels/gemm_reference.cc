@@ -39,7 +39,6 @@ void grouped_matmul_reference(const GroupedMatmul& g) {
         }
         float v = g.accumulate ? yr[j] + sum : sum;
         if (g.epilogue == Epilogue::relu) v = v > 0.0f ? v : 0.0f;
-        if (g.epilogue == Epilogue::relu_mask) v = g.mask[static_cast<int64_t>(i) * g.ldm + j] > 0.0f ? v : 0.0f;
         yr[j] = v;
       }
     }

@@ -131,8 +131,8 @@ void switch_activation_backward(float* dh_pre, const float* dh, const float* h_p
 void switch_experts_forward(const SwitchExpertsForward& a) {
   const int64_t R = a.offsets[a.E];
   if (R == 0) return;
-  // relu without dropout and without h_pre wanted: the relu is the up matmul's epilogue, h is
-  // written directly and the backward reads relu's derivative off h (h > 0 exactly where h_pre > 0).
+  // relu without dropout and without h_pre wanted: the relu is the up matmul's epilogue and h is
+  // written directly (the backward reads relu's derivative off h: h > 0 exactly where h_pre > 0).
   const bool folded = !a.h_pre && relu_folds(a.act, a.dropout_rate);
   GroupedMatmul up{};
   up.y = folded ? a.h : a.h_pre;
@@ -188,16 +188,11 @@ void switch_experts_backward(const SwitchExpertsBackward& a) {
     back_out.ldx = a.D;
     back_out.ldy = a.F;
     back_out.trans_w = true;
-    if (relu_folds(a.act, a.dropout_rate)) {
-      // relu's derivative as the matmul's epilogue, read off h: the same values as the pass below.
-      back_out.epilogue = Epilogue::relu_mask;
-      back_out.mask = a.h;
-      back_out.ldm = a.F;
-      grouped_matmul(back_out);
-    } else {
-      grouped_matmul(back_out);
-      switch_activation_backward(a.dh, a.dh, a.h_pre, a.keep, R, a.F, a.act, a.dropout_rate);
-    }
+    grouped_matmul(back_out);
+    // With the relu folded into the forward there is no h_pre: relu's derivative is read off h,
+    // which is positive exactly where h_pre is (the same values).
+    const float* pre = a.h_pre ? a.h_pre : a.h;
+    switch_activation_backward(a.dh, a.dh, pre, a.keep, R, a.F, a.act, a.dropout_rate);
   }
   // dW_in[e] = x[e rows]ᵀ · dh_pre[e rows], x gathered like the forward.
   GroupedMatmulWeightGrad gw_in{};

@@ -26,8 +26,8 @@ void switch_activation_backward(float* dh_pre,            // (R, F), may equal d
                                 const float* h_pre,       // (R, F)
                                 const uint8_t* keep,      // (R, F) or null
                                 int64_t R, int F, Activation act, float rate);
-// relu without dropout: the activation is folded into the matmuls (the up product's epilogue in the
-// forward, the dh product's in the backward) and h_pre is not needed.
+// relu without dropout: the activation is folded into the up product (its epilogue) and h_pre is not
+// needed (the backward reads relu's derivative off h).
 bool relu_folds(Activation act, float dropout_rate);
 // One element of the activation and its derivative: the scalar definitions.
 float activation_value(Activation act, float v);
@@ -57,7 +57,7 @@ struct SwitchExpertsBackward {
   float* dw_out;               // (E, F, D) overwritten
   float* dh;                   // (R, F) scratch
   const float* dexpert_out;    // (R, D)
-  const float* h_pre;          // (R, F); may be null when relu_folds (not read then)
+  const float* h_pre;          // (R, F); may be null when relu_folds (relu's derivative read off h)
   const float* h;              // (R, F)
   const uint8_t* keep;         // (R, F) or null
   const float* x;              // as in the forward
