@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
 import { SwitchFeedForward, setNumThreads } from '../../src/index.js';
-import { randomInput, shapeName, stepFlops, timeSwitch, timeTorch, type LayerShape } from './layer.js';
+import { compareWithTorch, randomInput, shapeName, stepFlops, timeSwitch, torchFields, type LayerShape } from './layer.js';
 
 /**
  * The step time of each E relative to the first, measured interleaved: one layer per E, stepped in
@@ -51,7 +51,11 @@ export const expertsSuite: Suite = {
         ctx.log(`experts: ${shapeName(shape)}, ${threads} thread(s)`);
         const s = timeSwitch(shape, warmup, repeats, false);
         if (E === counts[0]) first = s.forwardBackward;
-        const torch = withTorch ? timeTorch(shape, threads, false, warmup, repeats, ctx.log) : null;
+        // PyTorch's layer at the same E, in rounds alternating with ours (as in the layer suite).
+        const torch = withTorch ? await compareWithTorch(shape, threads, false, repeats, ctx, () => {
+          s.layer.forward(s.x, { training: true });
+          s.layer.backward(s.dy);
+        }) : null;
         const outside = Math.max(0, s.forwardBackward - s.matmulsForwardBackward);
         records.push({
           suite: 'experts', name: `switch step E=${E}`, shape: shapeName(shape), threads, seconds: s.forwardBackward,
@@ -63,7 +67,7 @@ export const expertsSuite: Suite = {
           outsideMatmulsShare: outside / s.forwardBackward,
           stepsOutsideMatmulsSeconds: s.stepsOutsideMatmuls,
           rows: s.rows,
-          ...(torch ? { torchSeconds: torch.forwardBackward, speedupOverTorch: torch.forwardBackward / s.forwardBackward } : {}),
+          ...torchFields(torch),
         });
       }
     }

@@ -3,7 +3,7 @@
 // (routing, dispatch, activation, combine, allocation), the dense layer of the same D, F, T, and
 // with `--compare torch` the PyTorch baseline (bench/reference/switch_layer_torch.py).
 // T = tokens, D = d_model, F = d_ff, E = experts, R = rows (kept choices).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -158,27 +158,6 @@ function torchScript(): string | null {
   return null;
 }
 
-/** The PyTorch baseline at the same shape and thread count, or null when torch is not installed. */
-export function timeTorch(shape: LayerShape, threads: number, dense: boolean, warmup: number, repeats: number,
-  log: (m: string) => void): { forward: number; forwardBackward: number } | null {
-  const script = torchScript();
-  if (!script) return null;
-  const args = [script, '--T', `${shape.T}`, '--D', `${shape.D}`, '--F', `${shape.F}`, '--E', `${shape.E}`, '--cf',
-    `${shape.cf}`, '--threads', `${threads}`, '--warmup', `${warmup}`, '--repeats', `${repeats}`];
-  if (dense) args.push('--dense');
-  // Debian's python3-torch lives in /usr/bin/python3, which need not be the first python3 on PATH.
-  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-  const run = spawnSync(python, args, {
-    encoding: 'utf8',
-    env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: `${threads}`, MKL_NUM_THREADS: `${threads}` },
-  });
-  if (run.status !== 0) {
-    log(`torch baseline failed: ${(run.stderr || '').trim().split('\n').pop()}`);
-    return null;
-  }
-  return JSON.parse(run.stdout.trim().split('\n').pop()!);
-}
-
 /**
  * The PyTorch baseline as a long-lived process (switch_layer_torch.py --serve): the layer is built
  * once and each request times `repeats` steps. Waiting for a request, it sleeps (OMP_WAIT_POLICY
@@ -262,7 +241,7 @@ export async function interleavedTorch(ours: () => void, torch: Pick<TorchLayer,
 }
 
 /** The interleaved comparison at one shape, or null (logged) when torch is missing or fails. */
-async function compareWithTorch(shape: LayerShape, threads: number, dense: boolean, repeats: number, ctx: BenchContext,
+export async function compareWithTorch(shape: LayerShape, threads: number, dense: boolean, repeats: number, ctx: BenchContext,
   ours: () => void): Promise<InterleavedComparison | null> {
   const torch = TorchLayer.start(shape, threads, dense);
   if (!torch) {
@@ -279,7 +258,7 @@ async function compareWithTorch(shape: LayerShape, threads: number, dense: boole
   }
 }
 
-function torchFields(c: InterleavedComparison | null): Record<string, unknown> {
+export function torchFields(c: InterleavedComparison | null): Record<string, unknown> {
   if (!c) return {};
   return { torchSeconds: c.torchSeconds, speedupOverTorch: c.speedup, speedupRounds: c.rounds.map((r) => +r.toFixed(3)),
     oursSecondsInRounds: c.oursSeconds, torchRows: c.torchRows };
