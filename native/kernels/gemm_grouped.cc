@@ -142,30 +142,16 @@ void pack_a_rows(float* out, const Rows& X, int m, int k0, int kc) {
   }
 }
 
-// The same for the AVX-512 wide tile: panels of MR_WIDE rows (a[k·MR_WIDE + r]), each full panel
-// packed four depths at a time as four 4 × 4 transposes.
+// The same for the AVX-512 wide tile: panels of MR_WIDE rows (a[k·MR_WIDE + r]), the layout of a
+// transposed B panel (row r of X is column r of the panel, contiguous in depth), so they are packed
+// by the same routine; rows past m are zeros.
 void pack_a_rows_wide(float* out, const Rows& X, int m, int k0, int kc) {
-  static_assert(MR_WIDE % 4 == 0, "a full wide panel is packed as 4 × 4 transposes");
+  static_assert(MR_WIDE == NR, "a wide A panel has the layout of a transposed B panel");
   for (int p = 0; p < m; p += MR_WIDE, out += MR_WIDE * kc) {
     const int mr = std::min(MR_WIDE, m - p);
     const float* src[MR_WIDE];
-    for (int r = 0; r < mr; ++r) src[r] = X.row(p + r) + k0;
-    int k = 0;
-    if (mr == MR_WIDE) {
-      for (; k + 4 <= kc; k += 4)
-        for (int g = 0; g < MR_WIDE; g += 4) {
-          __m128 r0 = _mm_loadu_ps(src[g] + k), r1 = _mm_loadu_ps(src[g + 1] + k);
-          __m128 r2 = _mm_loadu_ps(src[g + 2] + k), r3 = _mm_loadu_ps(src[g + 3] + k);
-          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-          float* o = out + k * MR_WIDE + g;
-          _mm_storeu_ps(o, r0);
-          _mm_storeu_ps(o + MR_WIDE, r1);
-          _mm_storeu_ps(o + 2 * MR_WIDE, r2);
-          _mm_storeu_ps(o + 3 * MR_WIDE, r3);
-        }
-    }
-    for (; k < kc; ++k)
-      for (int r = 0; r < MR_WIDE; ++r) out[k * MR_WIDE + r] = r < mr ? src[r][k] : 0.0f;
+    for (int r = 0; r < MR_WIDE; ++r) src[r] = X.row(p + std::min(r, mr - 1)) + k0;
+    gemm::pack_panel_transposed(out, src, mr, kc);
   }
 }
 
