@@ -25,6 +25,10 @@ namespace st::gemm {
   "vbroadcastss " #a_off "(%[a]), %%ymm" #bc "\n\t" \
   "vfmadd231ps %%ymm12, %%ymm" #bc ", %%ymm" #r0 "\n\t" \
   "vfmadd231ps %%ymm13, %%ymm" #bc ", %%ymm" #r1 "\n\t"
+// One k step of a 2-, 4- or 6-row tile: A's elements from byte offset a, B's from byte offset b.
+#define ST_K_STEP_2(a, b) ST_LOAD_B(b, b + 32) ST_FMA_ROW(a, 14, 0, 1) ST_FMA_ROW(a + 4, 15, 2, 3)
+#define ST_K_STEP_4(a, b) ST_K_STEP_2(a, b) ST_FMA_ROW(a + 8, 14, 4, 5) ST_FMA_ROW(a + 12, 15, 6, 7)
+#define ST_K_STEP_6(a, b) ST_K_STEP_4(a, b) ST_FMA_ROW(a + 16, 14, 8, 9) ST_FMA_ROW(a + 20, 15, 10, 11)
 
 // The 6 × 16 tile's sums into ymm0–ymm11 (zeroed first; k4 unrolled steps of four, then kr single
 // steps), shared by the kernel that stores or adds the tile and the one that streams it out.
@@ -47,34 +51,10 @@ namespace st::gemm {
   "1:\n\t" \
   "prefetcht0 512(%[b])\n\t" \
   "prefetcht0 384(%[a])\n\t" \
-  ST_LOAD_B(0, 32) \
-  ST_FMA_ROW(0, 14, 0, 1) \
-  ST_FMA_ROW(4, 15, 2, 3) \
-  ST_FMA_ROW(8, 14, 4, 5) \
-  ST_FMA_ROW(12, 15, 6, 7) \
-  ST_FMA_ROW(16, 14, 8, 9) \
-  ST_FMA_ROW(20, 15, 10, 11) \
-  ST_LOAD_B(64, 96) \
-  ST_FMA_ROW(24, 14, 0, 1) \
-  ST_FMA_ROW(28, 15, 2, 3) \
-  ST_FMA_ROW(32, 14, 4, 5) \
-  ST_FMA_ROW(36, 15, 6, 7) \
-  ST_FMA_ROW(40, 14, 8, 9) \
-  ST_FMA_ROW(44, 15, 10, 11) \
-  ST_LOAD_B(128, 160) \
-  ST_FMA_ROW(48, 14, 0, 1) \
-  ST_FMA_ROW(52, 15, 2, 3) \
-  ST_FMA_ROW(56, 14, 4, 5) \
-  ST_FMA_ROW(60, 15, 6, 7) \
-  ST_FMA_ROW(64, 14, 8, 9) \
-  ST_FMA_ROW(68, 15, 10, 11) \
-  ST_LOAD_B(192, 224) \
-  ST_FMA_ROW(72, 14, 0, 1) \
-  ST_FMA_ROW(76, 15, 2, 3) \
-  ST_FMA_ROW(80, 14, 4, 5) \
-  ST_FMA_ROW(84, 15, 6, 7) \
-  ST_FMA_ROW(88, 14, 8, 9) \
-  ST_FMA_ROW(92, 15, 10, 11) \
+  ST_K_STEP_6(0, 0) \
+  ST_K_STEP_6(24, 64) \
+  ST_K_STEP_6(48, 128) \
+  ST_K_STEP_6(72, 192) \
   "add $96, %[a]\n\t" \
   "add $256, %[b]\n\t" \
   "dec %[k4]\n\t" \
@@ -83,13 +63,7 @@ namespace st::gemm {
   "test %[kr], %[kr]\n\t" \
   "jz 4f\n\t" \
   "3:\n\t" \
-  ST_LOAD_B(0, 32) \
-  ST_FMA_ROW(0, 14, 0, 1) \
-  ST_FMA_ROW(4, 15, 2, 3) \
-  ST_FMA_ROW(8, 14, 4, 5) \
-  ST_FMA_ROW(12, 15, 6, 7) \
-  ST_FMA_ROW(16, 14, 8, 9) \
-  ST_FMA_ROW(20, 15, 10, 11) \
+  ST_K_STEP_6(0, 0) \
   "add $24, %[a]\n\t" \
   "add $64, %[b]\n\t" \
   "dec %[kr]\n\t" \
@@ -204,26 +178,10 @@ void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, in
       "1:\n\t"
       "prefetcht0 512(%[b])\n\t"
       "prefetcht0 384(%[a])\n\t"
-      ST_LOAD_B(0, 32)
-      ST_FMA_ROW(0, 14, 0, 1)
-      ST_FMA_ROW(4, 15, 2, 3)
-      ST_FMA_ROW(8, 14, 4, 5)
-      ST_FMA_ROW(12, 15, 6, 7)
-      ST_LOAD_B(64, 96)
-      ST_FMA_ROW(24, 14, 0, 1)
-      ST_FMA_ROW(28, 15, 2, 3)
-      ST_FMA_ROW(32, 14, 4, 5)
-      ST_FMA_ROW(36, 15, 6, 7)
-      ST_LOAD_B(128, 160)
-      ST_FMA_ROW(48, 14, 0, 1)
-      ST_FMA_ROW(52, 15, 2, 3)
-      ST_FMA_ROW(56, 14, 4, 5)
-      ST_FMA_ROW(60, 15, 6, 7)
-      ST_LOAD_B(192, 224)
-      ST_FMA_ROW(72, 14, 0, 1)
-      ST_FMA_ROW(76, 15, 2, 3)
-      ST_FMA_ROW(80, 14, 4, 5)
-      ST_FMA_ROW(84, 15, 6, 7)
+      ST_K_STEP_4(0, 0)
+      ST_K_STEP_4(24, 64)
+      ST_K_STEP_4(48, 128)
+      ST_K_STEP_4(72, 192)
       "add $96, %[a]\n\t"
       "add $256, %[b]\n\t"
       "dec %[k4]\n\t"
@@ -232,11 +190,7 @@ void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, in
       "test %[kr], %[kr]\n\t"
       "jz 4f\n\t"
       "3:\n\t"
-      ST_LOAD_B(0, 32)
-      ST_FMA_ROW(0, 14, 0, 1)
-      ST_FMA_ROW(4, 15, 2, 3)
-      ST_FMA_ROW(8, 14, 4, 5)
-      ST_FMA_ROW(12, 15, 6, 7)
+      ST_K_STEP_4(0, 0)
       "add $24, %[a]\n\t"
       "add $64, %[b]\n\t"
       "dec %[kr]\n\t"
@@ -287,18 +241,10 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
       "1:\n\t"
       "prefetcht0 512(%[b])\n\t"
       "prefetcht0 384(%[a])\n\t"
-      ST_LOAD_B(0, 32)
-      ST_FMA_ROW(0, 14, 0, 1)
-      ST_FMA_ROW(4, 15, 2, 3)
-      ST_LOAD_B(64, 96)
-      ST_FMA_ROW(24, 14, 0, 1)
-      ST_FMA_ROW(28, 15, 2, 3)
-      ST_LOAD_B(128, 160)
-      ST_FMA_ROW(48, 14, 0, 1)
-      ST_FMA_ROW(52, 15, 2, 3)
-      ST_LOAD_B(192, 224)
-      ST_FMA_ROW(72, 14, 0, 1)
-      ST_FMA_ROW(76, 15, 2, 3)
+      ST_K_STEP_2(0, 0)
+      ST_K_STEP_2(24, 64)
+      ST_K_STEP_2(48, 128)
+      ST_K_STEP_2(72, 192)
       "add $96, %[a]\n\t"
       "add $256, %[b]\n\t"
       "dec %[k4]\n\t"
@@ -307,9 +253,7 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
       "test %[kr], %[kr]\n\t"
       "jz 4f\n\t"
       "3:\n\t"
-      ST_LOAD_B(0, 32)
-      ST_FMA_ROW(0, 14, 0, 1)
-      ST_FMA_ROW(4, 15, 2, 3)
+      ST_K_STEP_2(0, 0)
       "add $24, %[a]\n\t"
       "add $64, %[b]\n\t"
       "dec %[kr]\n\t"
@@ -363,6 +307,9 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
 #undef ST_STORE_ROW
 #undef ST_STREAM_ROW
 #undef ST_NEXT_ROW
+#undef ST_K_STEP_6
+#undef ST_K_STEP_4
+#undef ST_K_STEP_2
 #undef ST_LOAD_B
 #undef ST_FMA_ROW
 
