@@ -2,12 +2,7 @@
 // paper's comparisons and the even-block layer of the model; on the native core it is the
 // experts' kernel with one expert that takes every token.
 // T = tokens, D = d_model, F = d_ff.
-import { codedError } from '../errors.js';
-import { checkParam, checkTokens, optionError } from './options.js';
-import {
-  expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
-  type Activation, type ExpertActivations, type ExpertConfig,
-} from './switch_steps.js';
+import { STREAM, truncatedNormal, type Activation } from './switch_steps.js';
 import type { FeedForwardBackward, FeedForwardLayer, FeedForwardOutput, ForwardOptions } from './types.js';
 import type { Device } from '../mesh/device.js';
 import { MeshDenseFeedForward, type DenseMeshStrategy, type MeshDenseOptions } from './dense_mesh.js';
@@ -42,10 +37,6 @@ export class DenseFeedForward extends DenseLayerBase implements FeedForwardLayer
   /** wIn (D, F), wOut (F, D): writable, read on every call; views into 64-byte aligned memory (.buffer slightly larger). */
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
-  private readonly wsTrain = new Workspace(true);
-  private readonly wsBackward = new Workspace(true);
-  private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
-
   constructor(options: DenseFeedForwardOptions) {
     super(options);
     const { dModel: D, dFF: F, initScale } = this;
@@ -64,42 +55,11 @@ export class DenseFeedForward extends DenseLayerBase implements FeedForwardLayer
 
   /** options.retainForBackward (default: training) keeps the backward state after an evaluation forward too. */
   forward(x: Float32Array, options: ForwardOptions & { retainForBackward?: boolean } = {}): FeedForwardOutput {
-    const training = options?.training ?? false;
-    if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
-    const retain = options?.retainForBackward ?? training;
-    const { dModel: D, dFF: F } = this;
-    const T = checkTokens('x', x, D);
-    const wIn = checkParam('wIn', this.params.wIn, D * F, `(${D}, ${F})`);
-    const wOut = checkParam('wOut', this.params.wOut, F * D, `(${F}, ${D})`);
-    const call = training ? ++this.calls : 0;
-    const cfg: ExpertConfig = {
-      E: 1, D, F, activation: this.activation, dropoutRate: training ? this.dropout : 0, seed: this.seed,
-      stream: call * 16 + STREAM.dropout,
-    };
-    const offsets = Int32Array.of(0, T);
-    let xSaved = x;
-    if (retain) {
-      xSaved = this.wsTrain.f32('x', T * D);
-      xSaved.set(x);
-    }
-    // y is handed to the caller: a fresh array; the hidden activations are scratch when not retained.
-    const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg, retain ? this.wsTrain : FRESH);
-    if (retain) acts.expertOut = Float32Array.from(acts.expertOut);
-    if (retain) this.saved = { T, x: xSaved, offsets, acts, cfg };
-    return { y: acts.expertOut, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
+    return { y: this.localForward(x, options, this.dFF, this.params), auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
   }
 
   backward(dy: Float32Array): FeedForwardBackward & { grads: DenseGrads } {
-    const s = this.saved;
-    if (!s) throw codedError('ERR_SWITCH_STATE', 'DenseFeedForward.backward needs a forward with { training: true } first');
-    const T = checkTokens('dy', dy, this.dModel);
-    if (T !== s.T)
-      throw Object.assign(new RangeError(`argument 'dy' must have ${s.T * this.dModel} elements (shape (${s.T}, ${this.dModel})), got ${dy.length}`),
-        { code: 'ERR_SWITCH_SHAPE' as const });
-    const dx = this.wsGrads.f32('dx', T * this.dModel);
-    const { dwIn, dwOut } = expertsBackward(dx, dy, s.acts, s.x, null, s.offsets, this.params.wIn, this.params.wOut, s.cfg,
-      false, this.wsBackward, this.wsGrads);
-    return { dx, grads: { wIn: dwIn, wOut: dwOut } };
+    return this.localBackward(dy, this.params);
   }
 }
 

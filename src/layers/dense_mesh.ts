@@ -7,14 +7,11 @@
 // T = tokens, D = d_model, F = d_ff, m = devices along `model`, Fm = F/m hidden units of this device.
 import { codedError, rangeError } from '../errors.js';
 import type { Device, Wire } from '../mesh/device.js';
-import { checkParam, checkTokens, oneOf, optionError } from './options.js';
+import { oneOf } from './options.js';
 import { meshAxes } from './switch_mesh.js';
 import { DenseLayerBase } from './layer_base.js';
 import type { DenseFeedForwardOptions } from './dense.js';
-import {
-  expertsBackward, expertsForward, FRESH, STREAM, truncatedNormal, Workspace,
-  type ExpertActivations, type ExpertConfig,
-} from './switch_steps.js';
+import { STREAM, truncatedNormal } from './switch_steps.js';
 
 export type DenseMeshStrategy = 'data' | 'model' | 'model+data';
 
@@ -33,10 +30,6 @@ export class MeshDenseFeedForward extends DenseLayerBase {
   readonly params: { wIn: Float32Array; wOut: Float32Array };
 
   private readonly wire: Wire;
-  private readonly wsTrain = new Workspace(true);
-  private readonly wsBackward = new Workspace(true);
-  private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
-
   /** full: the single-device layer's weights for this seed (drawn again when not given). */
   constructor(options: MeshDenseOptions, full?: { wIn: Float32Array; wOut: Float32Array }) {
     const { device, n, m } = meshAxes(options.mesh, 'DenseFeedForward');
@@ -74,42 +67,14 @@ export class MeshDenseFeedForward extends DenseLayerBase {
   }
 
   forward(x: Float32Array, options: { training?: boolean; retainForBackward?: boolean } = {}) {
-    const training = options?.training ?? false;
-    if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
-    const retain = options?.retainForBackward ?? training;
-    const { dModel: D, localFF: Fm } = this;
-    const T = checkTokens('x', x, D);
-    const wIn = checkParam('wIn', this.params.wIn, D * Fm, `(${D}, ${Fm})`);
-    const wOut = checkParam('wOut', this.params.wOut, Fm * D, `(${Fm}, ${D})`);
-    const call = training ? ++this.calls : 0;
-    const cfg: ExpertConfig = {
-      E: 1, D, F: Fm, activation: this.activation, dropoutRate: training ? this.dropout : 0, seed: this.seed,
-      stream: call * 16 + STREAM.dropout,
-    };
-    const offsets = Int32Array.of(0, T);
-    let xSaved = x;
-    if (retain) {
-      xSaved = this.wsTrain.f32('x', T * D);
-      xSaved.set(x);
-    }
-    const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg, retain ? this.wsTrain : FRESH);
-    const y = Float32Array.from(acts.expertOut);
+    const y = this.localForward(x, options, this.localFF, this.params);
     if (this.modelSize > 1) this.mesh.allReduce(y, y, { axis: 'model', wire: this.wire });
-    if (retain) this.saved = { T, x: xSaved, offsets, acts, cfg };
     return { y, auxLoss: 0, loadBalanceLoss: 0, zLoss: 0 };
   }
 
   backward(dy: Float32Array) {
-    const s = this.saved;
-    if (!s) throw codedError('ERR_SWITCH_STATE', 'DenseFeedForward.backward needs a forward with { training: true } first');
-    const T = checkTokens('dy', dy, this.dModel);
-    if (T !== s.T)
-      throw Object.assign(new RangeError(`argument 'dy' must have ${s.T * this.dModel} elements (shape (${s.T}, ${this.dModel})), got ${dy.length}`),
-        { code: 'ERR_SWITCH_SHAPE' as const });
-    const dx = this.wsGrads.f32('dx', T * this.dModel);
-    const { dwIn, dwOut } = expertsBackward(dx, dy, s.acts, s.x, null, s.offsets, this.params.wIn, this.params.wOut, s.cfg,
-      false, this.wsBackward, this.wsGrads);
-    if (this.modelSize > 1) this.mesh.allReduce(dx, dx, { axis: 'model', wire: this.wire });
-    return { dx, grads: { wIn: dwIn, wOut: dwOut } };
+    const out = this.localBackward(dy, this.params);
+    if (this.modelSize > 1) this.mesh.allReduce(out.dx, out.dx, { axis: 'model', wire: this.wire });
+    return out;
   }
 }

@@ -6,7 +6,12 @@
 import {
   booleanOption, checkKnownOptions, finiteInRange, nonNegativeInteger, oneOf, optionError, positiveInteger, seedOption,
   trainingCallsValue } from './options.js';
-import { expertCapacity, FRESH, Workspace, type Activation, type SecondExpertPolicy } from './switch_steps.js';
+import { codedError } from '../errors.js';
+import { checkParam, checkTokens } from './options.js';
+import {
+  expertCapacity, expertsBackward, expertsForward, FRESH, STREAM, Workspace,
+  type Activation, type ExpertActivations, type ExpertConfig, type SecondExpertPolicy,
+} from './switch_steps.js';
 import type { SwitchFeedForwardOptions } from './switch.js';
 import type { DenseFeedForwardOptions } from './dense.js';
 import type { RoutingStats } from './types.js';
@@ -56,6 +61,54 @@ export abstract class DenseLayerBase extends CountedLayer {
     this.seed = seedOption(options.seed);
     this.initScale = finiteInRange('initScale', options.initScale, 0.1, 0, 1e6);
     this.wsGrads = booleanOption('reuseGradients', options.reuseGradients, false) ? new Workspace(true) : FRESH;
+  }
+
+  private readonly wsTrain = new Workspace(true);
+  private readonly wsBackward = new Workspace(true);
+  private saved: { T: number; x: Float32Array; offsets: Int32Array; acts: ExpertActivations; cfg: ExpertConfig } | null = null;
+
+  /**
+   * y = act(x · wIn) · wOut over this device's F hidden units (d_ff, or a mesh device's slice of it),
+   * on the experts' kernel with one expert that takes every token; y is a fresh array. Keeps what
+   * localBackward needs when options.retainForBackward (default: training) is set.
+   */
+  protected localForward(x: Float32Array, options: { training?: boolean; retainForBackward?: boolean } | undefined, F: number,
+    params: { wIn: Float32Array; wOut: Float32Array }): Float32Array {
+    const training = options?.training ?? false;
+    if (typeof training !== 'boolean') throw optionError('training', 'a boolean', training);
+    const retain = options?.retainForBackward ?? training;
+    const D = this.dModel;
+    const T = checkTokens('x', x, D);
+    const wIn = checkParam('wIn', params.wIn, D * F, `(${D}, ${F})`);
+    const wOut = checkParam('wOut', params.wOut, F * D, `(${F}, ${D})`);
+    const call = training ? ++this.calls : 0;
+    const cfg: ExpertConfig = {
+      E: 1, D, F, activation: this.activation, dropoutRate: training ? this.dropout : 0, seed: this.seed,
+      stream: call * 16 + STREAM.dropout,
+    };
+    const offsets = Int32Array.of(0, T);
+    let xSaved = x;
+    if (retain) {
+      xSaved = this.wsTrain.f32('x', T * D);
+      xSaved.set(x);
+    }
+    // The hidden activations are scratch when not retained; y is handed to the caller.
+    const acts = expertsForward(xSaved, null, null, offsets, wIn, wOut, cfg, retain ? this.wsTrain : FRESH);
+    if (retain) acts.expertOut = Float32Array.from(acts.expertOut);
+    if (retain) this.saved = { T, x: xSaved, offsets, acts, cfg };
+    return acts.expertOut;
+  }
+
+  /** dx and the gradients of params for the tokens of the last retained forward. */
+  protected localBackward(dy: Float32Array, params: { wIn: Float32Array; wOut: Float32Array }) {
+    const s = this.saved;
+    if (!s) throw codedError('ERR_SWITCH_STATE', 'DenseFeedForward.backward needs a forward with { training: true } first');
+    const T = checkTokens('dy', dy, this.dModel);
+    if (T !== s.T) throw shapeError(`argument 'dy' must have ${s.T * this.dModel} elements (shape (${s.T}, ${this.dModel})), got ${dy.length}`);
+    const dx = this.wsGrads.f32('dx', T * this.dModel);
+    const { dwIn, dwOut } = expertsBackward(dx, dy, s.acts, s.x, null, s.offsets, params.wIn, params.wOut, s.cfg,
+      false, this.wsBackward, this.wsGrads);
+    return { dx, grads: { wIn: dwIn, wOut: dwOut } };
   }
 }
 
