@@ -2,6 +2,17 @@
 // for the measurement: 2 warm-up runs, then the median of at least `repeats` runs and `minSeconds`.
 import { native } from '../src/native.js';
 
+/** n values in [-1, 1) from a linear congruential stream: the benchmarks' inputs, the same on every run. */
+export function randomInput(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
 export interface Measurement {
   /** Median seconds of one run. */
   seconds: number;

@@ -4,6 +4,7 @@
 // T = tokens per device, D = d_model, F = d_ff, E = experts.
 import type { Device, Wire } from '../../src/mesh/device.js';
 import { SwitchFeedForward } from '../../src/layers/switch.js';
+import { randomInput } from '../measure.js';
 
 export interface ExpertParallelArgs {
   T: number;
@@ -28,16 +29,6 @@ export interface ExpertParallelResult {
   wait: number[];
   bytesSent: number[];
   droppedFraction: number;
-}
-
-function randomInput(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
 }
 
 export default async function expertParallelProgram(device: Device, args: ExpertParallelArgs): Promise<ExpertParallelResult> {

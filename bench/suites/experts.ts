@@ -4,7 +4,8 @@
 import { performance } from 'node:perf_hooks';
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
 import { SwitchFeedForward, setNumThreads } from '../../src/index.js';
-import { compareWithTorch, randomInput, shapeName, stepFlops, timeSwitch, torchFields, type LayerShape } from './layer.js';
+import { randomInput } from '../measure.js';
+import { compareWithTorch, shapeName, stepFlops, timeSwitch, torchFields, type LayerShape } from './layer.js';
 
 /**
  * The step time of each E relative to the first, measured interleaved: one layer per E, stepped in

@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
 import { DenseFeedForward, SwitchFeedForward, setNumThreads } from '../../src/index.js';
 import { native } from '../../src/native.js';
+import { randomInput } from '../measure.js';
 import {
   combine, combineBackward, dispatchBackward, expertCapacity, planDispatch, route, routerBackward, Workspace,
 } from '../../src/layers/switch_steps.js';
@@ -35,16 +36,6 @@ export function medianSeconds(fn: () => void, warmup: number, repeats: number): 
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];
-}
-
-export function randomInput(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
 }
 
 /** switchGroupedMatmul's epilogue code for relu (gemm.h). */
