@@ -1,5 +1,6 @@
 // The device program of the `collectives` suite: times one collective inside the device
-// processes (a barrier, then the collective, per repeat) and returns every repeat's seconds.
+// processes (after untimed warm-up calls: a barrier, then the collective, per repeat) and returns
+// every repeat's seconds.
 import type { Device, Wire } from '../../src/mesh/device.js';
 
 export interface CollectivesBenchArgs {
@@ -41,10 +42,18 @@ export default function collectivesProgram(device: Device, args: CollectivesBenc
     const t0 = performance.now();
     run();
     const estimate = Math.max(1e-6, (performance.now() - t0) / 1000);
-    // Every device must run the same number of repeats: take rank 0's count.
-    const proposal = new Float32Array([Math.min(args.maxRepeats, Math.max(args.minRepeats, Math.round(args.budgetSeconds / estimate)))]);
+    // Every device must run the same number of calls: take rank 0's counts. Before the timed
+    // repeats, the budget again in untimed calls (at most 20,000), so that the timed ones run
+    // the optimised code of a warm JIT, as a training loop's calls do (after a few calls the loop
+    // is still in V8's interpreter, which on a 1 KiB all-to-all costs more than the collective).
+    const calls = (seconds: number) => Math.round(seconds / estimate);
+    const proposal = new Float32Array([
+      Math.min(args.maxRepeats, Math.max(args.minRepeats, calls(args.budgetSeconds))),
+      Math.min(20_000, Math.max(3, calls(args.budgetSeconds))),
+    ]);
     device.broadcast(proposal, { root: 0, wire: 'float32' });
-    const repeats = proposal[0];
+    const [repeats, warmups] = proposal;
+    for (let i = 0; i < warmups; i++) run();
     if (args.nativeLoop && args.op === 'allToAll') {
       times.push(Array.from(device.benchAllToAll(send, recv, repeats, { wire: args.wire })));
       continue;
