@@ -233,7 +233,10 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
           // With a single row block a panel is used only right after it is packed: one panel slot,
           // always warm in L1, instead of writing the whole block out to L3 and reading it back.
           float* b_panel = single_row_block ? b_pack : b_pack + static_cast<int64_t>(jr) * kc;
-          if (first_rows) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
+          // A full panel of a B stored by rows is packed by the panel's first (full) tile as it
+          // sums, from the source rows the prefetches below brought in; other panels separately.
+          const bool pack_in_kernel = first_rows && nr == NR && mc >= MR && !P.b.trans && kernel.pack_b;
+          if (first_rows && !pack_in_kernel) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
           const int next_j = jr + NR < nc ? jc + jr + NR : -1;
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
           for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
@@ -241,7 +244,13 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
             const int mr = std::min(MR, mc - ir);
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
-            run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
+            if (pack_in_kernel && ir == 0) {
+              const Operand& B = P.b;
+              kernel.pack_b(kc, a_panel, B.rows ? B.p + jc + jr : B.row(pc) + jc + jr, B.ld, B.rows ? B.rows + pc : nullptr,
+                            b_panel, c, ldd, add);
+            } else {
+              run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
+            }
             if (last && P.epilogue != Epilogue::none)
               finish_rows(P.epilogue, c, ldd, mr, nr);
           }

@@ -21,6 +21,13 @@ using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, i
 
 void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_avx2.cc
 void micro_kernel_sse2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_sse2.cc
+// The full tile that packs its B panel as it sums (the first call on a panel, instead of a separate
+// packing pass): row k of the panel (NR floats) is read from src + rows[k]·ld (rows null: src +
+// k·ld) and written to b[k·NR ..]; c as micro_kernel_avx2 computes it, the same bits.
+using PackBKernel = void (*)(int kc, const float* a, const float* src, int64_t ld, const int32_t* rows, float* b,
+                             float* c, int64_t ldc, bool add);
+void micro_kernel_pack_b_avx2(int kc, const float* a, const float* src, int64_t ld, const int32_t* rows, float* b,
+                              float* c, int64_t ldc, bool add);
 // Rows 0-3 of the tile only (a panels still MR rows wide), for the last rows of a matrix.
 void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
 // Rows 0-1 only: a group whose last tile has one or two rows (the Switch layer's experts get any
