@@ -214,12 +214,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
         const int mc = std::min(MC, r1 - ic);
         const bool first_rows = ic == r0;
         const int calls = (mc + MR - 1) / MR;
-        // The full panels of an A stored by rows are packed by the tiles of the first column panel
-        // as they sum, from the source rows; a last panel of fewer rows separately.
-        const int rows_packed_in_kernel = !P.a.trans && kernel.pack_a ? mc / MR * MR : 0;
-        if (rows_packed_in_kernel < mc)
-          pack_a(a_pack + static_cast<int64_t>(rows_packed_in_kernel) * kc, P.a, ic + rows_packed_in_kernel,
-                 mc - rows_packed_in_kernel, pc, kc);
+        pack_a(a_pack, P.a, ic, mc, pc, kc);
         // The A block after this one in this task: the next row block, else the next depth block.
         int next_i = -1, next_mc = 0, next_k = 0, next_kc = 0;
         if (ic + MC < r1) {
@@ -240,28 +235,16 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
           float* b_panel = single_row_block ? b_pack : b_pack + static_cast<int64_t>(jr) * kc;
           // A full panel of a B stored by rows is packed by the panel's first (full) tile as it
           // sums, from the source rows the prefetches below brought in; other panels separately.
-          // (Not the first column panel when its tiles pack A: that panel is packed separately.)
-          const bool pack_in_kernel = first_rows && nr == NR && mc >= MR && !P.b.trans && kernel.pack_b &&
-                                      !(jr == 0 && rows_packed_in_kernel > 0);
+          const bool pack_in_kernel = first_rows && nr == NR && mc >= MR && !P.b.trans && kernel.pack_b;
           if (first_rows && !pack_in_kernel) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
           const int next_j = jr + NR < nc ? jc + jr + NR : -1;
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
           for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
             if (first_rows && next_j >= 0) prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const int mr = std::min(MR, mc - ir);
-            float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
+            const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
-            if (jr == 0 && ir < rows_packed_in_kernel) {
-              const float* src[MR];
-              for (int r = 0; r < MR; ++r) src[r] = P.a.row(ic + ir + r) + pc;
-              if (nr == NR) {
-                kernel.pack_a(kc, src, a_panel, b_panel, c, ldd, add);
-              } else {  // a narrow matrix: the tile into a scratch, its first nr columns kept
-                alignas(64) float tile[MR * NR];
-                kernel.pack_a(kc, src, a_panel, b_panel, tile, NR, false);
-                store_tile(c, ldd, tile, add, MR, nr);
-              }
-            } else if (pack_in_kernel && ir == 0) {
+            if (pack_in_kernel && ir == 0) {
               const Operand& B = P.b;
               kernel.pack_b(kc, a_panel, B.rows ? B.p + jc + jr : B.row(pc) + jc + jr, B.ld, B.rows ? B.rows + pc : nullptr,
                             b_panel, c, ldd, add);

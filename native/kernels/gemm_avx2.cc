@@ -251,94 +251,6 @@ void micro_kernel_pack_b_avx2(int kc, const float* a, const float* src, int64_t 
         "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
 }
 
-// The full tile packing its A panel as it goes (gemm_kernels.h): row r's element of each k step is
-// broadcast from its source row (%[p0] .. %[p5], contiguous in depth) instead of the packed panel,
-// and its low lane stored into the packed panel (a[k·6 + r]) for the tile's other calls: six stores
-// more per k step on a port the FMA-bound loop leaves idle, instead of a separate packing pass.
-#define ST_FMA_ROW_FROM(p, off, bc, r0, r1, a_off) \
-  "vbroadcastss " #off "(%[" #p "]), %%ymm" #bc "\n\t" \
-  "vmovss %%xmm" #bc ", " #a_off "(%[a])\n\t" \
-  "vfmadd231ps %%ymm12, %%ymm" #bc ", %%ymm" #r0 "\n\t" \
-  "vfmadd231ps %%ymm13, %%ymm" #bc ", %%ymm" #r1 "\n\t"
-// k step j of four: the source's byte offset 4j, the packed A's 24j, the packed B's 64j.
-#define ST_K_STEP_6_PACKING_A(j, b_off) \
-  ST_LOAD_B(b_off, b_off + 32) \
-  ST_FMA_ROW_FROM(p0, 4 * j, 14, 0, 1, 24 * j) \
-  ST_FMA_ROW_FROM(p1, 4 * j, 15, 2, 3, 24 * j + 4) \
-  ST_FMA_ROW_FROM(p2, 4 * j, 14, 4, 5, 24 * j + 8) \
-  ST_FMA_ROW_FROM(p3, 4 * j, 15, 6, 7, 24 * j + 12) \
-  ST_FMA_ROW_FROM(p4, 4 * j, 14, 8, 9, 24 * j + 16) \
-  ST_FMA_ROW_FROM(p5, 4 * j, 15, 10, 11, 24 * j + 20)
-#define ST_ADVANCE_A_SOURCE(bytes) \
-  "add $" #bytes ", %[p0]\n\t" \
-  "add $" #bytes ", %[p1]\n\t" \
-  "add $" #bytes ", %[p2]\n\t" \
-  "add $" #bytes ", %[p3]\n\t" \
-  "add $" #bytes ", %[p4]\n\t" \
-  "add $" #bytes ", %[p5]\n\t"
-
-void micro_kernel_pack_a_avx2(int kc, const float* const* src, float* a, const float* b, float* c, int64_t ldc,
-                              bool add) {
-  int64_t k4 = kc / 4, kr = kc % 4;
-  const int64_t ldc_bytes = ldc * static_cast<int64_t>(sizeof(float));
-  const int64_t add_flag = add ? 1 : 0;
-  const float *p0 = src[0], *p1 = src[1], *p2 = src[2], *p3 = src[3], *p4 = src[4], *p5 = src[5];
-  // The C rows are far apart and needed only at the end (no register to spare for it in the asm).
-  for (int r = 0; r < MR; ++r) {
-    __builtin_prefetch(c + r * ldc);
-    __builtin_prefetch(c + r * ldc + 15);
-  }
-  asm volatile(
-      "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
-      "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
-      "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
-      "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
-      "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
-      "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
-      "test %[k4], %[k4]\n\t"
-      "jz 2f\n\t"
-      ".p2align 5\n\t"
-      "1:\n\t"
-      "prefetcht0 512(%[b])\n\t"
-      "prefetcht0 128(%[p0])\n\t"
-      "prefetcht0 128(%[p1])\n\t"
-      "prefetcht0 128(%[p2])\n\t"
-      "prefetcht0 128(%[p3])\n\t"
-      "prefetcht0 128(%[p4])\n\t"
-      "prefetcht0 128(%[p5])\n\t"
-      ST_K_STEP_6_PACKING_A(0, 0)
-      ST_K_STEP_6_PACKING_A(1, 64)
-      ST_K_STEP_6_PACKING_A(2, 128)
-      ST_K_STEP_6_PACKING_A(3, 192)
-      ST_ADVANCE_A_SOURCE(16)
-      "add $96, %[a]\n\t"
-      "add $256, %[b]\n\t"
-      "dec %[k4]\n\t"
-      "jnz 1b\n\t"
-      "2:\n\t"
-      "cmpq $0, %[kr]\n\t"
-      "jz 4f\n\t"
-      "3:\n\t"
-      ST_K_STEP_6_PACKING_A(0, 0)
-      ST_ADVANCE_A_SOURCE(4)
-      "add $24, %[a]\n\t"
-      "add $64, %[b]\n\t"
-      "decq %[kr]\n\t"
-      "jnz 3b\n\t"
-      ST_TILE_6X16_WRITE
-      : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+m"(kr), [p0] "+r"(p0), [p1] "+r"(p1),
-        [p2] "+r"(p2), [p3] "+r"(p3), [p4] "+r"(p4), [p5] "+r"(p5)
-      : [ldc] "r"(ldc_bytes), [add] "m"(add_flag)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
-}
-
 // The first four rows of the tile (the A panel keeps its 6-row layout).
 void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add) {
   int64_t k4 = kc / 4, kr = kc % 4;
@@ -503,9 +415,6 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
 #undef ST_COPY_B_STRIDED
 #undef ST_COPY_B_GATHERED
 #undef ST_FMA_ROWS_6
-#undef ST_FMA_ROW_FROM
-#undef ST_K_STEP_6_PACKING_A
-#undef ST_ADVANCE_A_SOURCE
 #undef ST_TILE_OPERANDS
 #undef ST_ADD_ROW
 #undef ST_STORE_ROW

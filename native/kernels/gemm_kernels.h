@@ -28,13 +28,6 @@ using PackBKernel = void (*)(int kc, const float* a, const float* src, int64_t l
                              float* c, int64_t ldc, bool add);
 void micro_kernel_pack_b_avx2(int kc, const float* a, const float* src, int64_t ld, const int32_t* rows, float* b,
                               float* c, int64_t ldc, bool add);
-// The full tile that packs its A panel as it sums (the tiles of the first column panel, instead of a
-// separate packing pass): row r of the tile is read from src[r][0 .. kc) and written to a[k·MR + r];
-// c as micro_kernel_avx2 computes it, the same bits.
-using PackAKernel = void (*)(int kc, const float* const* src, float* a, const float* b, float* c, int64_t ldc,
-                             bool add);
-void micro_kernel_pack_a_avx2(int kc, const float* const* src, float* a, const float* b, float* c, int64_t ldc,
-                              bool add);
 // Rows 0-3 of the tile only (a panels still MR rows wide), for the last rows of a matrix.
 void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
 // Rows 0-1 only: a group whose last tile has one or two rows (the Switch layer's experts get any

@@ -26,23 +26,13 @@ struct Kernels {
   MicroKernel two_rows;   // null when the ISA has none
   StreamKernel stream;    // the full tile with non-temporal stores; null when the ISA has none
   PackBKernel pack_b;     // the full tile packing its B panel from the source rows; null when none
-  PackAKernel pack_a;     // the full tile packing its A panel from the source rows; null when none
 };
 
 inline Kernels active_kernels() {
   if (active_isa() >= Isa::avx2)
     return {micro_kernel_avx2, micro_kernel_4x16_avx2, micro_kernel_2x16_avx2, micro_kernel_stream_avx2,
-            micro_kernel_pack_b_avx2, micro_kernel_pack_a_avx2};
-  return {micro_kernel_sse2, nullptr, nullptr, nullptr, nullptr, nullptr};
-}
-
-// The first mr × nr values of a scratch tile (row stride NR) stored into or added to c.
-inline void store_tile(float* c, int64_t ldc, const float* tile, bool add, int mr, int nr) {
-  for (int r = 0; r < mr; ++r)
-    for (int j = 0; j < nr; ++j) {
-      float& out = c[r * ldc + j];
-      out = add ? out + tile[r * NR + j] : tile[r * NR + j];
-    }
+            micro_kernel_pack_b_avx2};
+  return {micro_kernel_sse2, nullptr, nullptr, nullptr, nullptr};
 }
 
 // One tile of c (mr ≤ MR rows × nr ≤ NR columns, row stride ldc) = [c +] a_panel · b_panel over kc,
@@ -65,7 +55,11 @@ inline void run_tile(const Kernels& kernel, int kc, const float* a_panel, const 
   } else {
     kernel.full(kc, a_panel, b_panel, tile, NR, false);
   }
-  store_tile(c, ldc, tile, add, mr, nr);
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j) {
+      float& out = c[r * ldc + j];
+      out = add ? out + tile[r * NR + j] : tile[r * NR + j];
+    }
 }
 
 // The epilogue (gemm.h) over finished rows × cols of y (row stride ldy), while they are in cache.
