@@ -239,12 +239,21 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
           if (first_rows && !pack_in_kernel) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
           const int next_j = jr + NR < nc ? jc + jr + NR : -1;
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
+          // The next panel's source, a slice per call: for a strided B by the full tiles themselves,
+          // spread between their FMAs; otherwise before the call.
+          const bool prefetch_in_kernel = first_rows && next_j >= 0 && !P.b.trans && !P.b.rows && kernel.prefetching;
           for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
-            if (first_rows && next_j >= 0) prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const int mr = std::min(MR, mc - ir);
+            const bool prefetching = prefetch_in_kernel && mr == MR && nr == NR && !(pack_in_kernel && ir == 0);
+            if (first_rows && next_j >= 0 && !prefetching)
+              prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
-            if (pack_in_kernel && ir == 0) {
+            if (prefetching) {
+              const int k_begin = kc * call / calls, k_end = kc * (call + 1) / calls;
+              kernel.prefetching(kc, a_panel, b_panel, c, ldd, add, P.b.row(pc + k_begin) + next_j, P.b.ld,
+                                 k_end - k_begin);
+            } else if (pack_in_kernel && ir == 0) {
               const Operand& B = P.b;
               kernel.pack_b(kc, a_panel, B.rows ? B.p + jc + jr : B.row(pc) + jc + jr, B.ld, B.rows ? B.rows + pc : nullptr,
                             b_panel, c, ldd, add);

@@ -32,7 +32,9 @@ namespace st::gemm {
 
 // The 6 × 16 tile's sums into ymm0–ymm11 (zeroed first; k4 unrolled steps of four, then kr single
 // steps), shared by the kernel that stores or adds the tile and the one that streams it out.
-#define ST_TILE_6X16_SUMS \
+#define ST_TILE_6X16_SUMS ST_TILE_6X16_SUMS_WITH("")
+// JOB: instructions run once per four k steps, between the FMAs (a side job of the tile).
+#define ST_TILE_6X16_SUMS_WITH(JOB) \
   "vxorps %%ymm0, %%ymm0, %%ymm0\n\t" \
   "vxorps %%ymm1, %%ymm1, %%ymm1\n\t" \
   "vxorps %%ymm2, %%ymm2, %%ymm2\n\t" \
@@ -53,6 +55,7 @@ namespace st::gemm {
   "prefetcht0 384(%[a])\n\t" \
   ST_K_STEP_6(0, 0) \
   ST_K_STEP_6(24, 64) \
+  JOB \
   ST_K_STEP_6(48, 128) \
   ST_K_STEP_6(72, 192) \
   "add $96, %[a]\n\t" \
@@ -151,6 +154,46 @@ void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t
       ST_TILE_6X16_SUMS
       ST_TILE_6X16_WRITE
       ST_TILE_OPERANDS);
+}
+
+// The full tile with a side job: rows [0, pf_rows) of a strided source (row i at pf + i·pf_ld floats,
+// 16 floats) prefetched into L2, one row every four k steps. The driver hands each call a slice of
+// the next B panel's source this way: spread between the FMAs the prefetches cost nothing, where
+// issued in a burst between calls they stalled the core (waiting for free miss buffers) for ~3 %
+// of the up product.
+#define ST_PREFETCH_ROW \
+  "test %[pn], %[pn]\n\t" \
+  "jz 7f\n\t" \
+  "prefetcht1 (%[pp])\n\t" \
+  "prefetcht1 60(%[pp])\n\t" \
+  "add %[pld], %[pp]\n\t" \
+  "dec %[pn]\n\t" \
+  "7:\n\t"
+void micro_kernel_prefetching_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                                   const float* pf, int64_t pf_ld, int64_t pf_rows) {
+  int64_t k4 = kc / 4, kr = kc % 4;
+  const int64_t ldc_bytes = ldc * static_cast<int64_t>(sizeof(float));
+  const int64_t pf_ld_bytes = pf_ld * static_cast<int64_t>(sizeof(float));
+  const int64_t add_flag = add ? 1 : 0;
+  float* cp;
+  asm volatile(
+      ST_PREFETCH_C_6X16
+      ST_TILE_6X16_SUMS_WITH(ST_PREFETCH_ROW)
+      // Rows left when the tile had fewer groups of four k steps than rows to prefetch.
+      "8:\n\t"
+      "test %[pn], %[pn]\n\t"
+      "jz 4f\n\t"
+      "prefetcht1 (%[pp])\n\t"
+      "prefetcht1 60(%[pp])\n\t"
+      "add %[pld], %[pp]\n\t"
+      "dec %[pn]\n\t"
+      "jmp 8b\n\t"
+      ST_TILE_6X16_WRITE
+      : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp), [pp] "+r"(pf),
+        [pn] "+r"(pf_rows)
+      : [ldc] "r"(ldc_bytes), [add] "rm"(add_flag), [pld] "r"(pf_ld_bytes)
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
 }
 
 // The full tile packing its B panel as it goes (gemm_kernels.h): at each k step the 16 columns come
@@ -408,6 +451,8 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
 }
 
 #undef ST_TILE_6X16_SUMS
+#undef ST_TILE_6X16_SUMS_WITH
+#undef ST_PREFETCH_ROW
 #undef ST_TILE_6X16_SUMS_COPYING
 #undef ST_TILE_6X16_WRITE
 #undef ST_PREFETCH_C_6X16

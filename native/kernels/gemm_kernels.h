@@ -21,6 +21,12 @@ using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, i
 
 void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_avx2.cc
 void micro_kernel_sse2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_sse2.cc
+// The full tile with a side job spread between its FMAs: pf_rows rows of a strided source (row i at
+// pf + i·pf_ld, 16 floats) prefetched into L2; c as micro_kernel_avx2 computes it.
+using PrefetchingKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                                   const float* pf, int64_t pf_ld, int64_t pf_rows);
+void micro_kernel_prefetching_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                                   const float* pf, int64_t pf_ld, int64_t pf_rows);
 // The full tile that packs its B panel as it sums (the first call on a panel, instead of a separate
 // packing pass): row k of the panel (NR floats) is read from src + rows[k]·ld (rows null: src +
 // k·ld) and written to b[k·NR ..]; c as micro_kernel_avx2 computes it, the same bits.
