@@ -241,7 +241,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
           // The next panel's source, a slice per call: for a strided B by the full tiles themselves,
           // spread between their FMAs; otherwise before the call.
-          const bool prefetch_in_kernel = first_rows && next_j >= 0 && !P.b.trans && !P.b.rows && kernel.prefetching;
+          const bool prefetch_in_kernel = first_rows && next_j >= 0 && !P.b.rows && kernel.prefetching;
           for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
             const int mr = std::min(MR, mc - ir);
             const bool prefetching = prefetch_in_kernel && mr == MR && nr == NR && !(pack_in_kernel && ir == 0);
@@ -249,10 +249,23 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
               prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
-            if (prefetching) {
+            if (prefetching && !P.b.trans) {
+              // Rows [k_begin, k_end) of the next panel's source, 16 floats each.
               const int k_begin = kc * call / calls, k_end = kc * (call + 1) / calls;
               kernel.prefetching(kc, a_panel, b_panel, c, ldd, add, P.b.row(pc + k_begin) + next_j, P.b.ld,
                                  k_end - k_begin);
+            } else if (prefetching) {
+              // Lines [l_begin, l_end) of the next panel's next_nr stored rows (lines_per_row lines of
+              // kc floats each): those in the slice's first stored row by the kernel, one every 16
+              // floats, the rest (a slice crossing into the next row) here.
+              const int lines_per_row = (kc + 15) / 16, total = next_nr * lines_per_row;
+              const int l_begin = total * call / calls, l_end = total * (call + 1) / calls;
+              const int row = l_begin / lines_per_row, first = l_begin - row * lines_per_row;
+              const int in_row = std::min(l_end - l_begin, lines_per_row - first);
+              for (int l = l_begin + in_row; l < l_end; ++l)
+                prefetch_l2(P.b.row(next_j + l / lines_per_row) + pc + (l % lines_per_row) * 16);
+              kernel.prefetching(kc, a_panel, b_panel, c, ldd, add, P.b.row(next_j + row) + pc + first * 16, 16,
+                                 in_row);
             } else if (pack_in_kernel && ir == 0) {
               const Operand& B = P.b;
               kernel.pack_b(kc, a_panel, B.rows ? B.p + jc + jr : B.row(pc) + jc + jr, B.ld, B.rows ? B.rows + pc : nullptr,
