@@ -179,6 +179,8 @@ void prefetch_a_block(const Operand& A, int i0, int mc, int k0, int kc, int part
   }
 }
 
+std::atomic<bool> test_separate_packing{false};  // gemm_test_separate_packing
+
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
 // product (add_first: add on the first depth block, i.e. accumulate).
 //
@@ -199,6 +201,7 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
   Buffers& buf = thread_buffers();
   const DepthBlocks depth(P.K, P.single_block_depth);
   float* a_pack = buf.a.get(static_cast<size_t>(MC) * depth.size);
+  const bool side_jobs = !test_separate_packing.load(std::memory_order_relaxed);
   for (int jc = c0; jc < c1; jc += NC) {
     const int nc = std::min(NC, c1 - jc);
     const int nc_padded = (nc + NR - 1) / NR * NR;
@@ -235,13 +238,13 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
           float* b_panel = single_row_block ? b_pack : b_pack + static_cast<int64_t>(jr) * kc;
           // A full panel of a B stored by rows is packed by the panel's first (full) tile as it
           // sums, from the source rows the prefetches below brought in; other panels separately.
-          const bool pack_in_kernel = first_rows && nr == NR && mc >= MR && !P.b.trans && kernel.pack_b;
+          const bool pack_in_kernel = first_rows && nr == NR && mc >= MR && !P.b.trans && kernel.pack_b && side_jobs;
           if (first_rows && !pack_in_kernel) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
           const int next_j = jr + NR < nc ? jc + jr + NR : -1;
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
           // The next panel's source, a slice per call: for a strided B by the full tiles themselves,
           // spread between their FMAs; otherwise before the call.
-          const bool prefetch_in_kernel = first_rows && next_j >= 0 && !P.b.rows && kernel.prefetching;
+          const bool prefetch_in_kernel = first_rows && next_j >= 0 && !P.b.rows && kernel.prefetching && side_jobs;
           for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
             const int mr = std::min(MR, mc - ir);
             const bool prefetching = prefetch_in_kernel && mr == MR && nr == NR && !(pack_in_kernel && ir == 0);
@@ -592,6 +595,7 @@ Buffers& thread_buffers() {
 }  // namespace gemm
 
 void gemm_test_pack_private_panels(bool on) { gemm::test_private_panels.store(on, std::memory_order_relaxed); }
+void gemm_test_separate_packing(bool on) { gemm::test_separate_packing.store(on, std::memory_order_relaxed); }
 
 void matmul(float* c, const float* a, const float* b, int M, int N, int K, int lda, int ldb, int ldc,
             bool trans_a, bool trans_b, bool accumulate) {
