@@ -206,7 +206,10 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
     const int nc = std::min(NC, c1 - jc);
     const int nc_padded = (nc + NR - 1) / NR * NR;
     const bool single_row_block = r1 - r0 <= MC;
-    float* b_pack = buf.b.get(static_cast<size_t>(single_row_block ? NR : nc_padded) * depth.size);
+    // With a single row block and a B stored by rows, the panels are copied one ahead by the tiles
+    // of the panel before (copy_ahead): two panel slots, used in turn.
+    const bool copy_ahead = single_row_block && r1 - r0 >= MR && !P.b.trans && !P.b.rows && kernel.copying && side_jobs;
+    float* b_pack = buf.b.get(static_cast<size_t>(single_row_block ? 2 * NR : nc_padded) * depth.size);
     for (int blk = 0; blk < depth.count; ++blk) {
       const int pc = blk * depth.size;
       const int kc = std::min(depth.size, P.K - pc);
@@ -230,6 +233,45 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
         // current one out of L2.
         if (static_cast<int64_t>(next_mc) * next_kc > 64 * 1024) next_i = -1;
         const int panels = (nc + NR - 1) / NR;
+        if (copy_ahead) {
+          // Each full tile of panel q copies a slice of the rows of panel q + 1 from its source into
+          // the other slot, and prefetches the same slice of panel q + 2's source: every panel
+          // arrives packed (the first, and one after a narrow panel, are packed here), and its
+          // source was in cache a panel earlier, so the copies do not wait on memory.
+          bool packed = false;  // the current panel's slot already holds it
+          for (int jr = 0; jr < nc; jr += NR) {
+            if (next_i >= 0) prefetch_a_block(P.a, next_i, next_mc, next_k, next_kc, jr / NR, panels);
+            const int nr = std::min(NR, nc - jr);
+            float* b_panel = b_pack + static_cast<int64_t>((jr / NR) & 1) * NR * kc;
+            float* next_slot = b_pack + static_cast<int64_t>(((jr / NR) + 1) & 1) * NR * kc;
+            if (!packed) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
+            // Only a full next panel is copied (a narrow one is packed with its zeros when it comes).
+            const int next_j = jr + NR < nc && nc - jr - NR >= NR ? jc + jr + NR : -1;
+            const int after_j = jr + 2 * NR < nc ? jc + jr + 2 * NR : -1;
+            const int after_nr = after_j < 0 ? 0 : std::min(NR, nc - jr - 2 * NR);
+            for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
+              const int mr = std::min(MR, mc - ir);
+              const int k_begin = kc * call / calls, k_end = kc * (call + 1) / calls;
+              const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
+              float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
+              if (mr == MR && nr == NR) {
+                kernel.copying(kc, a_panel, b_panel, c, ldd, add, next_j < 0 ? nullptr : P.b.row(pc + k_begin) + next_j,
+                               P.b.ld, next_slot + static_cast<int64_t>(k_begin) * NR, next_j < 0 ? 0 : k_end - k_begin,
+                               after_j < 0 ? nullptr : P.b.row(pc + k_begin) + after_j, after_j < 0 ? 0 : k_end - k_begin);
+              } else {
+                if (next_j >= 0)
+                  for (int k = k_begin; k < k_end; ++k)
+                    std::memcpy(next_slot + static_cast<int64_t>(k) * NR, P.b.row(pc + k) + next_j, NR * sizeof(float));
+                if (after_j >= 0) prefetch_b_panel(P.b, pc, kc, after_j, after_nr, call, calls);
+                run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
+              }
+              if (last && P.epilogue != Epilogue::none)
+                finish_rows(P.epilogue, c, ldd, mr, nr);
+            }
+            packed = next_j >= 0;
+          }
+          continue;
+        }
         for (int jr = 0; jr < nc; jr += NR) {
           if (next_i >= 0) prefetch_a_block(P.a, next_i, next_mc, next_k, next_kc, jr / NR, panels);
           const int nr = std::min(NR, nc - jr);

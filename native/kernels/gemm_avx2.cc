@@ -32,9 +32,10 @@ namespace st::gemm {
 
 // The 6 × 16 tile's sums into ymm0–ymm11 (zeroed first; k4 unrolled steps of four, then kr single
 // steps), shared by the kernel that stores or adds the tile and the one that streams it out.
-#define ST_TILE_6X16_SUMS ST_TILE_6X16_SUMS_WITH("")
-// JOB: instructions run once per four k steps, between the FMAs (a side job of the tile).
-#define ST_TILE_6X16_SUMS_WITH(JOB) \
+#define ST_TILE_6X16_SUMS ST_TILE_6X16_SUMS_WITH("", "4f")
+// JOB: instructions run once per four k steps, between the FMAs (a side job of the tile); DONE: the
+// label to go on at when no single k steps are left (the code after the macro, or the write-back).
+#define ST_TILE_6X16_SUMS_WITH(JOB, DONE) \
   "vxorps %%ymm0, %%ymm0, %%ymm0\n\t" \
   "vxorps %%ymm1, %%ymm1, %%ymm1\n\t" \
   "vxorps %%ymm2, %%ymm2, %%ymm2\n\t" \
@@ -64,7 +65,7 @@ namespace st::gemm {
   "jnz 1b\n\t" \
   "2:\n\t" \
   "test %[kr], %[kr]\n\t" \
-  "jz 4f\n\t" \
+  "jz " DONE "\n\t" \
   "3:\n\t" \
   ST_K_STEP_6(0, 0) \
   "add $24, %[a]\n\t" \
@@ -178,7 +179,7 @@ void micro_kernel_prefetching_avx2(int kc, const float* a, const float* b, float
   float* cp;
   asm volatile(
       ST_PREFETCH_C_6X16
-      ST_TILE_6X16_SUMS_WITH(ST_PREFETCH_ROW)
+      ST_TILE_6X16_SUMS_WITH(ST_PREFETCH_ROW, "8f")
       // Rows left when the tile had fewer groups of four k steps than rows to prefetch.
       "8:\n\t"
       "test %[pn], %[pn]\n\t"
@@ -192,6 +193,57 @@ void micro_kernel_prefetching_avx2(int kc, const float* a, const float* b, float
       : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp), [pp] "+r"(pf),
         [pn] "+r"(pf_rows)
       : [ldc] "r"(ldc_bytes), [add] "rm"(add_flag), [pld] "r"(pf_ld_bytes)
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+}
+
+// The full tile with two side jobs, one step of each every four k steps: rows [0, copy_rows) of the
+// next B panel copied from their source (row i at src + i·ld, 16 floats) into its packed slot (dst +
+// i·16), and rows [0, pf_rows) of the panel after it (pf + i·ld) prefetched into L2. The copy moves
+// through ymm14 | ymm15 between two k steps, whose broadcasts reload them.
+#define ST_COPY_AND_PREFETCH_ROW \
+  "test %[cn], %[cn]\n\t" \
+  "jz 7f\n\t" \
+  "vmovups (%[s]), %%ymm14\n\t" \
+  "vmovups 32(%[s]), %%ymm15\n\t" \
+  "vmovups %%ymm14, (%[d])\n\t" \
+  "vmovups %%ymm15, 32(%[d])\n\t" \
+  "add %[ld], %[s]\n\t" \
+  "add $64, %[d]\n\t" \
+  "dec %[cn]\n\t" \
+  "7:\n\t" \
+  "test %[pn], %[pn]\n\t" \
+  "jz 8f\n\t" \
+  "prefetcht1 (%[pp])\n\t" \
+  "prefetcht1 60(%[pp])\n\t" \
+  "add %[ld], %[pp]\n\t" \
+  "dec %[pn]\n\t" \
+  "8:\n\t"
+void micro_kernel_copying_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                               const float* src, int64_t ld, float* dst, int64_t copy_rows, const float* pf,
+                               int64_t pf_rows) {
+  int64_t k4 = kc / 4, kr = kc % 4;
+  const int64_t ldc_bytes = ldc * static_cast<int64_t>(sizeof(float));
+  const int64_t ld_bytes = ld * static_cast<int64_t>(sizeof(float));
+  const int64_t add_flag = add ? 1 : 0;
+  // The C rows are far apart and needed only at the end (no register to spare for it in the asm).
+  for (int r = 0; r < MR; ++r) {
+    __builtin_prefetch(c + r * ldc);
+    __builtin_prefetch(c + r * ldc + 15);
+  }
+  asm volatile(
+      ST_TILE_6X16_SUMS_WITH(ST_COPY_AND_PREFETCH_ROW, "9f")
+      // What is left when the tile had fewer groups of four k steps than rows.
+      "9:\n\t"
+      "mov %[cn], %[k4]\n\t"
+      "or %[pn], %[k4]\n\t"
+      "jz 4f\n\t"
+      ST_COPY_AND_PREFETCH_ROW
+      "jmp 9b\n\t"
+      ST_TILE_6X16_WRITE
+      : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [s] "+r"(src), [d] "+r"(dst),
+        [cn] "+r"(copy_rows), [pp] "+r"(pf), [pn] "+r"(pf_rows)
+      : [ldc] "r"(ldc_bytes), [add] "m"(add_flag), [ld] "r"(ld_bytes)
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
         "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
 }
@@ -453,6 +505,7 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
 #undef ST_TILE_6X16_SUMS
 #undef ST_TILE_6X16_SUMS_WITH
 #undef ST_PREFETCH_ROW
+#undef ST_COPY_AND_PREFETCH_ROW
 #undef ST_TILE_6X16_SUMS_COPYING
 #undef ST_TILE_6X16_WRITE
 #undef ST_PREFETCH_C_6X16
