@@ -284,8 +284,9 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
           if (first_rows && !pack_in_kernel) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
           const int next_j = jr + NR < nc ? jc + jr + NR : -1;
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
-          // The next panel's source, a slice per call: for a strided B by the full tiles themselves,
-          // spread between their FMAs; otherwise before the call.
+          // The next panel's source, a slice per call: for a B not gathered by the full tiles
+          // themselves, spread between their FMAs (rows, or for a transposed B lines of its stored
+          // rows); otherwise before the call.
           const bool prefetch_in_kernel = first_rows && next_j >= 0 && !P.b.rows && kernel.prefetching && side_jobs;
           for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
             const int mr = std::min(MR, mc - ir);
