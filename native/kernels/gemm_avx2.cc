@@ -7,7 +7,9 @@
 // to the stack, which costs about a third of the peak. Each k step: two B loads, six broadcasts,
 // twelve independent FMAs (enough to cover the FMA latency on two pipes); unrolled by four. The C
 // tile is prefetched first: its rows are far apart and would otherwise miss at the very end.
-// All three kernels sum each output element in the same order, so they give the same bits.
+// Every kernel here (the 6-, 4- and 2-row tiles, and the 6-row tiles with side jobs: packing,
+// copying or prefetching B between their FMAs) sums each output element in the same order, so they
+// give the same bits.
 //
 // Generated: one k step is, per row r, `vbroadcastss a[k·6 + r]; vfmadd231ps b0; vfmadd231ps b1`.
 #include <cstdint>
