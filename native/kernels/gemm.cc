@@ -179,6 +179,8 @@ void prefetch_a_block(const Operand& A, int i0, int mc, int k0, int kc, int part
   }
 }
 
+std::atomic<bool> test_separate_packing{false};  // gemm_test_separate_packing
+
 // dest (r1 - r0, c1 - c0) with row stride ldd = [dest +] rows [r0, r1) × columns [c0, c1) of the
 // product (add_first: add on the first depth block, i.e. accumulate).
 //
@@ -199,11 +201,15 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
   Buffers& buf = thread_buffers();
   const DepthBlocks depth(P.K, P.single_block_depth);
   float* a_pack = buf.a.get(static_cast<size_t>(MC) * depth.size);
+  const bool side_jobs = !test_separate_packing.load(std::memory_order_relaxed);
   for (int jc = c0; jc < c1; jc += NC) {
     const int nc = std::min(NC, c1 - jc);
     const int nc_padded = (nc + NR - 1) / NR * NR;
     const bool single_row_block = r1 - r0 <= MC;
-    float* b_pack = buf.b.get(static_cast<size_t>(single_row_block ? NR : nc_padded) * depth.size);
+    // With a single row block and a B stored by rows, the panels are copied one ahead by the tiles
+    // of the panel before (copy_ahead): two panel slots, used in turn.
+    const bool copy_ahead = single_row_block && r1 - r0 >= MR && !P.b.trans && !P.b.rows && kernel.copying && side_jobs;
+    float* b_pack = buf.b.get(static_cast<size_t>(single_row_block ? 2 * NR : nc_padded) * depth.size);
     for (int blk = 0; blk < depth.count; ++blk) {
       const int pc = blk * depth.size;
       const int kc = std::min(depth.size, P.K - pc);
@@ -227,21 +233,92 @@ void compute_block(const Problem& P, const Kernels& kernel, int r0, int r1, int 
         // current one out of L2.
         if (static_cast<int64_t>(next_mc) * next_kc > 64 * 1024) next_i = -1;
         const int panels = (nc + NR - 1) / NR;
+        if (copy_ahead) {
+          // Each full tile of panel q copies a slice of the rows of panel q + 1 from its source into
+          // the other slot, and prefetches the same slice of panel q + 2's source: every panel
+          // arrives packed (the first, and one after a narrow panel, are packed here), and its
+          // source was in cache a panel earlier, so the copies do not wait on memory.
+          bool packed = false;  // the current panel's slot already holds it
+          for (int jr = 0; jr < nc; jr += NR) {
+            if (next_i >= 0) prefetch_a_block(P.a, next_i, next_mc, next_k, next_kc, jr / NR, panels);
+            const int nr = std::min(NR, nc - jr);
+            float* b_panel = b_pack + static_cast<int64_t>((jr / NR) & 1) * NR * kc;
+            float* next_slot = b_pack + static_cast<int64_t>(((jr / NR) + 1) & 1) * NR * kc;
+            if (!packed) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
+            // Only a full next panel is copied (a narrow one is packed with its zeros when it comes).
+            const int next_j = jr + NR < nc && nc - jr - NR >= NR ? jc + jr + NR : -1;
+            const int after_j = jr + 2 * NR < nc ? jc + jr + 2 * NR : -1;
+            const int after_nr = after_j < 0 ? 0 : std::min(NR, nc - jr - 2 * NR);
+            for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
+              const int mr = std::min(MR, mc - ir);
+              const int k_begin = kc * call / calls, k_end = kc * (call + 1) / calls;
+              const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
+              float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
+              if (mr == MR && nr == NR) {
+                kernel.copying(kc, a_panel, b_panel, c, ldd, add, next_j < 0 ? nullptr : P.b.row(pc + k_begin) + next_j,
+                               P.b.ld, next_slot + static_cast<int64_t>(k_begin) * NR, next_j < 0 ? 0 : k_end - k_begin,
+                               after_j < 0 ? nullptr : P.b.row(pc + k_begin) + after_j, after_j < 0 ? 0 : k_end - k_begin);
+              } else {
+                if (next_j >= 0)
+                  for (int k = k_begin; k < k_end; ++k)
+                    std::memcpy(next_slot + static_cast<int64_t>(k) * NR, P.b.row(pc + k) + next_j, NR * sizeof(float));
+                if (after_j >= 0) prefetch_b_panel(P.b, pc, kc, after_j, after_nr, call, calls);
+                run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
+              }
+              if (last && P.epilogue != Epilogue::none)
+                finish_rows(P.epilogue, c, ldd, mr, nr);
+            }
+            packed = next_j >= 0;
+          }
+          continue;
+        }
         for (int jr = 0; jr < nc; jr += NR) {
           if (next_i >= 0) prefetch_a_block(P.a, next_i, next_mc, next_k, next_kc, jr / NR, panels);
           const int nr = std::min(NR, nc - jr);
           // With a single row block a panel is used only right after it is packed: one panel slot,
           // always warm in L1, instead of writing the whole block out to L3 and reading it back.
           float* b_panel = single_row_block ? b_pack : b_pack + static_cast<int64_t>(jr) * kc;
-          if (first_rows) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
+          // A full panel of a B stored by rows is packed by the panel's first (full) tile as it
+          // sums, from the source rows the prefetches below brought in; other panels separately.
+          const bool pack_in_kernel = first_rows && nr == NR && mc >= MR && !P.b.trans && kernel.pack_b && side_jobs;
+          if (first_rows && !pack_in_kernel) pack_b(b_panel, P.b, pc, kc, jc + jr, nr);
           const int next_j = jr + NR < nc ? jc + jr + NR : -1;
           const int next_nr = next_j < 0 ? 0 : std::min(NR, nc - jr - NR);
+          // The next panel's source, a slice per call: for a B not gathered by the full tiles
+          // themselves, spread between their FMAs (rows, or for a transposed B lines of its stored
+          // rows); otherwise before the call.
+          const bool prefetch_in_kernel = first_rows && next_j >= 0 && !P.b.rows && kernel.prefetching && side_jobs;
           for (int ir = 0, call = 0; ir < mc; ir += MR, ++call) {
-            if (first_rows && next_j >= 0) prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const int mr = std::min(MR, mc - ir);
+            const bool prefetching = prefetch_in_kernel && mr == MR && nr == NR && !(pack_in_kernel && ir == 0);
+            if (first_rows && next_j >= 0 && !prefetching)
+              prefetch_b_panel(P.b, pc, kc, next_j, next_nr, call, calls);
             const float* a_panel = a_pack + static_cast<int64_t>(ir) * kc;
             float* c = dest + static_cast<int64_t>(ic - r0 + ir) * ldd + (jc - c0 + jr);
-            run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
+            if (prefetching && !P.b.trans) {
+              // Rows [k_begin, k_end) of the next panel's source, 16 floats each.
+              const int k_begin = kc * call / calls, k_end = kc * (call + 1) / calls;
+              kernel.prefetching(kc, a_panel, b_panel, c, ldd, add, P.b.row(pc + k_begin) + next_j, P.b.ld,
+                                 k_end - k_begin);
+            } else if (prefetching) {
+              // Lines [l_begin, l_end) of the next panel's next_nr stored rows (lines_per_row lines of
+              // kc floats each): those in the slice's first stored row by the kernel, one every 16
+              // floats, the rest (a slice crossing into the next row) here.
+              const int lines_per_row = (kc + 15) / 16, total = next_nr * lines_per_row;
+              const int l_begin = total * call / calls, l_end = total * (call + 1) / calls;
+              const int row = l_begin / lines_per_row, first = l_begin - row * lines_per_row;
+              const int in_row = std::min(l_end - l_begin, lines_per_row - first);
+              for (int l = l_begin + in_row; l < l_end; ++l)
+                prefetch_l2(P.b.row(next_j + l / lines_per_row) + pc + (l % lines_per_row) * 16);
+              kernel.prefetching(kc, a_panel, b_panel, c, ldd, add, P.b.row(next_j + row) + pc + first * 16, 16,
+                                 in_row);
+            } else if (pack_in_kernel && ir == 0) {
+              const Operand& B = P.b;
+              kernel.pack_b(kc, a_panel, B.rows ? B.p + jc + jr : B.row(pc) + jc + jr, B.ld, B.rows ? B.rows + pc : nullptr,
+                            b_panel, c, ldd, add);
+            } else {
+              run_tile(kernel, kc, a_panel, b_panel, c, ldd, add, mr, nr);
+            }
             if (last && P.epilogue != Epilogue::none)
               finish_rows(P.epilogue, c, ldd, mr, nr);
           }
@@ -561,6 +638,7 @@ Buffers& thread_buffers() {
 }  // namespace gemm
 
 void gemm_test_pack_private_panels(bool on) { gemm::test_private_panels.store(on, std::memory_order_relaxed); }
+void gemm_test_separate_packing(bool on) { gemm::test_separate_packing.store(on, std::memory_order_relaxed); }
 
 void matmul(float* c, const float* a, const float* b, int M, int N, int K, int lda, int ldb, int ldc,
             bool trans_a, bool trans_b, bool accumulate) {

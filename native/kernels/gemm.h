@@ -66,5 +66,9 @@ void grouped_matmul_weight_grad_reference(const GroupedMatmulWeightGrad& g);
 // with the others (gemm.cc) packs every odd panel again into its own buffer instead of reading the
 // shared one, the path it takes otherwise only when the thread packing that panel is descheduled.
 void gemm_test_pack_private_panels(bool on);
+// For the tests only: when set, the general driver packs every B panel in a separate pass and
+// prefetches between the micro-kernel calls, as it did before the tiles took those jobs over
+// (gemm.cc): the results must be the same bits either way.
+void gemm_test_separate_packing(bool on);
 
 }  // namespace st

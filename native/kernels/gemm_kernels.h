@@ -21,6 +21,28 @@ using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, i
 
 void micro_kernel_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_avx2.cc
 void micro_kernel_sse2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);  // gemm_sse2.cc
+// The full tile with a side job spread between its FMAs: pf_rows rows of a strided source (row i at
+// pf + i·pf_ld, 16 floats) prefetched into L2; c as micro_kernel_avx2 computes it.
+using PrefetchingKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                                   const float* pf, int64_t pf_ld, int64_t pf_rows);
+void micro_kernel_prefetching_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                                   const float* pf, int64_t pf_ld, int64_t pf_rows);
+// The full tile with two side jobs spread between its FMAs: copy_rows rows of the next B panel's
+// source (row i at src + i·ld, 16 floats) copied into its packed slot (dst + i·NR), and pf_rows rows
+// of the panel after it (pf + i·ld) prefetched into L2; c as micro_kernel_avx2 computes it.
+using CopyingKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                               const float* src, int64_t ld, float* dst, int64_t copy_rows, const float* pf,
+                               int64_t pf_rows);
+void micro_kernel_copying_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                               const float* src, int64_t ld, float* dst, int64_t copy_rows, const float* pf,
+                               int64_t pf_rows);
+// The full tile that packs its B panel as it sums (the first call on a panel, instead of a separate
+// packing pass): row k of the panel (NR floats) is read from src + rows[k]·ld (rows null: src +
+// k·ld) and written to b[k·NR ..]; c as micro_kernel_avx2 computes it, the same bits.
+using PackBKernel = void (*)(int kc, const float* a, const float* src, int64_t ld, const int32_t* rows, float* b,
+                             float* c, int64_t ldc, bool add);
+void micro_kernel_pack_b_avx2(int kc, const float* a, const float* src, int64_t ld, const int32_t* rows, float* b,
+                              float* c, int64_t ldc, bool add);
 // Rows 0-3 of the tile only (a panels still MR rows wide), for the last rows of a matrix.
 void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
 // Rows 0-1 only: a group whose last tile has one or two rows (the Switch layer's experts get any

@@ -25,12 +25,16 @@ struct Kernels {
   MicroKernel four_rows;  // null when the ISA has none
   MicroKernel two_rows;   // null when the ISA has none
   StreamKernel stream;    // the full tile with non-temporal stores; null when the ISA has none
+  PackBKernel pack_b;     // the full tile packing its B panel from the source rows; null when none
+  PrefetchingKernel prefetching;  // the full tile prefetching rows between its FMAs; null when none
+  CopyingKernel copying;  // the full tile copying and prefetching rows between its FMAs; null when none
 };
 
 inline Kernels active_kernels() {
   if (active_isa() >= Isa::avx2)
-    return {micro_kernel_avx2, micro_kernel_4x16_avx2, micro_kernel_2x16_avx2, micro_kernel_stream_avx2};
-  return {micro_kernel_sse2, nullptr, nullptr, nullptr};
+    return {micro_kernel_avx2, micro_kernel_4x16_avx2, micro_kernel_2x16_avx2, micro_kernel_stream_avx2,
+            micro_kernel_pack_b_avx2, micro_kernel_prefetching_avx2, micro_kernel_copying_avx2};
+  return {micro_kernel_sse2, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }
 
 // One tile of c (mr ≤ MR rows × nr ≤ NR columns, row stride ldc) = [c +] a_panel · b_panel over kc,

@@ -33,6 +33,18 @@ using st::test::compare;
 
 const std::vector<st::Isa>& kIsas = st::test::all_isas();
 
+// `got` (from a call with the driver's side jobs: a B panel packed by its first tile as it sums, the
+// next panel's source prefetched between the FMAs) against the same call run again from `start`
+// with them turned off (gemm_test_separate_packing): the same packed values in the same order, so
+// the same bits. `call(out)` runs the product into out.
+template <class Call>
+bool same_without_side_jobs(const std::vector<float>& got, std::vector<float> start, Call&& call) {
+  st::gemm_test_separate_packing(true);
+  call(start);
+  st::gemm_test_separate_packing(false);
+  return got.empty() || std::memcmp(got.data(), start.data(), got.size() * sizeof(float)) == 0;  // (no null to memcmp)
+}
+
 struct MatmulCase {
   int M, N, K;
 };
@@ -64,7 +76,13 @@ void check_matmul(int M, int N, int K, bool ta, bool tb, bool acc, int pad) {
     if (!acc)
       for (int i = 0; i < M; ++i)
         for (int j = 0; j < N; ++j) got[i * ldc + j] = kNaN;
-    st::matmul(got.data(), a.data(), b.data(), M, N, K, lda, ldb, ldc, ta, tb, acc);
+    const std::vector<float> start = got;
+    auto call = [&](std::vector<float>& out) {
+      st::matmul(out.data(), a.data(), b.data(), M, N, K, lda, ldb, ldc, ta, tb, acc);
+    };
+    call(got);
+    ST_CHECK(same_without_side_jobs(got, start, call), "matmul %s M=%d N=%d K=%d ta=%d tb=%d acc=%d pad=%d: other bits "
+             "than with separate packing", st::isa_name(isa), M, N, K, ta, tb, acc, pad);
     const int bad = compare(got.data(), want.data(), magnitude.data(), M, N, ldc, K, "matmul");
     ST_CHECK(bad == 0, "matmul %s M=%d N=%d K=%d ta=%d tb=%d acc=%d pad=%d: %d elements wrong", st::isa_name(isa), M, N, K,
              ta, tb, acc, pad, bad);
@@ -152,8 +170,15 @@ void check_grouped(const GroupedCase& gc, bool gather, bool scatter, bool scale,
       if (writes_all)
         for (int i = 0; i < y_rows; ++i)
           for (int j = 0; j < N; ++j) got[i * ldy + j] = kNaN;
-      g.y = got.data();
-      st::grouped_matmul(g);
+      const std::vector<float> start = got;
+      auto call = [&](std::vector<float>& out) {
+        g.y = out.data();
+        st::grouped_matmul(g);
+      };
+      call(got);
+      ST_CHECK(same_without_side_jobs(got, start, call), "grouped %s threads=%d E=%d rows=%d K=%d N=%d gather=%d "
+               "scatter=%d tw=%d acc=%d: other bits than with separate packing", st::isa_name(isa), threads, E, rows, K, N,
+               gather, scatter, trans_w, acc);
       const int bad = compare(got.data(), want.data(), magnitude.data(), y_rows, ldy, ldy, K * 2, "grouped");
       ST_CHECK(bad == 0, "grouped %s threads=%d E=%d rows=%d K=%d N=%d gather=%d scatter=%d scale=%d tw=%d acc=%d: %d wrong",
                st::isa_name(isa), threads, E, rows, K, N, gather, scatter, scale, trans_w, acc, bad);
@@ -192,8 +217,15 @@ void check_weight_grad(const GroupedCase& gc, bool gather_x, bool gather_dy, boo
       st::set_num_threads(threads);
       std::vector<float> got = dw0;
       if (!acc) std::fill(got.begin(), got.end(), kNaN);
-      g.dw = got.data();
-      st::grouped_matmul_weight_grad(g);
+      const std::vector<float> start = got;
+      auto call = [&](std::vector<float>& out) {
+        g.dw = out.data();
+        st::grouped_matmul_weight_grad(g);
+      };
+      call(got);
+      ST_CHECK(same_without_side_jobs(got, start, call), "weight_grad %s threads=%d E=%d rows=%d K=%d N=%d gx=%d gy=%d "
+               "acc=%d: other bits than with separate packing", st::isa_name(isa), threads, E, rows, K, N, gather_x,
+               gather_dy, acc);
       const int bad = compare(got.data(), want.data(), magnitude.data(), E * K, N, N, rows, "weight_grad");
       ST_CHECK(bad == 0, "weight_grad %s threads=%d E=%d rows=%d K=%d N=%d gx=%d gy=%d acc=%d: %d wrong",
                st::isa_name(isa), threads, E, rows, K, N, gather_x, gather_dy, acc, bad);
@@ -262,6 +294,33 @@ int main() {
       }
       for (int combo = 0; combo < 4; ++combo) check_weight_grad(gc, combo & 1, combo & 2, random_int(0, 1));
     }
+
+  // The side jobs of the general driver's tiles (a full B panel of a B stored by rows packed by the
+  // panel's first tile, strided or gathered; the next panel's source prefetched by the full tiles,
+  // in rows or, for a transposed B, in lines that may cross into the next stored row), each case
+  // also run without them (above): one row block (≤ 288 rows) or several (the first packs), fewer
+  // rows than a tile (no tile packs), a last panel of fewer than 16 columns (packed separately), N
+  // below 16, K below 4 and K ≢ 0 mod 4 (the kernel's single steps), two depth blocks, thin
+  // transposed panels whose slices of lines cross stored rows (K = 20: two lines a row), padded
+  // (NaN) leading dimensions, and grouped products past 128 rows a group (the general driver) and
+  // weight gradients past 48, gathered or not.
+  const std::vector<MatmulCase> side_job_shapes{{6, 16, 1},    {6, 16, 3},    {6, 32, 5},    {5, 48, 40},
+                                                {6, 15, 40},   {12, 33, 7},   {250, 100, 37}, {290, 40, 90},
+                                                {600, 35, 20}, {100, 64, 1100}, {64, 200, 9}, {7, 33, 800}};
+  for (int threads : {1, 2}) {
+    st::set_num_threads(threads);
+    for (const MatmulCase& s : side_job_shapes)
+      for (int t = 0; t < 4; ++t) {
+        check_matmul(s.M, s.N, s.K, t & 1, t & 2, t == 1 || t == 2, 0);
+        check_matmul(s.M, s.N, s.K, t & 1, t & 2, t == 0 || t == 3, 3);
+      }
+  }
+  std::vector<GroupedCase> large_groups{{2, 520, 37, 50}, {3, 700, 20, 33}, {2, 600, 70, 17}, {1, 300, 5, 16}};
+  if (!quick) large_groups.push_back({2, 700, 600, 40});
+  for (const GroupedCase& gc : large_groups) {
+    for (int combo = 0; combo < 8; ++combo) check_grouped(gc, combo & 1, combo & 2, combo & 1, combo & 4, combo == 3 || combo == 4);
+    for (int combo = 0; combo < 4; ++combo) check_weight_grad(gc, combo & 1, combo & 2, combo == 1);
+  }
 
   st::set_active_isa(best);
   st::set_num_threads(saved_threads);

@@ -229,6 +229,15 @@ void check_epilogue(const Case& c, bool gather, bool trans_w, bool acc) {
         ST_CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0,
                  "relu epilogue small=%d %s threads=%d E=%d rows=%d K=%d N=%d gather=%d tw=%d acc=%d: differs from the "
                  "product and the separate pass", small, st::isa_name(isa), threads, E, rows, K, N, gather, trans_w, acc);
+        // The general driver without its tiles' side jobs (B packed and prefetched apart): the same bits.
+        std::vector<float> separate = fresh();
+        st::gemm_test_separate_packing(true);
+        g.y = separate.data();
+        st::grouped_matmul(g);
+        st::gemm_test_separate_packing(false);
+        ST_CHECK(std::memcmp(separate.data(), got.data(), got.size() * sizeof(float)) == 0,
+                 "relu epilogue small=%d %s threads=%d E=%d rows=%d K=%d N=%d gather=%d tw=%d acc=%d: other bits with "
+                 "separate packing", small, st::isa_name(isa), threads, E, rows, K, N, gather, trans_w, acc);
       }
     }
   }
@@ -320,7 +329,7 @@ int main() {
   // depth, several depth blocks.
   const std::vector<Case> epilogue_cases{
       {{1, 0, 7, 13, 6}, 9, 33}, {{130, 4}, 600, 40}, {{200, 1}, 1030, 24}, {{600}, 64, 512}, {{3, 2}, 0, 20},
-      {{40, 5}, 1030, 70}};
+      {{40, 5}, 1030, 70}, {{250, 140}, 37, 50}};
   for (const Case& c : epilogue_cases)
     for (int combo = 0; combo < 4; ++combo) check_epilogue(c, combo & 1, combo & 2, random_int(0, 1));
   // Groups past 128 rows at depths of two and three depth blocks, against the scalar definition.
