@@ -32,12 +32,8 @@ namespace st::gemm {
 #define ST_K_STEP_4(a, b) ST_K_STEP_2(a, b) ST_FMA_ROW(a + 8, 14, 4, 5) ST_FMA_ROW(a + 12, 15, 6, 7)
 #define ST_K_STEP_6(a, b) ST_K_STEP_4(a, b) ST_FMA_ROW(a + 16, 14, 8, 9) ST_FMA_ROW(a + 20, 15, 10, 11)
 
-// The 6 × 16 tile's sums into ymm0–ymm11 (zeroed first; k4 unrolled steps of four, then kr single
-// steps), shared by the kernel that stores or adds the tile and the one that streams it out.
-#define ST_TILE_6X16_SUMS ST_TILE_6X16_SUMS_WITH("", "4f")
-// JOB: instructions run once per four k steps, between the FMAs (a side job of the tile); DONE: the
-// label to go on at when no single k steps are left (the code after the macro, or the write-back).
-#define ST_TILE_6X16_SUMS_WITH(JOB, DONE) \
+// The twelve accumulators of the 6 × 16 tile zeroed.
+#define ST_ZERO_6X16 \
   "vxorps %%ymm0, %%ymm0, %%ymm0\n\t" \
   "vxorps %%ymm1, %%ymm1, %%ymm1\n\t" \
   "vxorps %%ymm2, %%ymm2, %%ymm2\n\t" \
@@ -49,7 +45,15 @@ namespace st::gemm {
   "vxorps %%ymm8, %%ymm8, %%ymm8\n\t" \
   "vxorps %%ymm9, %%ymm9, %%ymm9\n\t" \
   "vxorps %%ymm10, %%ymm10, %%ymm10\n\t" \
-  "vxorps %%ymm11, %%ymm11, %%ymm11\n\t" \
+  "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+
+// The 6 × 16 tile's sums into ymm0–ymm11 (zeroed first; k4 unrolled steps of four, then kr single
+// steps), shared by the kernel that stores or adds the tile and the one that streams it out.
+#define ST_TILE_6X16_SUMS ST_TILE_6X16_SUMS_WITH("", "4f")
+// JOB: instructions run once per four k steps, between the FMAs (a side job of the tile); DONE: the
+// label to go on at when no single k steps are left (the code after the macro, or the write-back).
+#define ST_TILE_6X16_SUMS_WITH(JOB, DONE) \
+  ST_ZERO_6X16 \
   "test %[k4], %[k4]\n\t" \
   "jz 2f\n\t" \
   ".p2align 5\n\t" \
@@ -88,12 +92,15 @@ namespace st::gemm {
   "vmovntps %%ymm" #r1 ", 32(%[c])\n\t"
 #define ST_NEXT_ROW "add %[ldc], %[c]\n\t"
 
+// Every kernel here uses all sixteen ymm registers.
+#define ST_YMM_CLOBBERS \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
+  "xmm13", "xmm14", "xmm15", "cc", "memory"
 // The operands and clobbers of the kernels that store or add their tile (6, 4 and 2 rows).
 #define ST_TILE_OPERANDS \
   : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp) \
   : [ldc] "r"(ldc_bytes), [add] "r"(add_flag) \
-  : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
-    "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
+  : ST_YMM_CLOBBERS
 
 // The six C rows of a 6 × 16 tile prefetched (they are far apart and needed only at the end).
 #define ST_PREFETCH_C_6X16 \
@@ -195,8 +202,7 @@ void micro_kernel_prefetching_avx2(int kc, const float* a, const float* b, float
       : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp), [pp] "+r"(pf),
         [pn] "+r"(pf_rows)
       : [ldc] "r"(ldc_bytes), [add] "rm"(add_flag), [pld] "r"(pf_ld_bytes)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+      : ST_YMM_CLOBBERS);
 }
 
 // The full tile with two side jobs, one step of each every four k steps: rows [0, copy_rows) of the
@@ -246,8 +252,7 @@ void micro_kernel_copying_avx2(int kc, const float* a, const float* b, float* c,
       : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [s] "+r"(src), [d] "+r"(dst),
         [cn] "+r"(copy_rows), [pp] "+r"(pf), [pn] "+r"(pf_rows)
       : [ldc] "r"(ldc_bytes), [add] "m"(add_flag), [ld] "r"(ld_bytes)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+      : ST_YMM_CLOBBERS);
 }
 
 // The full tile packing its B panel as it goes (gemm_kernels.h): at each k step the 16 columns come
@@ -281,18 +286,7 @@ void micro_kernel_copying_avx2(int kc, const float* a, const float* b, float* c,
 // The sums of ST_TILE_6X16_SUMS with each k step's B from COPY(byte offset in the packed panel, k
 // step of the four); ADVANCE4 / ADVANCE1 move the source past four / one k steps.
 #define ST_TILE_6X16_SUMS_COPYING(COPY0, COPY1, COPY2, COPY3, ADVANCE4, ADVANCE1) \
-  "vxorps %%ymm0, %%ymm0, %%ymm0\n\t" \
-  "vxorps %%ymm1, %%ymm1, %%ymm1\n\t" \
-  "vxorps %%ymm2, %%ymm2, %%ymm2\n\t" \
-  "vxorps %%ymm3, %%ymm3, %%ymm3\n\t" \
-  "vxorps %%ymm4, %%ymm4, %%ymm4\n\t" \
-  "vxorps %%ymm5, %%ymm5, %%ymm5\n\t" \
-  "vxorps %%ymm6, %%ymm6, %%ymm6\n\t" \
-  "vxorps %%ymm7, %%ymm7, %%ymm7\n\t" \
-  "vxorps %%ymm8, %%ymm8, %%ymm8\n\t" \
-  "vxorps %%ymm9, %%ymm9, %%ymm9\n\t" \
-  "vxorps %%ymm10, %%ymm10, %%ymm10\n\t" \
-  "vxorps %%ymm11, %%ymm11, %%ymm11\n\t" \
+  ST_ZERO_6X16 \
   "test %[k4], %[k4]\n\t" \
   "jz 2f\n\t" \
   ".p2align 5\n\t" \
@@ -333,8 +327,7 @@ void micro_kernel_pack_b_avx2(int kc, const float* a, const float* src, int64_t 
         ST_TILE_6X16_WRITE
         : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp), [s] "+r"(src)
         : [ldc] "r"(ldc_bytes), [add] "rm"(add_flag), [ld] "r"(ld_bytes)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-          "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+        : ST_YMM_CLOBBERS);
     return;
   }
   asm volatile(
@@ -344,8 +337,7 @@ void micro_kernel_pack_b_avx2(int kc, const float* a, const float* src, int64_t 
       ST_TILE_6X16_WRITE
       : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr), [cp] "=&r"(cp), [rows] "+r"(rows)
       : [ldc] "r"(ldc_bytes), [add] "rm"(add_flag), [ld] "r"(ld_bytes), [s] "r"(src)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+      : ST_YMM_CLOBBERS);
 }
 
 // The first four rows of the tile (the A panel keeps its 6-row layout).
@@ -500,8 +492,7 @@ void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, 
       ST_STREAM_ROW(10, 11)
       : [a] "+r"(a), [b] "+r"(b), [c] "+r"(c), [k4] "+r"(k4), [kr] "+r"(kr)
       : [ldc] "r"(ldc_bytes)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+      : ST_YMM_CLOBBERS);
 }
 
 #undef ST_TILE_6X16_SUMS
