@@ -102,26 +102,21 @@ namespace st::gemm {
   : [ldc] "r"(ldc_bytes), [add] "r"(add_flag) \
   : ST_YMM_CLOBBERS
 
+// One C row prefetched (its 16 floats may straddle two lines), and the step to the next row.
+#define ST_PREFETCH_C_ROW \
+  "prefetcht0 (%[cp])\n\t" \
+  "prefetcht0 60(%[cp])\n\t"
+#define ST_NEXT_C_ROW "add %[ldc], %[cp]\n\t"
+
 // The six C rows of a 6 × 16 tile prefetched (they are far apart and needed only at the end).
 #define ST_PREFETCH_C_6X16 \
   "mov %[c], %[cp]\n\t" \
-  "prefetcht0 (%[cp])\n\t" \
-  "prefetcht0 60(%[cp])\n\t" \
-  "add %[ldc], %[cp]\n\t" \
-  "prefetcht0 (%[cp])\n\t" \
-  "prefetcht0 60(%[cp])\n\t" \
-  "add %[ldc], %[cp]\n\t" \
-  "prefetcht0 (%[cp])\n\t" \
-  "prefetcht0 60(%[cp])\n\t" \
-  "add %[ldc], %[cp]\n\t" \
-  "prefetcht0 (%[cp])\n\t" \
-  "prefetcht0 60(%[cp])\n\t" \
-  "add %[ldc], %[cp]\n\t" \
-  "prefetcht0 (%[cp])\n\t" \
-  "prefetcht0 60(%[cp])\n\t" \
-  "add %[ldc], %[cp]\n\t" \
-  "prefetcht0 (%[cp])\n\t" \
-  "prefetcht0 60(%[cp])\n\t"
+  ST_PREFETCH_C_ROW ST_NEXT_C_ROW \
+  ST_PREFETCH_C_ROW ST_NEXT_C_ROW \
+  ST_PREFETCH_C_ROW ST_NEXT_C_ROW \
+  ST_PREFETCH_C_ROW ST_NEXT_C_ROW \
+  ST_PREFETCH_C_ROW ST_NEXT_C_ROW \
+  ST_PREFETCH_C_ROW
 
 // The 6 × 16 tile in ymm0–ymm11 added to C (add set) or stored.
 #define ST_TILE_6X16_WRITE \
@@ -348,17 +343,10 @@ void micro_kernel_4x16_avx2(int kc, const float* a, const float* b, float* c, in
   float* cp;
   asm volatile(
       "mov %[c], %[cp]\n\t"
-      "prefetcht0 (%[cp])\n\t"
-      "prefetcht0 60(%[cp])\n\t"
-      "add %[ldc], %[cp]\n\t"
-      "prefetcht0 (%[cp])\n\t"
-      "prefetcht0 60(%[cp])\n\t"
-      "add %[ldc], %[cp]\n\t"
-      "prefetcht0 (%[cp])\n\t"
-      "prefetcht0 60(%[cp])\n\t"
-      "add %[ldc], %[cp]\n\t"
-      "prefetcht0 (%[cp])\n\t"
-      "prefetcht0 60(%[cp])\n\t"
+      ST_PREFETCH_C_ROW ST_NEXT_C_ROW
+      ST_PREFETCH_C_ROW ST_NEXT_C_ROW
+      ST_PREFETCH_C_ROW ST_NEXT_C_ROW
+      ST_PREFETCH_C_ROW
       "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
       "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
       "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
@@ -421,11 +409,8 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
   float* cp;
   asm volatile(
       "mov %[c], %[cp]\n\t"
-      "prefetcht0 (%[cp])\n\t"
-      "prefetcht0 60(%[cp])\n\t"
-      "add %[ldc], %[cp]\n\t"
-      "prefetcht0 (%[cp])\n\t"
-      "prefetcht0 60(%[cp])\n\t"
+      ST_PREFETCH_C_ROW ST_NEXT_C_ROW
+      ST_PREFETCH_C_ROW
       "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
       "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
       "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
