@@ -53,6 +53,19 @@ void micro_kernel_2x16_avx2(int kc, const float* a, const float* b, float* c, in
 using StreamKernel = void (*)(int kc, const float* a, const float* b, float* c, int64_t ldc);
 void micro_kernel_stream_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc);
 
+// AVX-512 (gemm_avx512.cc): the same tiles on zmm registers (one accumulator per row), with the
+// same layouts, arguments and bits as their AVX2 namesakes above (the 2-row tile has no zmm one).
+void micro_kernel_avx512(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
+void micro_kernel_4x16_avx512(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add);
+void micro_kernel_stream_avx512(int kc, const float* a, const float* b, float* c, int64_t ldc);
+void micro_kernel_prefetching_avx512(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                                     const float* pf, int64_t pf_ld, int64_t pf_rows);
+void micro_kernel_copying_avx512(int kc, const float* a, const float* b, float* c, int64_t ldc, bool add,
+                                 const float* src, int64_t ld, float* dst, int64_t copy_rows, const float* pf,
+                                 int64_t pf_rows);
+void micro_kernel_pack_b_avx512(int kc, const float* a, const float* src, int64_t ld, const int32_t* rows, float* b,
+                                float* c, int64_t ldc, bool add);
+
 // AVX-512 (gemm_avx512.cc): the wide tile, up to MR_WIDE rows × NR columns, for the small-group
 // path of the grouped matmul. Its A panels are MR_WIDE rows wide (a[k·MR_WIDE + r], rows past the
 // matrix zeros); B panels are the shared layout. c (mr ≤ MR_WIDE, nr ≤ NR) = [c +] a · b over kc,
