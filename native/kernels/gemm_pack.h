@@ -12,7 +12,6 @@
 
 #include <cstddef>
 #include <cstdlib>
-#include <cstdlib>
 
 #include "cpu.h"
 #include "gemm.h"
@@ -32,7 +31,7 @@ struct Kernels {
 };
 
 inline Kernels active_kernels() {
-  if (active_isa() >= Isa::avx512 && !std::getenv("ST_GEMM_AVX2_TILES"))
+  if (active_isa() >= Isa::avx512)
     return {micro_kernel_avx512,         micro_kernel_4x16_avx512,        micro_kernel_2x16_avx2,
             micro_kernel_stream_avx512,  micro_kernel_pack_b_avx512,      micro_kernel_prefetching_avx512,
             micro_kernel_copying_avx512};
