@@ -1,6 +1,6 @@
 // The fast matmuls (gemm.h) against their scalar definitions: every transpose, accumulate, strided
-// rows, shapes that are not multiples of the register tile, both ISA paths, and bit-identical
-// results for 1, 2 and 3 threads. M, N, K = product sizes; E = groups.
+// rows, shapes that are not multiples of the register tile, every ISA path, bit-identical results
+// for 1, 2 and 3 threads, and the avx512 level's results bit-identical to the avx2 level's. M, N, K = product sizes; E = groups.
 //
 // Tolerance: the fast paths sum in another order (blocked, FMA), so each element may differ from
 // the reference by a few roundings of its magnitude Σ|a||b|; the magnitude is computed by running
@@ -45,6 +45,15 @@ bool same_without_side_jobs(const std::vector<float>& got, std::vector<float> st
   return got.empty() || std::memcmp(got.data(), start.data(), got.size() * sizeof(float)) == 0;  // (no null to memcmp)
 }
 
+// The avx512 level runs the AVX2 tiles' arithmetic on zmm registers (and the small-group tile in
+// the same order): its results must be the avx2 level's bits. Called with each ISA's result in
+// kIsas order; keeps avx2's and compares avx512's with it.
+bool same_as_avx2(st::Isa isa, const std::vector<float>& got, std::vector<float>& avx2_bits) {
+  if (isa == st::Isa::avx2) avx2_bits = got;
+  if (isa != st::Isa::avx512 || avx2_bits.empty()) return true;
+  return std::memcmp(got.data(), avx2_bits.data(), got.size() * sizeof(float)) == 0;
+}
+
 struct MatmulCase {
   int M, N, K;
 };
@@ -70,6 +79,7 @@ void check_matmul(int M, int N, int K, bool ta, bool tb, bool acc, int pad) {
   std::vector<float> want = c0, magnitude = absolute(c0);
   st::matmul_reference(want.data(), a.data(), b.data(), M, N, K, lda, ldb, ldc, ta, tb, acc);
   st::matmul_reference(magnitude.data(), a_abs.data(), b_abs.data(), M, N, K, lda, ldb, ldc, ta, tb, acc);
+  std::vector<float> avx2_bits;
   for (st::Isa isa : kIsas) {
     if (!st::set_active_isa(isa)) continue;
     std::vector<float> got = c0;
@@ -83,6 +93,8 @@ void check_matmul(int M, int N, int K, bool ta, bool tb, bool acc, int pad) {
     call(got);
     ST_CHECK(same_without_side_jobs(got, start, call), "matmul %s M=%d N=%d K=%d ta=%d tb=%d acc=%d pad=%d: other bits "
              "than with separate packing", st::isa_name(isa), M, N, K, ta, tb, acc, pad);
+    ST_CHECK(same_as_avx2(isa, got, avx2_bits), "matmul avx512 M=%d N=%d K=%d ta=%d tb=%d acc=%d pad=%d: other bits "
+             "than avx2", M, N, K, ta, tb, acc, pad);
     const int bad = compare(got.data(), want.data(), magnitude.data(), M, N, ldc, K, "matmul");
     ST_CHECK(bad == 0, "matmul %s M=%d N=%d K=%d ta=%d tb=%d acc=%d pad=%d: %d elements wrong", st::isa_name(isa), M, N, K,
              ta, tb, acc, pad, bad);
@@ -161,6 +173,7 @@ void check_grouped(const GroupedCase& gc, bool gather, bool scatter, bool scale,
   ga.x = x_abs.data(), ga.w = w_abs.data(), ga.scale = g.scale ? s_abs.data() : nullptr, ga.y = magnitude.data();
   st::grouped_matmul_reference(ga);
   const bool writes_all = !scatter && !acc;
+  std::vector<float> avx2_bits;
   for (st::Isa isa : kIsas) {
     if (!st::set_active_isa(isa)) continue;
     std::vector<float> first;
@@ -182,8 +195,11 @@ void check_grouped(const GroupedCase& gc, bool gather, bool scatter, bool scale,
       const int bad = compare(got.data(), want.data(), magnitude.data(), y_rows, ldy, ldy, K * 2, "grouped");
       ST_CHECK(bad == 0, "grouped %s threads=%d E=%d rows=%d K=%d N=%d gather=%d scatter=%d scale=%d tw=%d acc=%d: %d wrong",
                st::isa_name(isa), threads, E, rows, K, N, gather, scatter, scale, trans_w, acc, bad);
-      if (first.empty()) first = got;
-      else
+      if (first.empty()) {
+        first = got;
+        ST_CHECK(same_as_avx2(isa, got, avx2_bits), "grouped avx512 E=%d rows=%d K=%d N=%d gather=%d scatter=%d tw=%d "
+                 "acc=%d: other bits than avx2", E, rows, K, N, gather, scatter, trans_w, acc);
+      } else
         ST_CHECK(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) == 0,
                  "grouped %s E=%d rows=%d K=%d N=%d scatter=%d: %d threads differ from 1", st::isa_name(isa), E, rows, K,
                  N, scatter, threads);
@@ -210,6 +226,7 @@ void check_weight_grad(const GroupedCase& gc, bool gather_x, bool gather_dy, boo
   st::GroupedMatmulWeightGrad ga = g;
   ga.x = x_abs.data(), ga.dy = dy_abs.data(), ga.dw = magnitude.data();
   st::grouped_matmul_weight_grad_reference(ga);
+  std::vector<float> avx2_bits;
   for (st::Isa isa : kIsas) {
     if (!st::set_active_isa(isa)) continue;
     std::vector<float> first;
@@ -229,8 +246,11 @@ void check_weight_grad(const GroupedCase& gc, bool gather_x, bool gather_dy, boo
       const int bad = compare(got.data(), want.data(), magnitude.data(), E * K, N, N, rows, "weight_grad");
       ST_CHECK(bad == 0, "weight_grad %s threads=%d E=%d rows=%d K=%d N=%d gx=%d gy=%d acc=%d: %d wrong",
                st::isa_name(isa), threads, E, rows, K, N, gather_x, gather_dy, acc, bad);
-      if (first.empty()) first = got;
-      else
+      if (first.empty()) {
+        first = got;
+        ST_CHECK(same_as_avx2(isa, got, avx2_bits), "weight_grad avx512 E=%d rows=%d K=%d N=%d gx=%d gy=%d acc=%d: "
+                 "other bits than avx2", E, rows, K, N, gather_x, gather_dy, acc);
+      } else
         ST_CHECK(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) == 0,
                  "weight_grad %s E=%d rows=%d: %d threads differ from 1", st::isa_name(isa), E, rows, threads);
     }
