@@ -11,7 +11,7 @@
 
 namespace st::gemm {
 
-constexpr int MR = 6;   // 6 × 16 = 12 ymm accumulators + 2 B vectors + 1 A broadcast of 16 registers
+constexpr int MR = 6;   // AVX2: 6 × 16 = 12 ymm accumulators + 2 B vectors + 2 A broadcasts; AVX-512: 6 zmm
 constexpr int NR = 16;
 
 // c (MR, NR) with row stride ldc = [c +] a_panel · b_panel over kc. The product is summed from zero
