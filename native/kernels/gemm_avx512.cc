@@ -117,11 +117,15 @@ enum class Write { add_or_store, stream };
 // c (R rows × 16, row stride ldc) = [c +] a · b over kc, a in the MR-row packed layout.
 template <int R, Write W = Write::add_or_store, class BRows, class Job>
 inline void tile(int kc, const float* a, const BRows& b, float* c, int64_t ldc, bool add, Job& job) {
-  // The C rows are far apart and needed only at the end: ask for them now.
+  // The C rows are far apart and needed only at the end: ask for them now (not those streamed
+  // out: a non-temporal store to a line in cache first evicts it, and the prefetch reads memory
+  // the stream is there to avoid).
+  if (W != Write::stream) {
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+    }
   }
   __m512 acc[R];
 #pragma GCC unroll 8
