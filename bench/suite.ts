@@ -18,7 +18,7 @@ export interface BenchRecord {
   [extra: string]: unknown;
 }
 
-/** The machine's measured limits, from the `peak` suite (run first whenever a suite needs them). */
+/** The machine's measured limits, each the fastest of its repeats, from the `peak` suite (run first whenever a suite needs them). */
 export interface MachinePeak {
   /** FMA peak GFLOP/s by thread count. */
   fmaGflops: Record<number, number>;
@@ -26,7 +26,7 @@ export interface MachinePeak {
   memcpyGbps: Record<number, number>;
   /** The instruction set whose loop gave fmaGflops (the active one: 'avx2' FMA, or 'portable' SSE2 mul+add). */
   isa: 'avx2' | 'portable';
-  /** Median seconds of the measurements above, by thread count. */
+  /** Seconds of the fastest run of the measurements above (a limit: bench/peak.ts), by thread count. */
   fmaSeconds: Record<number, number>;
   memcpySeconds: Record<number, number>;
   /** The memcpy size measured. */
