@@ -20,6 +20,14 @@ export interface Measurement {
   repeats: number;
 }
 
+/**
+ * The rate of a measurement's fastest run, from `rate` of its median run: how the machine's limits
+ * are read (bench/peak.ts), since a run can only be slowed down, never sped up, by the machine.
+ */
+export function fastestRate(m: Measurement, rate: number): number {
+  return (rate * m.seconds) / m.fastestSeconds;
+}
+
 export interface Plan {
   repeats: number;
   minSeconds: number;

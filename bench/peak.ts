@@ -3,7 +3,7 @@
 // thread count asked for.
 import { cpuInfo } from '../src/index.js';
 import type { MachinePeak } from './suite.js';
-import { measureFmaPeak, measureMemcpy, measureStreamCopy, planFor } from './measure.js';
+import { fastestRate, measureFmaPeak, measureMemcpy, measureStreamCopy, planFor } from './measure.js';
 
 /** Far beyond the last-level cache (32 MiB here), so memcpy measures memory, not cache. */
 export function memcpyBytes(quick: boolean): number {
@@ -20,28 +20,22 @@ export function measureMachinePeak(threads: number[], quick: boolean, log: (mess
   const peak: MachinePeak = {
     isa, fmaGflops: {}, memcpyGbps: {}, fmaSeconds: {}, memcpySeconds: {}, memcpyBytes: bytes, streamCopyGbps: {}, streamCopySeconds: {},
   };
-  // A limit is the fastest of the repeats, not their median: a run can only be slowed down (by a
-  // neighbour on this shared machine, a thread descheduled), and a limit read low inflates every
-  // percentage of the run measured against it (a 2-thread peak taken while one core was busy
-  // elsewhere once read 116 GFLOP/s, and the layer suite's step then "177 %" of it).
-  const fastest = <M extends { seconds: number; fastestSeconds: number }>(m: M, rate: number) =>
-    ({ seconds: m.fastestSeconds, rate: (rate * m.seconds) / m.fastestSeconds });
+  // A limit is the fastest of the repeats, not their median (fastestRate): a limit read low
+  // inflates every percentage of the run measured against it (a 2-thread peak taken while one
+  // core was busy elsewhere once read 116 GFLOP/s, and the layer suite's step then "177 %" of it).
   for (const t of threads) {
     log(`peak: ${isa} multiply-add, ${t} thread(s)`);
-    const fmaRun = measureFmaPeak(isa, t, plan);
-    const fma = fastest(fmaRun, fmaRun.gflops);
-    peak.fmaGflops[t] = fma.rate;
-    peak.fmaSeconds[t] = fma.seconds;
+    const fma = measureFmaPeak(isa, t, plan);
+    peak.fmaGflops[t] = fastestRate(fma, fma.gflops);
+    peak.fmaSeconds[t] = fma.fastestSeconds;
     log(`peak: memcpy ${bytes / 2 ** 20} MiB, ${t} thread(s)`);
-    const copyRun = measureMemcpy(bytes, t, plan);
-    const copy = fastest(copyRun, copyRun.gbps);
-    peak.memcpyGbps[t] = copy.rate;
-    peak.memcpySeconds[t] = copy.seconds;
+    const copy = measureMemcpy(bytes, t, plan);
+    peak.memcpyGbps[t] = fastestRate(copy, copy.gbps);
+    peak.memcpySeconds[t] = copy.fastestSeconds;
     log(`peak: non-temporal copy ${bytes / 2 ** 20} MiB, ${t} thread(s)`);
-    const streamRun = measureStreamCopy(bytes, t, plan);
-    const stream = fastest(streamRun, streamRun.gbps);
-    peak.streamCopyGbps[t] = stream.rate;
-    peak.streamCopySeconds[t] = stream.seconds;
+    const stream = measureStreamCopy(bytes, t, plan);
+    peak.streamCopyGbps[t] = fastestRate(stream, stream.gbps);
+    peak.streamCopySeconds[t] = stream.fastestSeconds;
   }
   return peak;
 }

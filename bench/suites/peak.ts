@@ -4,7 +4,7 @@
 // of its repeats (bench/peak.ts): its `median` column is that run's time.
 import { cpuInfo } from '../../src/index.js';
 import type { BenchRecord, Suite } from '../suite.js';
-import { measureFmaPeak, planFor } from '../measure.js';
+import { fastestRate, measureFmaPeak, planFor } from '../measure.js';
 
 export const peakSuite: Suite = {
   name: 'peak',
@@ -24,7 +24,7 @@ export const peakSuite: Suite = {
         ctx.log(`peak: portable mul+add, ${threads} thread(s)`);
         // Its fastest run too, like the peak it is a fraction of.
         const sse2 = measureFmaPeak('portable', threads, planFor(ctx.quick));
-        const gflops = (sse2.gflops * sse2.seconds) / sse2.fastestSeconds;
+        const gflops = fastestRate(sse2, sse2.gflops);
         records.push({
           suite: 'peak', name: 'mul+add portable', shape: '12 chains x 4 floats', threads,
           seconds: sse2.fastestSeconds, gflops, percentOfPeak: (100 * gflops) / fma,
