@@ -36,24 +36,39 @@ export default function collectivesProgram(device: Device, args: CollectivesBenc
     const run = args.op === 'allToAll'
       ? () => device.allToAll(send, recv, { wire: args.wire })
       : () => device.allReduce(send, recv, { wire: args.wire });
-    // Warm up (page faults, caches), and estimate the time of one call for the repeat count.
+    // Warm up (page faults, caches), then estimate the time of one call for the counts below.
     for (let i = 0; i < 3; i++) run();
-    device.barrier();
-    const t0 = performance.now();
-    run();
-    const estimate = Math.max(1e-6, (performance.now() - t0) / 1000);
-    // Every device must run the same number of calls: take rank 0's counts. Before the timed
-    // repeats, the budget again in untimed calls (at most 20,000), so that the timed ones run
-    // the optimised code of a warm JIT, as a training loop's calls do (after a few calls the loop
-    // is still in V8's interpreter, which on a 1 KiB all-to-all costs more than the collective).
-    const calls = (seconds: number) => Math.round(seconds / estimate);
-    const proposal = new Float32Array([
-      Math.min(args.maxRepeats, Math.max(args.minRepeats, calls(args.budgetSeconds))),
-      Math.min(20_000, Math.max(3, calls(args.budgetSeconds))),
-    ]);
-    device.broadcast(proposal, { root: 0, wire: 'float32' });
-    const [repeats, warmups] = proposal;
+    const estimate = (): number => {
+      device.barrier();
+      const t0 = performance.now();
+      run();
+      return Math.max(1e-6, (performance.now() - t0) / 1000);
+    };
+    // Every device must run the same number of calls: rank 0's estimates decide, broadcast.
+    const rankZeros = (seconds: number): number => {
+      const value = new Float32Array([seconds]);
+      device.broadcast(value, { root: 0, wire: 'float32' });
+      return value[0];
+    };
+    // Before the timed repeats, the budget again in untimed calls (at most 20,000), so that the
+    // timed ones run the optimised code of a warm JIT, as a training loop's calls do (after a few
+    // calls the loop is still in V8's interpreter, which on a 1 KiB all-to-all costs more than
+    // the collective).
+    const plan = (seconds: number): [repeats: number, warmups: number] => {
+      const calls = Math.round(args.budgetSeconds / seconds);
+      return [Math.min(args.maxRepeats, Math.max(args.minRepeats, calls)), Math.min(20_000, Math.max(3, calls))];
+    };
+    const first = rankZeros(estimate());
+    let [repeats, warmups] = plan(first);
     for (let i = 0; i < warmups; i++) run();
+    // Again when the call got at least twice as fast: a call after three can still be cold
+    // (first-use paths, the interpreter). On 4 devices a 1 KiB all-to-all that takes 5 µs warm
+    // read 10 µs to 1.5 ms there, and the warm-up it paid for was as short as 150 calls.
+    const second = rankZeros(estimate());
+    if (second < first / 2) {
+      [repeats, warmups] = plan(second);
+      for (let i = 0; i < warmups; i++) run();
+    }
     if (args.nativeLoop && args.op === 'allToAll') {
       times.push(Array.from(device.benchAllToAll(send, recv, repeats, { wire: args.wire })));
       continue;

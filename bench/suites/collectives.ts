@@ -102,9 +102,11 @@ function buildMpiBaseline(log: (m: string) => void): string | undefined {
   return binary;
 }
 
-function runMpi(binary: string, devices: number, op: Op, sizes: number[]): Map<number, number> {
+function runMpi(binary: string, devices: number, op: Op, sizes: number[], warmupSeconds: number): Map<number, number> {
+  // The same untimed warm-up budget as the mesh's device program (collectives-program.ts).
   const out = execFileSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(devices),
-    '--mca', 'btl', 'self,vader', binary, op === 'allToAll' ? 'alltoall' : 'allreduce', ...sizes.map(String)],
+    '--mca', 'btl', 'self,vader', binary, op === 'allToAll' ? 'alltoall' : 'allreduce', `--warmup=${warmupSeconds}`,
+    ...sizes.map(String)],
   { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const seconds = new Map<number, number>();
   for (const line of out.split('\n')) {
@@ -115,11 +117,14 @@ function runMpi(binary: string, devices: number, op: Op, sizes: number[]): Map<n
   return seconds;
 }
 
+/** Seconds of timed calls per size, and of untimed warm-up calls before them (mesh and Open MPI alike). */
+const budgetSeconds = (quick: boolean): number => (quick ? 0.05 : 0.25);
+
 async function runMesh(devices: number, v: Variant, sizes: number[], quick: boolean): Promise<Map<number, number>> {
   const largest = Math.max(...sizes) * (v.op === 'allToAll' ? devices : 1);
   const args: CollectivesBenchArgs = {
     op: v.op, wire: v.wire, sizes, sendInHeap: v.heap, nativeLoop: v.nativeLoop,
-    budgetSeconds: quick ? 0.05 : 0.25, minRepeats: quick ? 3 : 7, maxRepeats: quick ? 50 : 400,
+    budgetSeconds: budgetSeconds(quick), minRepeats: quick ? 3 : 7, maxRepeats: quick ? 50 : 400,
   };
   // The device processes take the environment when they are forked, inside launchMesh's call.
   const saved = { ...process.env };
@@ -170,7 +175,7 @@ export const collectivesSuite: Suite = {
         if (mpi)
           for (const op of ['allToAll', 'allReduce'] as const) {
             ctx.log(`collectives: ${devices} ranks, Open MPI ${op}, round ${round + 1}/${rounds}`);
-            keep(`mpi ${op}`, runMpi(mpi, devices, op, sizes));
+            keep(`mpi ${op}`, runMpi(mpi, devices, op, sizes, budgetSeconds(ctx.quick)));
           }
       }
       const at = (key: string, bytes: number): number | undefined => {
