@@ -10,7 +10,9 @@
 // SWITCH_MESH_CROSS_MEMORY=0: every chunk through the arena's slots, two copies, the bf16 wire
 // converting on both copies), `unbound` (pinDevices: false), `native loop` (the same call timed in
 // a loop inside C++, Device.benchAllToAll: like for like with the Open MPI program, which times
-// itself in C). With `--compare mpi`, `over MPI` rows run the same device program on the MPI
+// itself in C), `bf16 rounding alone` (no collective: each device's own share of a bf16 wire's
+// conversions, the floor of a bf16 all-to-all on one host, against the float32 all-to-all in its
+// timeVsFloat32). With `--compare mpi`, `over MPI` rows run the same device program on the MPI
 // transport (float32 and bf16 wire: what the JS binding and the wire add to Open MPI, like for like
 // with the JS-call rows; the bf16 wire there moves 16-bit words). `--compare mpi` times Open MPI's
 // MPI_Alltoall / MPI_Allreduce (bench/baselines, built with mpicc, shared-memory transport) in
@@ -35,6 +37,8 @@ interface Variant {
   op: Op; wire: Wire; heap: boolean; label: string; pin?: boolean; env?: Record<string, string>; staged?: boolean; backend?: 'mpi';
   /** Timed in a loop inside native code (like the Open MPI baseline), not per JavaScript call. */
   nativeLoop?: boolean;
+  /** No collective: each device's own bf16 rounding and widening of the payload (the wire's floor). */
+  roundingOnly?: boolean;
 }
 
 const STAGED = { SWITCH_MESH_ADOPT_BYTES: '0', SWITCH_MESH_CROSS_MEMORY: '0' };
@@ -47,6 +51,9 @@ const VARIANTS: Variant[] = [
   { op: 'allToAll', wire: 'bf16', heap: false, label: 'allToAll bf16' },
   { op: 'allToAll', wire: 'bf16', heap: true, label: 'allToAll bf16 heap' },
   { op: 'allToAll', wire: 'bf16', heap: false, env: STAGED, staged: true, label: 'allToAll bf16 staged' },
+  // What a bf16 wire cannot avoid on one host, with no peers: every device rounds its outgoing
+  // chunks to 16-bit words and widens as many incoming ones (its own chunk: one rounding copy).
+  { op: 'allToAll', wire: 'bf16', heap: false, roundingOnly: true, label: 'bf16 rounding alone' },
   { op: 'allToAll', wire: 'float32', heap: false, pin: false, label: 'allToAll float32 unbound' },
   { op: 'allReduce', wire: 'float32', heap: false, label: 'allReduce float32' },
   { op: 'allReduce', wire: 'bf16', heap: false, label: 'allReduce bf16' },
@@ -123,7 +130,7 @@ const budgetSeconds = (quick: boolean): number => (quick ? 0.05 : 0.25);
 async function runMesh(devices: number, v: Variant, sizes: number[], quick: boolean): Promise<Map<number, number>> {
   const largest = Math.max(...sizes) * (v.op === 'allToAll' ? devices : 1);
   const args: CollectivesBenchArgs = {
-    op: v.op, wire: v.wire, sizes, sendInHeap: v.heap, nativeLoop: v.nativeLoop,
+    op: v.op, wire: v.wire, sizes, sendInHeap: v.heap, nativeLoop: v.nativeLoop, roundingOnly: v.roundingOnly,
     budgetSeconds: budgetSeconds(quick), minRepeats: quick ? 3 : 7, maxRepeats: quick ? 50 : 400,
   };
   // The device processes take the environment when they are forked, inside launchMesh's call.
@@ -195,9 +202,9 @@ export const collectivesSuite: Suite = {
           if (baseline !== undefined) record.speedupVsMpi = baseline / seconds;
           if (v.op === 'allToAll' && v.wire === 'bf16') {
             // Against the float32 wire on the same path (plain, heap, staged).
-            const twin = v.label.replace('bf16', 'float32');
+            const twin = v.roundingOnly ? 'allToAll float32' : v.label.replace('bf16', 'float32');
             record.timeVsFloat32 = seconds / at(twin, bytes)!;
-            if (!v.staged && !v.backend) record.timeVsFloat32Staged = seconds / at('allToAll float32 staged', bytes)!;
+            if (!v.staged && !v.backend && !v.roundingOnly) record.timeVsFloat32Staged = seconds / at('allToAll float32 staged', bytes)!;
           }
           if (v.op === 'allReduce' && v.wire === 'bf16') record.timeVsFloat32 = seconds / at('allReduce float32', bytes)!;
           records.push(record);
