@@ -16,7 +16,8 @@
 // transport (float32 and bf16 wire: what the JS binding and the wire add to Open MPI, like for like
 // with the JS-call rows; the bf16 wire there moves 16-bit words). `--compare mpi` times Open MPI's
 // MPI_Alltoall / MPI_Allreduce (bench/baselines, built with mpicc, shared-memory transport) in
-// the same rounds, and each mesh row gets `speedupVsMpi`. The machine is shared: every measurement
+// the same rounds, and each mesh row gets `speedupVsMpi`. The `latency:` rows time the 1 KiB
+// all-to-all alone over many launches (see latencyLaunches). The machine is shared: every measurement
 // runs once per round, rounds interleave the variants and the baseline, and rows report the
 // median over rounds.
 import { execFileSync } from 'node:child_process';
@@ -219,7 +220,44 @@ export const collectivesSuite: Suite = {
           });
         }
       }
+      records.push(...await latencyLaunches(devices, mpi, ctx.quick, ctx.log));
     }
     return records;
   },
 };
+
+/**
+ * The 1 KiB all-to-all over many short launches, each timing that one size: the float32 call from
+ * JavaScript, the native loop and Open MPI, interleaved. At this size a launch's time depends on
+ * where its processes land (4 devices on 2 cores read 4.3 µs in one launch, 6.7–9 µs in the next),
+ * so the rows report the median of the launches' times, with the fastest and slowest.
+ */
+async function latencyLaunches(devices: number, mpi: string | undefined, quick: boolean,
+                               log: (m: string) => void): Promise<BenchRecord[]> {
+  const launches = quick ? 2 : 9;
+  const rows: [label: string, variant: Variant | undefined][] = [
+    ['allToAll float32', VARIANTS.find((v) => v.label === 'allToAll float32')],
+    ['allToAll float32 native loop', VARIANTS.find((v) => v.label === 'allToAll float32 native loop')],
+    ...(mpi ? [['Open MPI MPI_Alltoall', undefined] as [string, undefined]] : []),
+  ];
+  const times = new Map<string, number[]>(rows.map(([label]) => [label, []]));
+  for (let k = 0; k < launches; k++) {
+    log(`collectives: ${devices} devices, 1 KiB latency, launch ${k + 1}/${launches}`);
+    for (const [label, v] of rows) {
+      const seconds = v ? await runMesh(devices, v, [KiB], quick) : runMpi(mpi!, devices, 'allToAll', [KiB], budgetSeconds(quick));
+      times.get(label)!.push(seconds.get(KiB)!);
+    }
+  }
+  const mpiMedian = mpi ? median(times.get('Open MPI MPI_Alltoall')!) : undefined;
+  return rows.map(([label, v]) => {
+    const all = times.get(label)!;
+    const seconds = median(all);
+    const record: BenchRecord = {
+      suite: 'collectives', name: `latency: ${v ? `mesh ${label}` : label}`, shape: `P=${devices} 1 KiB per peer, ${launches} launches`,
+      threads: 1, seconds, devices, bytes: KiB, op: 'allToAll', wire: 'float32', microseconds: seconds * 1e6,
+      fastestMicroseconds: Math.min(...all) * 1e6, slowestMicroseconds: Math.max(...all) * 1e6, launches,
+    };
+    if (v && mpiMedian !== undefined) record.speedupVsMpi = mpiMedian / seconds;
+    return record;
+  });
+}
