@@ -2,8 +2,10 @@
  * buffers, timed like the mesh: a barrier, then one collective, per repeat; each rank keeps its own
  * median and rank 0 prints the largest median of all ranks, one JSON line per size. Before the timed
  * repeats, untimed calls for the warm-up budget (seconds, default 0.25; at most 20,000 calls), counted
- * from rank 0's estimate of one call, as the mesh's device program warms up.
- * usage: mpirun -np P mpi_alltoall <alltoall|allreduce> [--warmup=SECONDS] <bytes per peer (all-to-all) or of the buffer (all-reduce)>... */
+ * from rank 0's estimate of one call, as the mesh's device program warms up; --max-warmup=CALLS
+ * changes that cap.
+ * usage: mpirun -np P mpi_alltoall <alltoall|allreduce> [--warmup=SECONDS] [--max-warmup=CALLS]
+ *        <bytes per peer (all-to-all) or of the buffer (all-reduce)>... */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +42,16 @@ int main(int argc, char** argv) {
   }
   const int alltoall = strcmp(argv[1], "alltoall") == 0;
   int first_size = 2;
-  double budget = 0.25;
-  if (strncmp(argv[2], "--warmup=", 9) == 0) budget = atof(argv[2] + 9), first_size = 3;
+  double budget = 0.25, max_warmup = 20000;
+  for (; first_size < argc && strncmp(argv[first_size], "--", 2) == 0; ++first_size) {
+    if (strncmp(argv[first_size], "--warmup=", 9) == 0) budget = atof(argv[first_size] + 9);
+    else if (strncmp(argv[first_size], "--max-warmup=", 13) == 0) max_warmup = atof(argv[first_size] + 13);
+    else {
+      if (rank == 0) fprintf(stderr, "mpi_alltoall: unknown option %s\n", argv[first_size]);
+      MPI_Finalize();
+      return 2;
+    }
+  }
   for (int a = first_size; a < argc; ++a) {
     const long bytes = atol(argv[a]);
     const long n = bytes / 4; /* floats per peer (all-to-all) or in the buffer (all-reduce) */
@@ -66,7 +76,7 @@ int main(int argc, char** argv) {
       if (stage == 1 && !(estimate < first / 2)) break;
       if (stage == 0) first = estimate;
       double calls = budget / estimate;
-      if (calls > 20000) calls = 20000;
+      if (calls > max_warmup) calls = max_warmup;
       for (long i = 0; i < (long)calls; ++i) collective(alltoall, send, recv, n);
     }
     for (int it = 0; it < repeats; ++it) {

@@ -13,6 +13,9 @@ export interface CollectivesBenchArgs {
   budgetSeconds: number;
   minRepeats: number;
   maxRepeats: number;
+  /** Untimed warm-up per size, seconds (default: budgetSeconds), in at most maxWarmups calls (default 20,000). */
+  warmupSeconds?: number;
+  maxWarmups?: number;
   /** Send buffers from `device.alloc` (the shared heap: an all-to-all is then read in place). */
   sendInHeap?: boolean;
   /** All-to-all only: time the repeats in a loop inside native code (Device.benchAllToAll), not per JavaScript call. */
@@ -65,12 +68,13 @@ export default function collectivesProgram(device: Device, args: CollectivesBenc
       device.broadcast(value, { root: 0, wire: 'float32' });
       return value[0];
     };
-    // Before the timed repeats, the budget again in untimed calls (at most 20,000), so that the
+    // Before the timed repeats, the warm-up budget in untimed calls (at most 20,000), so that the
     // timed ones run the optimised code of a warm JIT (after a few calls the loop is still in V8's
     // interpreter, which on a 1 KiB all-to-all costs more than the collective).
     const plan = (seconds: number): [repeats: number, warmups: number] => {
       const calls = Math.round(args.budgetSeconds / seconds);
-      return [Math.min(args.maxRepeats, Math.max(args.minRepeats, calls)), Math.min(20_000, Math.max(3, calls))];
+      const warmups = Math.round((args.warmupSeconds ?? args.budgetSeconds) / seconds);
+      return [Math.min(args.maxRepeats, Math.max(args.minRepeats, calls)), Math.min(args.maxWarmups ?? 20_000, Math.max(3, warmups))];
     };
     const first = rankZeros(estimate());
     let [repeats, warmups] = plan(first);

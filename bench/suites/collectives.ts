@@ -110,11 +110,11 @@ function buildMpiBaseline(log: (m: string) => void): string | undefined {
   return binary;
 }
 
-function runMpi(binary: string, devices: number, op: Op, sizes: number[], warmupSeconds: number): Map<number, number> {
+function runMpi(binary: string, devices: number, op: Op, sizes: number[], warmup: Warmup): Map<number, number> {
   // The same untimed warm-up budget as the mesh's device program (collectives-program.ts).
   const out = execFileSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(devices),
-    '--mca', 'btl', 'self,vader', binary, op === 'allToAll' ? 'alltoall' : 'allreduce', `--warmup=${warmupSeconds}`,
-    ...sizes.map(String)],
+    '--mca', 'btl', 'self,vader', binary, op === 'allToAll' ? 'alltoall' : 'allreduce', `--warmup=${warmup.seconds}`,
+    `--max-warmup=${warmup.maxCalls}`, ...sizes.map(String)],
   { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const seconds = new Map<number, number>();
   for (const line of out.split('\n')) {
@@ -127,12 +127,17 @@ function runMpi(binary: string, devices: number, op: Op, sizes: number[], warmup
 
 /** Seconds of timed calls per size, and of untimed warm-up calls before them (mesh and Open MPI alike). */
 const budgetSeconds = (quick: boolean): number => (quick ? 0.05 : 0.25);
+/** Untimed calls before a size's timed ones, mesh and Open MPI alike: for `seconds`, in at most `maxCalls`. */
+interface Warmup { seconds: number; maxCalls: number }
+const warmupFor = (quick: boolean): Warmup => ({ seconds: budgetSeconds(quick), maxCalls: 20_000 });
 
-async function runMesh(devices: number, v: Variant, sizes: number[], quick: boolean): Promise<Map<number, number>> {
+async function runMesh(devices: number, v: Variant, sizes: number[], quick: boolean,
+                       warmup = warmupFor(quick)): Promise<Map<number, number>> {
   const largest = Math.max(...sizes) * (v.op === 'allToAll' ? devices : 1);
   const args: CollectivesBenchArgs = {
     op: v.op, wire: v.wire, sizes, sendInHeap: v.heap, nativeLoop: v.nativeLoop, roundingOnly: v.roundingOnly,
     budgetSeconds: budgetSeconds(quick), minRepeats: quick ? 3 : 7, maxRepeats: quick ? 50 : 400,
+    warmupSeconds: warmup.seconds, maxWarmups: warmup.maxCalls,
   };
   // The device processes take the environment when they are forked, inside launchMesh's call.
   const saved = { ...process.env };
@@ -183,7 +188,7 @@ export const collectivesSuite: Suite = {
         if (mpi)
           for (const op of ['allToAll', 'allReduce'] as const) {
             ctx.log(`collectives: ${devices} ranks, Open MPI ${op}, round ${round + 1}/${rounds}`);
-            keep(`mpi ${op}`, runMpi(mpi, devices, op, sizes, budgetSeconds(ctx.quick)));
+            keep(`mpi ${op}`, runMpi(mpi, devices, op, sizes, warmupFor(ctx.quick)));
           }
       }
       const at = (key: string, bytes: number): number | undefined => {
@@ -230,11 +235,15 @@ export const collectivesSuite: Suite = {
  * The 1 KiB all-to-all over many short launches, each timing that one size: the float32 call from
  * JavaScript, the native loop and Open MPI, interleaved. At this size a launch's time depends on
  * where its processes land (4 devices on 2 cores read 4.3 µs in one launch, 6.7–9 µs in the next),
- * so the rows report the median of the launches' times, with the fastest and slowest.
+ * so the rows report the median of the launches' times, with the fastest and slowest. Each launch
+ * warms up for one second whatever the count of calls, on both sides: 4 devices on 2 cores take
+ * ~0.3 s after their start to settle (in one launch 6.5–12 µs a call, then 4.2 µs), and the
+ * suite's usual warm-up, 0.25 s in at most 20,000 calls, ends inside that.
  */
 async function latencyLaunches(devices: number, mpi: string | undefined, quick: boolean,
                                log: (m: string) => void): Promise<BenchRecord[]> {
   const launches = quick ? 2 : 9;
+  const warmup: Warmup = quick ? warmupFor(quick) : { seconds: 1, maxCalls: 1e7 };
   const rows: [label: string, variant: Variant | undefined][] = [
     ['allToAll float32', VARIANTS.find((v) => v.label === 'allToAll float32')],
     ['allToAll float32 native loop', VARIANTS.find((v) => v.label === 'allToAll float32 native loop')],
@@ -244,7 +253,7 @@ async function latencyLaunches(devices: number, mpi: string | undefined, quick: 
   for (let k = 0; k < launches; k++) {
     log(`collectives: ${devices} devices, 1 KiB latency, launch ${k + 1}/${launches}`);
     for (const [label, v] of rows) {
-      const seconds = v ? await runMesh(devices, v, [KiB], quick) : runMpi(mpi!, devices, 'allToAll', [KiB], budgetSeconds(quick));
+      const seconds = v ? await runMesh(devices, v, [KiB], quick, warmup) : runMpi(mpi!, devices, 'allToAll', [KiB], warmup);
       times.get(label)!.push(seconds.get(KiB)!);
     }
   }
