@@ -233,9 +233,9 @@ export const collectivesSuite: Suite = {
 
 /**
  * The 1 KiB all-to-all over many short launches, each timing that one size: the float32 call from
- * JavaScript, the native loop and Open MPI, interleaved. At this size a launch's time depends on
- * where its processes land (4 devices on 2 cores read 4.3 µs in one launch, 6.7–9 µs in the next),
- * so the rows report the median of the launches' times, with the fastest and slowest. Each launch
+ * JavaScript, the native loop and Open MPI, interleaved. At this size the time depends on the
+ * launch (4 devices on 2 cores read 4.3 µs in one, 6.7–9 µs in the next, bound to cores or not:
+ * how the host schedules them), so the rows report the median of the launches' times, with the fastest and slowest. Each launch
  * warms up for one second whatever the count of calls, on both sides: 4 devices on 2 cores take
  * ~0.3 s after their start to settle (in one launch 6.5–12 µs a call, then 4.2 µs), and the
  * suite's usual warm-up, 0.25 s in at most 20,000 calls, ends inside that.
