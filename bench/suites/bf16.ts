@@ -22,9 +22,10 @@ function median(values: number[]): number {
 
 export const bf16Suite: Suite = {
   name: 'bf16',
-  description: 'toBfloat16/fromBfloat16 on 64 MiB (avx2, portable, scalar reference), GB/s and % of memcpy',
+  description: 'toBfloat16/fromBfloat16 on 64 MiB (avx512, avx2, portable, scalar reference), GB/s and % of memcpy',
   async run(ctx) {
-    const impls: Bf16Impl[] = cpuInfo().bestIsa !== 'portable' ? ['reference', 'portable', 'avx2'] : ['reference', 'portable'];
+    const best = cpuInfo().bestIsa;
+    const impls: Bf16Impl[] = ['reference', 'portable', ...(best !== 'portable' ? ['avx2' as const] : []), ...(best === 'avx512' ? ['avx512' as const] : [])];
     const rounds = ctx.quick ? 1 : 5;
     const plan = ctx.quick ? { repeats: 3, minSeconds: 0 } : { repeats: 5, minSeconds: 0.05 };
     const large = ctx.quick ? 2 ** 20 : 16 * 2 ** 20;

@@ -77,8 +77,8 @@ Napi::Value bench_stream_copy(const Napi::CallbackInfo& info) {
   return result(info.Env(), bench::stream_copy_bandwidth(static_cast<size_t>(bytes), threads, plan.repeats, plan.min_seconds), "gbps");
 }
 
-// benchBf16(direction: 'toBfloat16' | 'fromBfloat16', n, threads, impl: 'reference' | 'portable' | 'avx2',
-//           repeats?, minSeconds?)
+// benchBf16(direction: 'toBfloat16' | 'fromBfloat16', n, threads,
+//           impl: 'reference' | 'portable' | 'avx2' | 'avx512', repeats?, minSeconds?)
 Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   expect_args(info, 4, "benchBf16");
@@ -88,10 +88,13 @@ Napi::Value bench_bf16(const Napi::CallbackInfo& info) {
     throw_range_error(env, "ERR_SWITCH_RANGE", "argument 'direction' must be 'toBfloat16' or 'fromBfloat16', got '" + direction + "'");
   const int64_t n = integer(info[1], "n", 1, int64_t{1} << 30);
   const int threads = static_cast<int>(integer(info[2], "threads", 1, kMaxThreads));
-  if (!info[3].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", "argument 'impl' must be 'reference', 'portable' or 'avx2'");
+  const char* expected = "'reference', 'portable', 'avx2' or 'avx512'";
+  if (!info[3].IsString()) throw_type_error(env, "ERR_SWITCH_ARG_TYPE", std::string("argument 'impl' must be ") + expected);
   bench::Bf16Impl impl = bench::Bf16Impl::reference;
-  if (info[3].As<Napi::String>().Utf8Value() != "reference")
-    impl = isa_argument(info[3], "impl", "'reference', 'portable' or 'avx2'") >= Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
+  if (info[3].As<Napi::String>().Utf8Value() != "reference") {
+    const Isa isa = isa_argument(info[3], "impl", expected);
+    impl = isa == Isa::avx512 ? bench::Bf16Impl::avx512 : isa == Isa::avx2 ? bench::Bf16Impl::avx2 : bench::Bf16Impl::portable;
+  }
   const bench::Bf16Direction d = direction == "toBfloat16" ? bench::Bf16Direction::to_bf16 : bench::Bf16Direction::from_bf16;
   const Plan plan = plan_arguments(info, 4);
   return result(env, bench::bf16_conversion(d, n, impl, threads, plan.repeats, plan.min_seconds), "gbps");

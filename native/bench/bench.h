@@ -31,7 +31,7 @@ Rate memcpy_bandwidth(size_t bytes, int threads, int repeats, double min_seconds
 Rate stream_copy_bandwidth(size_t bytes, int threads, int repeats, double min_seconds = 0.2);
 
 enum class Bf16Direction { to_bf16, from_bf16 };
-enum class Bf16Impl { reference, portable, avx2 };
+enum class Bf16Impl { reference, portable, avx2, avx512 };
 // One conversion of n elements with the given implementation on `threads` threads; GB/s of
 // (bytes read + bytes written) / 2, the same count as memcpy's bytes copied, so the two compare.
 Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int threads, int repeats,

@@ -140,7 +140,7 @@ Rate stream_copy_bandwidth(size_t bytes, int threads, int repeats, double min_se
 
 Rate bf16_conversion(Bf16Direction direction, int64_t n, Bf16Impl impl, int threads, int repeats, double min_seconds) {
   ThreadScope threads_scope(threads);
-  IsaScope isa_scope(impl == Bf16Impl::avx2 ? Isa::avx2 : Isa::portable);
+  IsaScope isa_scope(impl == Bf16Impl::avx512 ? Isa::avx512 : impl == Bf16Impl::avx2 ? Isa::avx2 : Isa::portable);
   Buffer wide = allocate(static_cast<size_t>(n) * 4), narrow = allocate(static_cast<size_t>(n) * 2);
   auto* f32 = reinterpret_cast<float*>(wide.get());
   auto* b16 = reinterpret_cast<uint16_t*>(narrow.get());

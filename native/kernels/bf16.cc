@@ -49,34 +49,44 @@ void run_chunks(int64_t n, const Body& body) {
   });
 }
 
+// The active ISA's single-threaded bodies.
+using FromF32 = void (*)(uint16_t*, const float*, int64_t, bool);
+using ToF32 = void (*)(float*, const uint16_t*, int64_t, bool);
+using Round = void (*)(float*, const float*, int64_t, bool);
+
+FromF32 from_f32_body() {
+  const Isa isa = active_isa();
+  return isa >= Isa::avx512 ? bf16_from_f32_avx512 : isa >= Isa::avx2 ? bf16_from_f32_avx2 : bf16_from_f32_sse2;
+}
+
+ToF32 to_f32_body() { return active_isa() >= Isa::avx2 ? bf16_to_f32_avx2 : bf16_to_f32_sse2; }
+
+Round round_body() {
+  const Isa isa = active_isa();
+  return isa >= Isa::avx512 ? bf16_round_avx512 : isa >= Isa::avx2 ? bf16_round_avx2 : bf16_round_sse2;
+}
+
 }  // namespace
 
 void bf16_from_f32(uint16_t* dst, const float* src, int64_t n) {
   const bool stream = n * 6 >= kStreamBytes;
-  const bool avx2 = active_isa() >= Isa::avx2;
-  run_chunks(n, [&](int64_t begin, int64_t count) {
-    if (avx2) bf16_from_f32_avx2(dst + begin, src + begin, count, stream);
-    else bf16_from_f32_sse2(dst + begin, src + begin, count, stream);
-  });
+  const FromF32 body = from_f32_body();
+  run_chunks(n, [&](int64_t begin, int64_t count) { body(dst + begin, src + begin, count, stream); });
 }
 
 void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) {
   const bool stream = n * 6 >= kStreamBytes;
-  const bool avx2 = active_isa() >= Isa::avx2;
-  run_chunks(n, [&](int64_t begin, int64_t count) {
-    if (avx2) bf16_to_f32_avx2(dst + begin, src + begin, count, stream);
-    else bf16_to_f32_sse2(dst + begin, src + begin, count, stream);
-  });
+  const ToF32 body = to_f32_body();
+  run_chunks(n, [&](int64_t begin, int64_t count) { body(dst + begin, src + begin, count, stream); });
 }
 
 void bf16_round(float* dst, const float* src, int64_t n) {
   // In place (dst == src) the destination lines are already cached: stream only to a separate buffer.
   const bool stream = dst != src && n * 8 >= kStreamBytes;
-  const bool avx2 = active_isa() >= Isa::avx2;
-  run_chunks(n, [&](int64_t begin, int64_t count) {
-    if (avx2) bf16_round_avx2(dst + begin, src + begin, count, stream);
-    else bf16_round_sse2(dst + begin, src + begin, count, stream);
-  });
+  const Round body = round_body();
+  run_chunks(n, [&](int64_t begin, int64_t count) { body(dst + begin, src + begin, count, stream); });
 }
+
+void bf16_round_serial(float* dst, const float* src, int64_t n, bool stream) { round_body()(dst, src, n, stream); }
 
 }  // namespace st

@@ -48,5 +48,12 @@ void bf16_round_sse2(float* dst, const float* src, int64_t n, bool stream);
 void bf16_from_f32_avx2(uint16_t* dst, const float* src, int64_t n, bool stream);
 void bf16_to_f32_avx2(float* dst, const uint16_t* src, int64_t n, bool stream);
 void bf16_round_avx2(float* dst, const float* src, int64_t n, bool stream);
+// bf16_avx512.cc: call only when active_isa() >= Isa::avx512 (or isa_supported(Isa::avx512)). The
+// widening stays bf16_to_f32_avx2 at that level (a shift, at the speed of the memory already).
+void bf16_from_f32_avx512(uint16_t* dst, const float* src, int64_t n, bool stream);
+void bf16_round_avx512(float* dst, const float* src, int64_t n, bool stream);
+// bf16_round on the calling thread alone, the active ISA's body (for callers that split the work
+// themselves, like the mesh's collectives).
+void bf16_round_serial(float* dst, const float* src, int64_t n, bool stream);
 
 }  // namespace st

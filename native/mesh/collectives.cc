@@ -15,7 +15,6 @@
 #include <cstring>
 
 #include "../kernels/bf16.h"
-#include "../kernels/cpu.h"
 #include "sync.h"
 
 namespace st::mesh {
@@ -88,8 +87,7 @@ void copy_stream(void* dst, const void* src, size_t bytes) {
 // the stores like copy_stream.
 void round_stream(float* dst, const float* src, int64_t n) {
   if (n <= 0) return;
-  if (active_isa() >= Isa::avx2) bf16_round_avx2(dst, src, n, true);
-  else bf16_round_sse2(dst, src, n, true);
+  bf16_round_serial(dst, src, n, true);
 }
 
 // In-place reads pay a wait at the end (the sender returns once its readers are done); below

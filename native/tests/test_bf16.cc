@@ -227,6 +227,10 @@ int main() {
     paths.push_back({"avx2", st::bf16_from_f32_avx2, st::bf16_to_f32_avx2, st::bf16_round_avx2});
   else
     std::printf("bf16: this CPU has no AVX2, only the portable path is checked\n");
+  if (st::isa_supported(st::Isa::avx512))  // the widening stays AVX2's at this level
+    paths.push_back({"avx512", st::bf16_from_f32_avx512, st::bf16_to_f32_avx2, st::bf16_round_avx512});
+  else
+    std::printf("bf16: this CPU has no AVX-512, its path is not checked\n");
   check_oracle();
   check_all_bf16(paths);
   check_edges(paths);
