@@ -509,6 +509,33 @@ void Communicator::all_gather(int kind, float* recv, const float* send, int64_t 
   ST_COLLECTIVE_END()
 }
 
+void Communicator::reduce_round(int kind, uint32_t s, const Signature& sig, float* dst, const float* mine, int64_t len,
+                                size_t sub, Wire wire) {
+  const Group& g = group(kind);
+  const int P = g.size(), me = g.index;
+  inputs_.assign(static_cast<size_t>(P), nullptr);
+  for (int q = 0; q < P; ++q)
+    if (q != me) inputs_[static_cast<size_t>(q)] = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig) + static_cast<size_t>(me) * sub;
+  // A block at a time, so that the sum stays in L1 while every contribution is added to it (a
+  // round's part is up to 1 MiB of float32 on a bf16 wire); dst may be mine (in place): each block
+  // of mine is read before that block of dst is written.
+  constexpr int64_t kBlock = 4096;
+  float acc[kBlock];
+  for (int64_t b = 0; b < len; b += kBlock) {
+    const int64_t m = std::min(kBlock, len - b);
+    // The fixed order: contributions summed in group order 0, 1, ..., P − 1.
+    for (int q = 0; q < P; ++q) {
+      if (q == me) {
+        if (q == 0) self_copy(acc, mine + b, m, wire); else self_add(acc, mine + b, m, wire);
+      } else {
+        const uint8_t* in = inputs_[static_cast<size_t>(q)] + static_cast<size_t>(b) * wire_bytes(wire);
+        if (q == 0) from_wire(acc, in, m, wire); else add_from_wire(acc, in, m, wire);
+      }
+    }
+    std::memcpy(dst + b, acc, static_cast<size_t>(m) * 4);
+  }
+}
+
 void Communicator::reduce_scatter(int kind, float* recv, const float* send, int64_t n, Wire wire) {
   ST_COLLECTIVE_BEGIN(Op::reduce_scatter)
   const Group& g = group(kind);
@@ -516,8 +543,6 @@ void Communicator::reduce_scatter(int kind, float* recv, const float* send, int6
   const int64_t c = chunk_elements(P, wire);
   const int64_t rounds = std::max<int64_t>(1, ceil_div(n, c));
   const Signature sig{Op::reduce_scatter, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
-  scratch_.resize(static_cast<size_t>(std::max<int64_t>(1, std::min(n, c))));
-  float* acc = scratch_.data();
   const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
   for (int64_t k = 0; k < rounds; ++k) {
     const int64_t off = k * c, len = clamp_len(n, off, c);
@@ -527,17 +552,7 @@ void Communicator::reduce_scatter(int kind, float* recv, const float* send, int6
       if (p != me) to_wire(out + static_cast<size_t>(p) * sub, send + static_cast<int64_t>(p) * n + off, len, wire);
     stats_.bytes_sent += static_cast<uint64_t>(len) * static_cast<uint64_t>(P - 1) * wire_bytes(wire);
     publish(kind, s, sig);
-    // The fixed order: contributions summed in group order 0, 1, ..., P − 1, whoever is ready first.
-    for (int q = 0; q < P; ++q) {
-      if (q == me) {
-        const float* mine = send + static_cast<int64_t>(me) * n + off;
-        if (q == 0) self_copy(acc, mine, len, wire); else self_add(acc, mine, len, wire);
-      } else {
-        const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig) + static_cast<size_t>(me) * sub;
-        if (q == 0) from_wire(acc, in, len, wire); else add_from_wire(acc, in, len, wire);
-      }
-    }
-    if (len > 0) std::memcpy(recv + off, acc, static_cast<size_t>(len) * 4);
+    reduce_round(kind, s, sig, recv + off, send + static_cast<int64_t>(me) * n + off, len, sub, wire);
     finish_round(kind, s);
   }
   ST_COLLECTIVE_END()
@@ -557,8 +572,6 @@ void Communicator::all_reduce(int kind, float* recv, const float* send, int64_t 
     const int64_t c = chunk_elements(P, wire);
     const int64_t rounds = std::max<int64_t>(1, ceil_div(max_shard, c));
     const Signature sig{Op::all_reduce, wire, static_cast<uint64_t>(n), 0, static_cast<uint64_t>(rounds)};
-    scratch_.resize(static_cast<size_t>(std::max<int64_t>(1, std::min(max_shard, c))));
-    float* acc = scratch_.data();
     const size_t sub = static_cast<size_t>(c) * wire_bytes(wire);
     const int64_t my_lo = lo(me), my_len = lo(me + 1) - my_lo;
     for (int64_t k = 0; k < rounds; ++k) {
@@ -572,16 +585,7 @@ void Communicator::all_reduce(int kind, float* recv, const float* send, int64_t 
         stats_.bytes_sent += static_cast<uint64_t>(len) * wire_bytes(wire);
       }
       publish(kind, s, sig);
-      const int64_t len = clamp_len(my_len, off, c);
-      for (int q = 0; q < P; ++q) {
-        if (q == me) {
-          if (q == 0) self_copy(acc, send + my_lo + off, len, wire); else self_add(acc, send + my_lo + off, len, wire);
-        } else {
-          const uint8_t* in = wait_posted(kind, g.ranks[static_cast<size_t>(q)], s, sig) + static_cast<size_t>(me) * sub;
-          if (q == 0) from_wire(acc, in, len, wire); else add_from_wire(acc, in, len, wire);
-        }
-      }
-      if (len > 0) std::memcpy(recv + my_lo + off, acc, static_cast<size_t>(len) * 4);
+      reduce_round(kind, s, sig, recv + my_lo + off, send + my_lo + off, clamp_len(my_len, off, c), sub, wire);
       finish_round(kind, s);
     }
   }

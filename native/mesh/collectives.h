@@ -149,6 +149,10 @@ class Communicator {
                uint64_t remote = 0, uint64_t direct_begin = 0, uint64_t direct_end = 0);
   const uint8_t* wait_posted(int kind, int peer, uint32_t s, const Signature& sig, bool check_rounds = true);
   void finish_round(int kind, uint32_t s);
+  // dst (len) = Σ over the group, in group order, of this device's part of round s: its own from
+  // `mine`, each peer's from its slot at this device's sub-slot (`sub` bytes apart).
+  void reduce_round(int kind, uint32_t s, const Signature& sig, float* dst, const float* mine, int64_t len, size_t sub,
+                    Wire wire);
   void wait_reached(Counter* counter, uint32_t target, int peer_rank, int kind, const char* what,
                     const uint32_t* early = nullptr);
   [[noreturn]] void throw_lost(int kind);
@@ -169,7 +173,7 @@ class Communicator {
   int64_t busy_ticks_ = 0;   // Stats::seconds and wait_seconds, counted in ticks() (sync.h)
   int64_t wait_ticks_ = 0;
   Op current_op_ = Op::barrier;
-  std::vector<float> scratch_;
+  std::vector<const uint8_t*> inputs_;   // reduce_round: each peer's part of the round
   size_t heap_used_ = 0;
   bool cross_memory_ = false;
   size_t cross_memory_min_bytes_ = 32 * 1024;
