@@ -47,21 +47,27 @@ describe('switchFeedForward (tfjs op)', () => {
     });
 
   it('trains with a tfjs optimizer', () => {
+    // The target is of the inputs' scale, so the squared error (not the load-balancing loss, whose
+    // floor is its coefficient) is most of the loss. Adam with 0.05 for 30 steps brings it to at most
+    // 0.65 of its start over seeds 1..300; an SGD step on a 0.1-scale init barely moves it.
     const r = rng();
     const T = 16;
-    const layer = new SwitchFeedForward({ dModel: 4, dFF: 8, numExperts: 2 });
+    const layer = new SwitchFeedForward({ dModel: 4, dFF: 8, numExperts: 2, seed: r.seed });
     const v = switchVariables(layer);
+    const router0 = v.router.dataSync().slice();
     const x = tf.tensor2d(randomArray(T * 4, r), [T, 4]);
-    const target = tf.tensor2d(randomArray(T * 4, r, -0.1, 0.1), [T, 4]);
-    const opt = tf.train.sgd(0.5);
+    const target = tf.tensor2d(randomArray(T * 4, r), [T, 4]);
+    const opt = tf.train.adam(0.05);
     const step = () => opt.minimize(() => {
       const { y, auxLoss } = switchFeedForward(layer, x, v.router, v.wIn, v.wOut, { training: true });
       return tf.add(tf.mean(tf.square(tf.sub(y, target))), auxLoss) as tf.Scalar;
     }, true)!.dataSync()[0];
     const first = step();
     let last = first;
-    for (let i = 0; i < 20; i++) last = step();
-    expect(last).toBeLessThan(first);
+    for (let i = 0; i < 30; i++) last = step();
+    expect(last, `seed ${r.seed}`).toBeLessThan(0.8 * first);
+    expect(Array.from(v.router.dataSync()), 'the router is trained too').not.toEqual(Array.from(router0));
+    tf.dispose([x, target, v.router, v.wIn, v.wOut]);
   });
 
   it('rejects a tensor of the wrong shape or dtype', () => {
