@@ -1,5 +1,6 @@
 // Shared by the model and training tests: a plain dense feed-forward layer implementing the
 // FeedForwardLayer interface (the reference the model is checked with), and small array helpers.
+import { beforeEach } from 'vitest';
 import type { FeedForwardLayer, FeedForwardOutput, FeedForwardBackward } from '../src/layers/types.js';
 import { Random, truncatedNormal, type FeedForwardFactory } from 'switch-transformer';
 
@@ -81,6 +82,18 @@ export class ReferenceDenseLayer implements FeedForwardLayer {
 /** Every block gets a reference dense layer (the model sees no Switch layer). */
 export const referenceFactory = (asynchronous = false): FeedForwardFactory => (spec) =>
   new ReferenceDenseLayer(spec.dModel, spec.dFF, spec.seed, asynchronous);
+
+/**
+ * A test file's random stream from a fresh seed (MODEL_TEST_SEED replays one: run the whole file,
+ * the tests draw from it in order); a failing test prints the seed.
+ */
+export function fileRandom(): { seed: number; random: Random } {
+  const seed = Number(process.env.MODEL_TEST_SEED ?? (Date.now() >>> 0)) >>> 0;
+  beforeEach((context) => {
+    context.onTestFailed(() => console.error(`${context.task.name}: this file's random inputs replay with MODEL_TEST_SEED=${seed}`));
+  });
+  return { seed, random: new Random(seed) };
+}
 
 export function randn(n: number, random: Random, scale = 1): Float32Array {
   const a = new Float32Array(n);

@@ -1,8 +1,8 @@
 // Shared helpers of the Switch layer tests: fresh random inputs and tolerant comparisons.
-import { expect } from 'vitest';
+import { expect, onTestFailed } from 'vitest';
 
-/** A small seeded generator; each test run draws a fresh seed (printed on failure;
- * SWITCH_TEST_SEED=n replays one). */
+/** A small seeded generator. Each test draws a fresh base seed, its n-th generator seed base + n;
+ * a failing test prints the base, and SWITCH_TEST_SEED=base replays the test's inputs exactly. */
 export function rng(seed = freshSeed()): { seed: number; next(): number } {
   let a = seed >>> 0;
   return {
@@ -17,9 +17,21 @@ export function rng(seed = freshSeed()): { seed: number; next(): number } {
   };
 }
 
+let drawn: { test: string | undefined; base: number; count: number } | null = null;
+
 function freshSeed(): number {
-  const replay = process.env.SWITCH_TEST_SEED;
-  return replay !== undefined ? Number(replay) >>> 0 : (Math.random() * 2 ** 31) >>> 0;
+  const test = expect.getState().currentTestName;
+  if (drawn === null || drawn.test !== test) {
+    const replay = process.env.SWITCH_TEST_SEED;
+    const base = replay !== undefined ? Number(replay) >>> 0 : (Math.random() * 2 ** 31) >>> 0;
+    drawn = { test, base, count: 0 };
+    try {
+      onTestFailed(() => console.error(`${test}: its random inputs replay with SWITCH_TEST_SEED=${base}`));
+    } catch {
+      // Drawn outside a test (a module's top level): nothing to attach the message to.
+    }
+  }
+  return (drawn.base + drawn.count++) >>> 0;
 }
 
 export function randomArray(n: number, r: { next(): number }, lo = -1, hi = 1): Float32Array {
