@@ -28,7 +28,7 @@ export type { LaunchOptions, DeviceProgram, Wire, CollectiveOptions, BroadcastOp
 // The language model, its training and data (issue 5).
 export * as modelKernels from './model/kernels.js';
 export { SwitchTransformerLM, setDefaultFeedForwardFactory } from './model/model.js';
-export type { FeedForwardFactory, FeedForwardSpec, ForwardResult, GenerateOptions, ModelOptions, Parameter, SwitchLayerStats } from './model/model.js';
+export type { Decoder, FeedForwardFactory, FeedForwardSpec, ForwardResult, GenerateOptions, ModelOptions, Parameter, SwitchLayerStats } from './model/model.js';
 export { defaultModelConfig, resolveModelConfig, isSwitchBlock } from './model/config.js';
 export type { ModelConfig } from './model/config.js';
 export { Random, truncatedNormal } from './model/random.js';

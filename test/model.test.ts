@@ -185,6 +185,72 @@ describe('SwitchTransformerLM (dense reference feed-forward)', () => {
     expect(await model.generate([1, 2, 3], { maxNewTokens: 8, temperature: 1, topK: 5, seed: 7 })).toEqual(sampled);
   });
 
+  it('decodes with a key/value cache as a forward over every token fed so far would', async () => {
+    const drawn = (n: number) => Array.from({ length: n }, () => random.int(tiny.vocabSize!));
+    const models = [
+      new SwitchTransformerLM({ ...tiny, seed: random.int(1000) }, { feedForward: referenceFactory() }),
+      new SwitchTransformerLM({ ...tiny, seed: random.int(1000) }, { feedForward: referenceFactory(true) }),
+      // Switch layers that drop nothing in a forward over the window (capacity = group size).
+      new SwitchTransformerLM({ ...tiny, numExperts: 4, evalCapacityFactor: 4, seed: random.int(1000) }),
+      new SwitchTransformerLM({ ...tiny, numExperts: 4, topK: 2, evalCapacityFactor: 4, seed: random.int(1000) }),
+    ];
+    for (const [m, model] of models.entries()) {
+      const decoder = model.decoder();
+      const history: number[] = [];
+      // A prompt, single tokens, several at once, then past maxSeqLen (6): the window slides.
+      for (const chunk of [drawn(2), drawn(1), drawn(1), drawn(2), drawn(1), drawn(3), drawn(1)]) {
+        history.push(...chunk);
+        const logits = await decoder.append(chunk);
+        expect(decoder.length).toBe(history.length);
+        const expected = await model.nextTokenLogits(Int32Array.from(history));
+        expect(logits).toHaveLength(tiny.vocabSize!);
+        expect(relError(logits, expected), `model ${m}, ${history.length} tokens`).toBeLessThan(1e-5);
+        if (history.length === 2) expect(sameBits(logits, expected), 'the first append is the same forward').toBe(true);
+      }
+      decoder.reset();
+      expect(decoder.length).toBe(0);
+      const prompt = drawn(3);
+      expect(sameBits(await decoder.append(prompt), await model.nextTokenLogits(Int32Array.from(prompt)))).toBe(true);
+    }
+  });
+
+  it('generates with the decoder: the same tokens as argmax over forwards of the whole sequence', async () => {
+    const model = new SwitchTransformerLM({ ...tiny, numExperts: 4, evalCapacityFactor: 4, seed: 11 });
+    const tokens = [4, 9];
+    for (let n = 0; n < 9; n++) {  // past maxSeqLen
+      const logits = await model.nextTokenLogits(Int32Array.from(tokens));
+      tokens.push(logits.indexOf(Math.max(...logits)));
+    }
+    expect(await model.generate([4, 9], { maxNewTokens: 9 })).toEqual(tokens.slice(2));
+  });
+
+  it('a decoder rejects bad tokens and keeps its state', async () => {
+    const model = new SwitchTransformerLM(tiny, { feedForward: referenceFactory(true) });  // layers that await
+    const decoder = model.decoder();
+    await expect(decoder.append([])).rejects.toMatchObject({ code: 'ERR_SWITCH_SHAPE', name: 'RangeError' });
+    const first = await decoder.append([1, 2]);
+    for (const bad of [[13], [-1], [1.5], [Number.NaN]])
+      await expect(decoder.append([3, ...bad])).rejects.toMatchObject({ code: 'ERR_SWITCH_RANGE', message: expect.stringContaining("argument 'tokens'") });
+    expect(decoder.length).toBe(2);
+    expect(relError(await decoder.append([3]), await model.nextTokenLogits(Int32Array.of(1, 2, 3)))).toBeLessThan(1e-5);
+    expect(first).toHaveLength(13);
+    // One call at a time, as for forward; a failed append feeds nothing.
+    const pending = decoder.append([4]);
+    const second = decoder.append([5]), forward = model.forward(Int32Array.of(1, 2), Int32Array.of(2, 3), 1);
+    await expect(second).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
+    await expect(forward).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
+    await pending;
+    expect(decoder.length).toBe(4);
+    const busy = model.forward(Int32Array.of(1, 2), Int32Array.of(2, 3), 1);
+    await expect(decoder.append([5])).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
+    await busy;
+    expect(decoder.length).toBe(4);
+    expect(relError(await decoder.append([5]), await model.nextTokenLogits(Int32Array.of(1, 2, 3, 4, 5)))).toBeLessThan(1e-5);
+    // Layers that route groups of more than one token cannot take one token at a time.
+    const grouped = new SwitchTransformerLM({ ...tiny, numExperts: 4, groupSize: 2 });
+    await expect(grouped.generate([1, 2], { maxNewTokens: 2 })).rejects.toMatchObject({ code: 'ERR_SWITCH_SHAPE' });
+  });
+
   it('rejects bad options and inputs with coded errors', async () => {
     const f = { feedForward: referenceFactory() };
     expect(() => new SwitchTransformerLM({ ...tiny, numHeads: 3 }, f)).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION' }));

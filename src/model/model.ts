@@ -7,6 +7,7 @@
 import { codedError, rangeError, typeError } from '../errors.js';
 import type { FeedForwardLayer, FeedForwardOutput } from '../layers/types.js';
 import { Workspace } from '../layers/switch_steps.js';
+import { matmul } from '../matmul.js';
 import { packageFeedForward } from './feed_forward.js';
 import { isSwitchBlock, resolveModelConfig, type ModelConfig } from './config.js';
 import * as k from './kernels.js';
@@ -228,10 +229,10 @@ export class SwitchTransformerLM {
 
   /** Runs the blocks and the final norm; returns the normalised final hidden states (T, D). */
   private async trunk(tokens: Int32Array, B: number, S: number, training: boolean,
-    blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[]): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
+    blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[], capture?: CaptureQkv): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
     this.enter();
     try {
-      return await this.runTrunk(tokens, B, S, training, blocksOut, stats);
+      return await this.runTrunk(tokens, B, S, training, blocksOut, stats, capture);
     } finally {
       this.busy = false;
     }
@@ -247,7 +248,7 @@ export class SwitchTransformerLM {
   }
 
   private async runTrunk(tokens: Int32Array, B: number, S: number, training: boolean,
-    blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[]): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
+    blocksOut: BlockSaved[] | null, stats: SwitchLayerStats[], capture?: CaptureQkv): Promise<{ final: Float32Array; finalNorm: Float32Array; rstd: Float32Array }> {
     const c = this.config;
     const D = c.dModel, H = c.numHeads, T = B * S;
     // Training: every block's activations under their own names (backward reads them all);
@@ -264,6 +265,7 @@ export class SwitchTransformerLM {
       const attnOut = ws.f32('attnOut', T * D), qkv = ws.f32(name(i, 'qkv'), T * 3 * D);
       const att = ws.f32(name(i, 'att'), B * H * S * S), ctx = ws.f32(name(i, 'ctx'), T * D);
       await k.attentionForwardAsync(attnOut, qkv, att, ctx, norm1, b.wQkv, b.wO, B, S, D, H);
+      capture?.(i, qkv);
       const maskAttention = useDropout ? this.dropoutMask(ws.f32(name(i, 'maskAttention'), T * D)) : undefined;
       const mid = ws.f32(name(i, 'mid'), T * D);
       k.residualForward(mid, x, attnOut, maskAttention);
@@ -415,38 +417,163 @@ export class SwitchTransformerLM {
     const window = context.length > c.maxSeqLen ? context.subarray(context.length - c.maxSeqLen) : context;
     const S = this.checkBatch(window, 1, 'context');
     const { finalNorm } = await this.trunk(window, 1, S, false, null, []);
-    const D = c.dModel;
-    const h = finalNorm.subarray((S - 1) * D, S * D);
-    const logits = new Float32Array(c.vocabSize);
-    for (let v = 0; v < c.vocabSize; v++) {
-      let sum = 0;
-      const row = v * D;
-      for (let i = 0; i < D; i++) sum += h[i] * this.wte[row + i];
-      logits[v] = sum;
-    }
-    return logits;
+    return this.logits(finalNorm.subarray((S - 1) * c.dModel, S * c.dModel));
+  }
+
+  /** The output projection of one normalised hidden state h (D): h · wteᵀ (V). */
+  private logits(h: Float32Array): Float32Array {
+    return matmul(h, this.wte, { m: 1, n: this.config.vocabSize, k: this.config.dModel, transB: true });
+  }
+
+  /**
+   * Incremental decoding with a key/value cache. `append(tokens)` feeds tokens and returns the
+   * next-token logits after the last one, as `nextTokenLogits` of every token fed so far would:
+   * the first call runs one forward over its tokens and keeps each block's keys and values, every
+   * later token runs through the blocks as a single position against them (the whole window's work
+   * once, then one position's per token). Once more than maxSeqLen tokens were fed, the window
+   * slides and the learned positions move with it, so each append recomputes the last maxSeqLen.
+   *
+   * A Switch layer sees one token per later call, so nothing is dropped there, where a forward
+   * over the whole window could drop a token over its expert's capacity; with float32 rounding
+   * aside, the logits agree whenever that forward drops none. The cache holds keys and values of
+   * the weights as they were: make a new decoder after the weights change. Not for layers that
+   * need more than one token per call (groupSize > 1).
+   */
+  decoder(): Decoder {
+    const c = this.config;
+    const D = c.dModel, H = c.numHeads, P = c.maxSeqLen, V = c.vocabSize, Dh = D / H;
+    // Per block (H, P, Dh) keys and values, a head's rows contiguous; positions [0, cached) are valid.
+    const keys = this.blocks.map(() => new Float32Array(P * D)), values = this.blocks.map(() => new Float32Array(P * D));
+    const keep = (i: number, qkv: Float32Array, row: number, position: number) => {
+      for (let h = 0; h < H; h++) {
+        const from = row * 3 * D + h * Dh, to = (h * P + position) * Dh;
+        keys[i].set(qkv.subarray(from + D, from + D + Dh), to);
+        values[i].set(qkv.subarray(from + 2 * D, from + 2 * D + Dh), to);
+      }
+    };
+    const x = new Float32Array(D), mid = new Float32Array(D), norm = new Float32Array(D), rstd = new Float32Array(1);
+    const qkv = new Float32Array(3 * D), ctx = new Float32Array(D), attnOut = new Float32Array(D), scores = new Float32Array(P);
+    const scale = 1 / Math.sqrt(Dh);
+    const history: number[] = [];
+    let cached = 0, running = false;
+
+    // A forward over the window (its first position at 0), keeping every block's keys and values.
+    const prefill = async (window: Int32Array): Promise<Float32Array> => {
+      const S = window.length;
+      cached = 0;  // the capture overwrites the cache from position 0
+      const { finalNorm } = await this.trunk(window, 1, S, false, null, [], (i, q) => {
+        for (let t = 0; t < S; t++) keep(i, q, t, t);
+      });
+      cached = S;
+      return this.logits(finalNorm.subarray((S - 1) * D, S * D));
+    };
+
+    // One token at position p = cached through every block, its keys and values added to the cache.
+    const step = async (token: number): Promise<Float32Array> => {
+      const p = cached;
+      this.enter();
+      try {
+        for (let d = 0; d < D; d++) x[d] = this.wte[token * D + d] + this.wpe[p * D + d];
+        for (let i = 0; i < this.blocks.length; i++) {
+          const b = this.blocks[i];
+          k.rmsnormForward(norm, rstd, x, b.norm1, 1, D, c.normEps);
+          matmul(norm, b.wQkv, { m: 1, n: 3 * D, k: D, out: qkv });
+          keep(i, qkv, 0, p);
+          const n = p + 1, a = scores.subarray(0, n);
+          for (let h = 0; h < H; h++) {
+            const head = h * P * Dh;
+            matmul(qkv.subarray(h * Dh, (h + 1) * Dh), keys[i].subarray(head, head + n * Dh), { m: 1, n, k: Dh, transB: true, out: a });
+            let max = -Infinity, total = 0;
+            for (let j = 0; j < n; j++) max = Math.max(max, a[j]);
+            for (let j = 0; j < n; j++) total += (a[j] = Math.exp((a[j] - max) * scale));
+            for (let j = 0; j < n; j++) a[j] /= total;
+            matmul(a, values[i].subarray(head, head + n * Dh), { m: 1, n: Dh, k: n, out: ctx.subarray(h * Dh, (h + 1) * Dh) });
+          }
+          matmul(ctx, b.wO, { m: 1, n: D, k: D, out: attnOut });
+          k.residualForward(mid, x, attnOut);
+          k.rmsnormForward(norm, rstd, mid, b.norm2, 1, D, c.normEps);
+          const out = await b.feedForward.forward(norm, { training: false });
+          if (out.y.length !== D)
+            throw rangeError('ERR_SWITCH_SHAPE', `block ${i} feed-forward returned ${out.y.length} values for one token, expected D=${D}`);
+          k.residualForward(x, mid, out.y);
+        }
+        cached = p + 1;
+        k.rmsnormForward(norm, rstd, x, this.normFinal, 1, D, c.normEps);
+      } finally {
+        this.busy = false;
+      }
+      return this.logits(norm);
+    };
+
+    return {
+      get length() { return history.length; },
+      append: async (tokens: ArrayLike<number>): Promise<Float32Array> => {
+        if (tokens.length === 0) throw rangeError('ERR_SWITCH_SHAPE', `argument 'tokens' must hold at least one token`);
+        for (let i = 0; i < tokens.length; i++) {
+          const t = tokens[i];
+          if (!Number.isInteger(t) || t < 0 || t >= V)
+            throw rangeError('ERR_SWITCH_RANGE', `argument 'tokens' holds ${t} at index ${i}: tokens are integers in [0, ${V})`);
+        }
+        if (running) throw codedError('ERR_SWITCH_STATE', 'the decoder is already running an append: await it first');
+        running = true;
+        const before = history.length;
+        for (let i = 0; i < tokens.length; i++) history.push(tokens[i]);
+        try {
+          if (history.length > P) return await prefill(Int32Array.from(history.slice(history.length - P)));
+          if (cached === 0) return await prefill(Int32Array.from(history));
+          let logits!: Float32Array;
+          for (let n = before; n < history.length; n++) logits = await step(history[n]);
+          return logits;
+        } catch (error) {
+          history.length = before;  // the tokens of a failed append were not fed
+          cached = Math.min(cached, before);
+          throw error;
+        } finally {
+          running = false;
+        }
+      },
+      reset() {
+        history.length = 0;
+        cached = 0;
+      },
+    };
   }
 
   /**
    * Continues `prompt` by `maxNewTokens` tokens: greedy when temperature is 0 (default), otherwise
    * sampled from softmax(logits / temperature), restricted to the topK most likely tokens when given.
+   * Decodes with a key/value cache (see `decoder`).
    */
   async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<number[]> {
     const { maxNewTokens = 20, temperature = 0, topK = 0, seed = 0, excludeTokens = [] } = options;
     if (!(temperature >= 0)) throw rangeError('ERR_SWITCH_OPTION', `option 'temperature' must be >= 0, got ${temperature}`);
     if (prompt.length === 0) throw rangeError('ERR_SWITCH_SHAPE', `argument 'prompt' must hold at least one token`);
     const random = new Random(seed);
-    const tokens = Array.from(prompt);
+    const decoder = this.decoder();
     const out: number[] = [];
+    let fresh: ArrayLike<number> = prompt;
     for (let n = 0; n < maxNewTokens; n++) {
-      const logits = await this.nextTokenLogits(Int32Array.from(tokens));
+      const logits = await decoder.append(fresh);
       for (const t of excludeTokens) if (t >= 0 && t < logits.length) logits[t] = -Infinity;
       const next = temperature === 0 ? argmax(logits) : sample(logits, temperature, topK, random);
-      tokens.push(next);
       out.push(next);
+      fresh = [next];
     }
     return out;
   }
+}
+
+/** Called with each block's (T, 3D) queries, keys and values during a forward. */
+type CaptureQkv = (block: number, qkv: Float32Array) => void;
+
+/** Incremental decoding state of one sequence (SwitchTransformerLM.decoder). */
+export interface Decoder {
+  /** Tokens fed so far. */
+  readonly length: number;
+  /** Feeds tokens (integers in [0, V), at least one); resolves to the next-token logits (V) after the last. */
+  append(tokens: ArrayLike<number>): Promise<Float32Array>;
+  /** Forgets every token fed: the next append starts a new sequence. */
+  reset(): void;
 }
 
 export interface GenerateOptions {
