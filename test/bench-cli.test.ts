@@ -42,6 +42,27 @@ describe('switch-bench', () => {
     }
   });
 
+  it('generate: the decoder and the forward over the sequence, per model and thread count', () => {
+    const result = run('generate', '--quick', '--json', '--threads', '1');
+    expect(result.status, result.stderr).toBe(0);
+    const records = JSON.parse(result.stdout) as Array<Record<string, number | string>>;
+    const names = records.filter((r) => r.suite === 'generate').map((r) => r.name).sort();
+    expect(names).toEqual(['dense decoder', 'dense forward over the sequence', 'switch-e8 decoder', 'switch-e8 forward over the sequence']);
+    for (const r of records.filter((r) => r.suite === 'generate')) {
+      expect(r.threads).toBe(1);
+      expect(r.seconds as number).toBeGreaterThan(0);
+      expect(r.tokensPerSecond as number).toBeCloseTo(1 / (r.seconds as number), 6);
+      if (String(r.name).endsWith('decoder')) {
+        expect(Number.isFinite(r.percentOfPeak as number) && (r.gbps as number) > 0).toBe(true);
+        expect(r.speedupVsWindow as number).toBeGreaterThan(0);
+      }
+    }
+    // One Switch token reads the embedding, 4 blocks' attention and 2 dense + 2 one-expert layers.
+    const D = 256, F = 1024, V = 8193;
+    const switchBytes = 4 * (V * D + 4 * 4 * D * D + 4 * 2 * D * F + 2 * D * 8);
+    expect(records.find((r) => r.name === 'switch-e8 decoder')!.weightBytesPerToken).toBe(switchBytes);
+  });
+
   it('prints a table by default, and lists its suites', () => {
     const table = run('peak', '--quick', '--threads', '1');
     expect(table.status, table.stderr).toBe(0);

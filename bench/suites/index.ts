@@ -9,6 +9,7 @@ import { expertsSuite } from './experts.js';
 import { collectivesSuite } from './collectives.js';
 import { expertParallelSuite } from './expert-parallel.js';
 import { trainSuite } from './train.js';
+import { generateSuite } from './generate.js';
 
 export const suites: Suite[] = [
   peakSuite,
@@ -19,4 +20,5 @@ export const suites: Suite[] = [
   collectivesSuite,
   expertParallelSuite,
   trainSuite,
+  generateSuite,
 ];
