@@ -237,6 +237,7 @@ describe('SwitchTransformerLM (dense reference feed-forward)', () => {
     // One call at a time, as for forward; a failed append feeds nothing.
     const pending = decoder.append([4]);
     const second = decoder.append([5]), forward = model.forward(Int32Array.of(1, 2), Int32Array.of(2, 3), 1);
+    expect(() => decoder.reset()).toThrow(expect.objectContaining({ code: 'ERR_SWITCH_STATE' }));
     await expect(second).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
     await expect(forward).rejects.toMatchObject({ code: 'ERR_SWITCH_STATE' });
     await pending;

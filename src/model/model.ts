@@ -533,6 +533,7 @@ export class SwitchTransformerLM {
         }
       },
       reset() {
+        if (running) throw codedError('ERR_SWITCH_STATE', 'the decoder is running an append: await it before reset()');
         history.length = 0;
         cached = 0;
       },
