@@ -52,6 +52,12 @@ describe('switch-train', () => {
         '--checkpoint', ckpt, '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);
       expect(resumed.steps).toBe(6);
       expect(resumed.config.numExperts).toBe(4);
+      // --steps 0: a sample from the checkpoint, without training figures.
+      const sampled = (await run(process.execPath, [cli, '--resume', ckpt, '--steps', '0', '--corpus', data, '--prompt', 'the cat',
+        '--sample-tokens', '5', '--no-checkpoint', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout;
+      expect(sampled).toMatch(/^switch: 6 steps \(none in this run\), validation loss [\d.]+ \(perplexity [\d.]+\), [\d,]+ parameters$/m);
+      expect(sampled).toMatch(/^sample: the cat( \S+){5}$/m);
+      expect(sampled).not.toMatch(/NaN|tokens\/s/);
       const parallel = JSON.parse((await run(process.execPath, [cli, ...tinyFlags, '--devices', '2', '--steps', '2', '--corpus', data,
         '--no-checkpoint', '--json', '--quiet'], { cwd: dir })).stdout);
       expect(parallel).toMatchObject({ steps: 2, devices: 2, strategy: 'data' });

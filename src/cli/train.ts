@@ -55,7 +55,8 @@ Training:
   --eval-every N         validation every N steps (50)    --eval-batches N (8)
 Output:
   --checkpoint DIR       where to write the checkpoint (switch-checkpoint); --no-checkpoint to skip
-  --resume DIR           continue training from a checkpoint (on one device or, with --devices, on the mesh)
+  --resume DIR           continue training from a checkpoint (on one device or, with --devices, on the mesh);
+                         with --steps 0 it only evaluates and samples
   --compare-dense        also train the dense model of equal FLOPs per token on the same data
   --report FILE.html     write a self-contained HTML report with charts
   --prompt TEXT          start of the generated sample ("the")   --sample-tokens N (30)
@@ -343,9 +344,14 @@ async function main(argv: string[]): Promise<number> {
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ ...jsonSummary(summary), ...(dense ? { dense: jsonSummary(dense) } : {}), context })}\n`);
   } else {
-    const line = (s: RunSummary) => `${s.label}: ${s.steps} steps, train loss ${s.trainLoss.toFixed(4)}, validation loss ${s.valLoss.toFixed(4)} ` +
-      `(perplexity ${s.valPerplexity.toFixed(1)}), ${Math.round(s.tokensPerSecond)} tokens/s, ${s.params.toLocaleString('en-US')} parameters, ` +
-      `${(100 * s.droppedFraction).toFixed(2)}% dropped`;
+    // A run of no steps (--resume DIR --steps 0: a sample from a checkpoint) has no training figures.
+    const line = (s: RunSummary) => {
+      const trained = s.curve.length > 0;
+      return `${s.label}: ${s.steps} steps${trained ? `, train loss ${s.trainLoss.toFixed(4)}` : ' (none in this run)'}, ` +
+        `validation loss ${s.valLoss.toFixed(4)} (perplexity ${s.valPerplexity.toFixed(1)})` +
+        `${trained ? `, ${Math.round(s.tokensPerSecond)} tokens/s` : ''}, ${s.params.toLocaleString('en-US')} parameters` +
+        `${trained ? `, ${(100 * s.droppedFraction).toFixed(2)}% dropped` : ''}`;
+    };
     process.stdout.write(`${line(summary)}\n`);
     if (dense) {
       process.stdout.write(`${line(dense)}\n`);
