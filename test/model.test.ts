@@ -224,6 +224,43 @@ describe('SwitchTransformerLM (dense reference feed-forward)', () => {
     expect(await model.generate([4, 9], { maxNewTokens: 9 })).toEqual(tokens.slice(2));
   });
 
+  it('samples within the topK and topP candidates, and rejects bad generation options', async () => {
+    // A fresh model's logits are nearly flat, so a nucleus of p holds about p of the tokens and a
+    // sample outside it would show within a few draws.
+    const model = new SwitchTransformerLM({ ...tiny, seed: random.int(1000) }, { feedForward: referenceFactory() });
+    const prompt = [random.int(13), random.int(13)];
+    const logits = await model.nextTokenLogits(Int32Array.from(prompt));
+    const byLogit = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
+    const weights = byLogit.map((i) => Math.exp(logits[i] - logits[byLogit[0]]));
+    // The fewest most likely of the k best whose probabilities add up to p (of the k's total).
+    const nucleus = (p: number, k = 13) => {
+      const total = weights.slice(0, k).reduce((a, b) => a + b, 0);
+      let mass = 0, kept = 0;
+      while (kept < k && mass < p * total) mass += weights[kept++];
+      return new Set(byLogit.slice(0, kept));
+    };
+    for (const [options, allowed] of [
+      [{ topP: 0.5 }, nucleus(0.5)],
+      [{ topP: 0.9 }, nucleus(0.9)],
+      [{ topK: 3 }, nucleus(1, 3)],
+      [{ topK: 5, topP: 0.5 }, nucleus(0.5, 5)],
+      [{ topP: 1e-9 }, new Set([byLogit[0]])],
+    ] as const) {
+      expect(allowed.size, 'nearly flat logits').toBeLessThan(13);
+      const seen = new Set<number>();
+      for (let seed = 0; seed < 40; seed++) {
+        const [t] = await model.generate(prompt, { maxNewTokens: 1, temperature: 1, seed, ...options });
+        expect(allowed.has(t), `${JSON.stringify(options)}: token ${t}`).toBe(true);
+        seen.add(t);
+      }
+      if (allowed.size > 1) expect(seen.size, `${JSON.stringify(options)}: one token in 40 draws`).toBeGreaterThan(1);
+    }
+    for (const bad of [{ maxNewTokens: -1 }, { maxNewTokens: 1.5 }, { topK: -1 }, { topK: 2.5 }, { topP: 0 }, { topP: 1.5 },
+      { topP: Number.NaN }, { temperature: -1 }, { seed: 0.5 }])
+      await expect(model.generate(prompt, bad), JSON.stringify(bad)).rejects.toMatchObject({
+        code: 'ERR_SWITCH_OPTION', name: 'RangeError', message: expect.stringContaining(`option '${Object.keys(bad)[0]}'`) });
+  });
+
   it('a decoder rejects bad tokens and keeps its state', async () => {
     const model = new SwitchTransformerLM(tiny, { feedForward: referenceFactory(true) });  // layers that await
     const decoder = model.decoder();

@@ -54,7 +54,7 @@ describe('switch-train', () => {
       expect(resumed.config.numExperts).toBe(4);
       // --steps 0: a sample from the checkpoint, without training figures.
       const sampled = (await run(process.execPath, [cli, '--resume', ckpt, '--steps', '0', '--corpus', data, '--prompt', 'the cat',
-        '--sample-tokens', '5', '--no-checkpoint', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout;
+        '--sample-tokens', '5', '--top-p', '0.9', '--no-checkpoint', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout;
       expect(sampled).toMatch(/^switch: 6 steps \(none in this run\), validation loss [\d.]+ \(perplexity [\d.]+\), [\d,]+ parameters$/m);
       expect(sampled).toMatch(/^sample: the cat( \S+){5}$/m);
       expect(sampled).not.toMatch(/NaN|tokens\/s/);
@@ -84,6 +84,9 @@ describe('switch-train', () => {
     await expect(run(process.execPath, [cli, '--bogus'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('Usage: switch-train') });
     await expect(run(process.execPath, [cli, '--steps', 'x', '--corpus', '/nonexistent'])).rejects.toMatchObject({ code: 2 });
     await expect(run(process.execPath, [cli, '--devices', '2'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--steps') });
+    // Sampling options are checked before any training.
+    for (const [flag, value] of [['--top-p', '0'], ['--top-p', '1.5'], ['--temperature', '-1'], ['--sample-tokens', '-2']])
+      await expect(run(process.execPath, [cli, flag, value, '--corpus', '/nonexistent'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining(flag) });
     await expect(run(process.execPath, [cli, '--strategy', 'expert-data'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--steps') });
     await expect(run(process.execPath, [cli, '--wire', 'bf16', '--steps', '1'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('expert-data only') });
     await expect(run(process.execPath, [cli, '--strategy', 'expert-data', '--wire', 'f16', '--steps', '1'])).rejects.toMatchObject({ code: 2 });

@@ -61,6 +61,7 @@ Output:
   --report FILE.html     write a self-contained HTML report with charts
   --prompt TEXT          start of the generated sample ("the")   --sample-tokens N (30)
   --temperature X        sampling temperature, 0 = greedy (0.8)
+  --top-p X              sample from the fewest likeliest words holding X of the probability (1)
   --json                 print a JSON summary on stdout
   --quiet                no progress bar
   -h, --help
@@ -81,7 +82,7 @@ const options = {
   devices: { type: 'string' }, strategy: { type: 'string' }, wire: { type: 'string' }, backend: { type: 'string' }, 'mpi-args': { type: 'string' }, 'eval-every': { type: 'string' },
   'eval-batches': { type: 'string' }, checkpoint: { type: 'string' }, 'no-checkpoint': { type: 'boolean' },
   resume: { type: 'string' }, 'compare-dense': { type: 'boolean' }, report: { type: 'string' }, prompt: { type: 'string' },
-  'sample-tokens': { type: 'string' }, temperature: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' },
+  'sample-tokens': { type: 'string' }, temperature: { type: 'string' }, 'top-p': { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -273,6 +274,11 @@ async function main(argv: string[]): Promise<number> {
   if (onMesh && values.steps === undefined) throw new UsageError('--devices needs --steps (a mesh run has no time budget)');
   if (onMesh && values['compare-dense']) throw new UsageError('--compare-dense runs on one device only');
   if (values.threads !== undefined) setNumThreads(num(values, 'threads', 1, true));
+  // The sample comes after training: its options are checked before training starts.
+  if (num(values, 'sample-tokens', 30, true) < 0) throw new UsageError(`--sample-tokens must be >= 0, got ${String(values['sample-tokens'])}`);
+  if (num(values, 'temperature', 0.8) < 0) throw new UsageError(`--temperature must be >= 0, got ${String(values.temperature)}`);
+  const topP = num(values, 'top-p', 1);
+  if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p must be in (0, 1], got ${String(values['top-p'])}`);
   const seed = num(values, 'seed', 0, true);
   const log = (s: string) => { if (!values.quiet) process.stderr.write(`${s}\n`); };
 
@@ -313,7 +319,7 @@ async function main(argv: string[]): Promise<number> {
   const promptIds = dataset.tokenizer.encode(prompt);
   if (promptIds.length > 0) {
     const ids = await trainer.model.generate(promptIds, {
-      maxNewTokens: num(values, 'sample-tokens', 30, true), temperature: num(values, 'temperature', 0.8), topK: 40, seed,
+      maxNewTokens: num(values, 'sample-tokens', 30, true), temperature: num(values, 'temperature', 0.8), topK: 40, topP, seed,
       excludeTokens: dataset.tokenizer.kind === 'word' ? [0] : [],
     });
     const sep = dataset.tokenizer.kind === 'word' ? ' ' : '';

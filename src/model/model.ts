@@ -542,12 +542,18 @@ export class SwitchTransformerLM {
 
   /**
    * Continues `prompt` by `maxNewTokens` tokens: greedy when temperature is 0 (default), otherwise
-   * sampled from softmax(logits / temperature), restricted to the topK most likely tokens when given.
+   * sampled from softmax(logits / temperature), restricted to the topK most likely tokens and to the
+   * topP nucleus when given.
    * Decodes with a key/value cache (see `decoder`).
    */
   async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<number[]> {
-    const { maxNewTokens = 20, temperature = 0, topK = 0, seed = 0, excludeTokens = [] } = options;
+    const { maxNewTokens = 20, temperature = 0, topK = 0, topP = 1, seed = 0, excludeTokens = [] } = options;
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+      throw rangeError('ERR_SWITCH_OPTION', `option 'maxNewTokens' must be an integer >= 0, got ${maxNewTokens}`);
     if (!(temperature >= 0)) throw rangeError('ERR_SWITCH_OPTION', `option 'temperature' must be >= 0, got ${temperature}`);
+    if (!Number.isInteger(topK) || topK < 0) throw rangeError('ERR_SWITCH_OPTION', `option 'topK' must be an integer >= 0, got ${topK}`);
+    if (!(topP > 0 && topP <= 1)) throw rangeError('ERR_SWITCH_OPTION', `option 'topP' must be in (0, 1], got ${topP}`);
+    if (!Number.isInteger(seed)) throw rangeError('ERR_SWITCH_OPTION', `option 'seed' must be an integer, got ${seed}`);
     if (prompt.length === 0) throw rangeError('ERR_SWITCH_SHAPE', `argument 'prompt' must hold at least one token`);
     const random = new Random(seed);
     const decoder = this.decoder();
@@ -556,7 +562,7 @@ export class SwitchTransformerLM {
     for (let n = 0; n < maxNewTokens; n++) {
       const logits = await decoder.append(fresh);
       for (const t of excludeTokens) if (t >= 0 && t < logits.length) logits[t] = -Infinity;
-      const next = temperature === 0 ? argmax(logits) : sample(logits, temperature, topK, random);
+      const next = temperature === 0 ? argmax(logits) : sample(logits, temperature, topK, topP, random);
       out.push(next);
       fresh = [next];
     }
@@ -583,6 +589,9 @@ export interface GenerateOptions {
   temperature?: number;
   /** Sample among the k most likely tokens (0 = all). */
   topK?: number;
+  /** Nucleus sampling: among the fewest most likely tokens whose probabilities (after temperature
+   * and topK) add up to p; 1 = all (default). */
+  topP?: number;
   seed?: number;
   /** Tokens never produced (e.g. the unknown word). */
   excludeTokens?: number[];
@@ -594,13 +603,23 @@ function argmax(values: Float32Array): number {
   return best;
 }
 
-function sample(logits: Float32Array, temperature: number, topK: number, random: Random): number {
+function sample(logits: Float32Array, temperature: number, topK: number, topP: number, random: Random): number {
+  // Candidates: every token, or by descending logit (ties: the lower id first) the topK most likely.
   let order = Array.from(logits.keys());
-  if (topK > 0 && topK < logits.length) order = order.sort((a, b) => logits[b] - logits[a] || a - b).slice(0, topK);
+  if ((topK > 0 && topK < logits.length) || topP < 1) order.sort((a, b) => logits[b] - logits[a] || a - b);
+  if (topK > 0 && topK < order.length) order = order.slice(0, topK);
   let max = -Infinity;
   for (const i of order) max = Math.max(max, logits[i]);
-  const weights = order.map((i) => Math.exp((logits[i] - max) / temperature));
-  const total = weights.reduce((a, b) => a + b, 0);
+  let weights = order.map((i) => Math.exp((logits[i] - max) / temperature));
+  let total = weights.reduce((a, b) => a + b, 0);
+  if (topP < 1) {
+    // Nucleus: the fewest most likely candidates whose probabilities add up to topP.
+    let kept = 0, mass = 0;
+    while (kept < order.length && mass < topP * total) mass += weights[kept++];
+    order = order.slice(0, kept);
+    weights = weights.slice(0, kept);
+    total = mass;
+  }
   let u = random.uniform() * total;
   for (let j = 0; j < order.length; j++) {
     u -= weights[j];
