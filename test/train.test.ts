@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  Random, SwitchTransformerLM, Trainer, decodeSafetensors, encodeSafetensors, readCheckpoint, type ModelConfig, type StepReport,
+  Random, SwitchTransformerLM, Trainer, WordTokenizer, decodeSafetensors, encodeSafetensors, loadCheckpoint, readCheckpoint, tokenizerFromJSON,
+  type ModelConfig, type StepReport,
 } from 'switch-transformer';
 import { sameBits } from './model-helpers.js';
 
@@ -159,6 +160,28 @@ describe('Trainer', () => {
     for (const bad of [-1, NaN, Infinity, '1'])
       expect(() => new Trainer(new SwitchTransformerLM(config), { ...options, routerLrScale: bad as number }))
         .toThrow(expect.objectContaining({ code: 'ERR_SWITCH_OPTION', message: expect.stringContaining('routerLrScale') }));
+  });
+
+  it('loadCheckpoint rebuilds the model for inference: same weights, tokenizer and generation', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ckpt-'));
+    try {
+      const words = WordTokenizer.fromTexts(['the cat sat on the mat', 'a dog ran far'], 30);
+      const model = new SwitchTransformerLM({ ...tiny, vocabSize: words.vocabSize });
+      const trainer = new Trainer(model, { train: Int32Array.from(train, (t) => t % words.vocabSize), batchSize: 2, seqLen: 8, tokenizer: words.toJSON() });
+      await trainer.fit({ steps: 3 });
+      trainer.save(join(dir, 'c'));
+      const { model: loaded, tokenizer, state } = loadCheckpoint(join(dir, 'c'));
+      expect(state.step).toBe(3);
+      expect(loaded.config).toEqual(model.config);
+      for (const [i, p] of loaded.parameters.entries()) expect(sameBits(p.data, model.parameters[i].data), p.name).toBe(true);
+      expect(tokenizer).toEqual(words.toJSON());
+      const prompt = tokenizerFromJSON(tokenizer!).encode('the cat');
+      const options = { maxNewTokens: 6, temperature: 0.9, topP: 0.95, seed: 3 };
+      expect(await loaded.generate(prompt, options)).toEqual(await model.generate(prompt, options));
+      expect(() => loadCheckpoint(join(dir, 'none'))).toThrow(expect.objectContaining({ code: 'ERR_CHECKPOINT' }));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects a corrupt or foreign checkpoint with ERR_CHECKPOINT', () => {
