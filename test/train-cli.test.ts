@@ -67,6 +67,8 @@ describe('switch-train', () => {
       const experts = JSON.parse((await run(process.execPath, [cli, ...tinyFlags, '--devices', '2', '--strategy', 'expert-data', '--steps', '2',
         '--corpus', data, '--checkpoint', ckptExperts, '--json', '--quiet'], { cwd: dir })).stdout);
       expect(experts).toMatchObject({ steps: 2, devices: 2, strategy: 'expert-data', params: summary.params });
+      expect(experts.sample).toMatch(/^the( \S+){30}$/);  // from the checkpoint, on one process
+      expect(parallel.sample).toBeUndefined();  // --no-checkpoint: no model is left to sample from
       expect(Number.isFinite(experts.valLoss)).toBe(true);
       const resumedExperts = JSON.parse((await run(process.execPath, [cli, '--resume', ckptExperts, '--steps', '1', '--corpus', data,
         '--no-checkpoint', '--json', '--quiet', '--eval-batches', '2'], { cwd: dir })).stdout);

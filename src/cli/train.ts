@@ -6,10 +6,10 @@ import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { cpuInfo, setNumThreads } from '../index.js';
 import { prepareDataset, type Dataset } from '../data/dataset.js';
-import { tokenizerFromJSON } from '../data/tokenizer.js';
+import type { Tokenizer } from '../data/tokenizer.js';
 import { SwitchTransformerLM } from '../model/model.js';
 import { resolveModelConfig, type ModelConfig } from '../model/config.js';
-import { readCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpoint, readCheckpoint } from '../train/checkpoint.js';
 import { Trainer, type StepReport } from '../train/trainer.js';
 import { trainOnMesh, type MeshTrainingOptions } from '../train/mesh_training.js';
 import { htmlPage, lineChart, escapeHtml } from './report.js';
@@ -315,16 +315,7 @@ async function main(argv: string[]): Promise<number> {
   if (onMesh) return trainDataParallel(values, devices, config, dataset, budget.steps!);
   const { summary, trainer } = await trainOne(config.numExperts ? 'switch' : 'dense', config, dataset, values, budget, values.resume as string | undefined);
 
-  const prompt = (values.prompt as string | undefined) ?? 'the';
-  const promptIds = dataset.tokenizer.encode(prompt);
-  if (promptIds.length > 0) {
-    const ids = await trainer.model.generate(promptIds, {
-      maxNewTokens: num(values, 'sample-tokens', 30, true), temperature: num(values, 'temperature', 0.8), topK: 40, topP, seed,
-      excludeTokens: dataset.tokenizer.kind === 'word' ? [0] : [],
-    });
-    const sep = dataset.tokenizer.kind === 'word' ? ' ' : '';
-    summary.sample = prompt + sep + tokenizerFromJSON(dataset.tokenizer.toJSON()).decode(ids);
-  }
+  summary.sample = await sampleText(trainer.model, dataset.tokenizer, values, seed);
   if (!values['no-checkpoint']) {
     const dir = (values.checkpoint as string | undefined) ?? 'switch-checkpoint';
     trainer.save(dir);
@@ -400,12 +391,26 @@ async function trainDataParallel(values: Record<string, unknown>, devices: numbe
     valPerplexity: result.evaluation?.perplexity ?? NaN, tokensPerSecond: tokens / seconds, params: result.params,
     droppedFraction: result.history.reduce((a, r) => a + r.droppedFraction, 0) / Math.max(1, result.history.length),
     lossCurve: result.history.map((r) => r.crossEntropy), checkpoint: dir,
+    // The devices are gone: the sample comes from the checkpoint, on this process alone.
+    sample: dir ? await sampleText(loadCheckpoint(dir).model, dataset.tokenizer, values, num(values, 'seed', 0, true)) : undefined,
   };
   if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else process.stdout.write(`${strategy}-parallel on ${devices} devices: ${summary.steps} steps, train loss ${summary.trainLoss.toFixed(4)}, ` +
     `validation loss ${summary.valLoss.toFixed(4)}, ${Math.round(summary.tokensPerSecond)} tokens/s, ${summary.params.toLocaleString('en-US')} parameters` +
-    `${dir ? `\ncheckpoint: ${dir}` : ''}\n`);
+    `${summary.sample ? `\nsample: ${summary.sample}` : ''}${dir ? `\ncheckpoint: ${dir}` : ''}\n`);
   return 0;
+}
+
+/** The sample of a run: --prompt continued by --sample-tokens tokens (none when the prompt encodes to nothing). */
+async function sampleText(model: SwitchTransformerLM, tokenizer: Tokenizer, values: Record<string, unknown>, seed: number): Promise<string | undefined> {
+  const prompt = (values.prompt as string | undefined) ?? 'the';
+  const promptIds = tokenizer.encode(prompt);
+  if (promptIds.length === 0) return undefined;
+  const ids = await model.generate(promptIds, {
+    maxNewTokens: num(values, 'sample-tokens', 30, true), temperature: num(values, 'temperature', 0.8), topK: 40,
+    topP: num(values, 'top-p', 1), seed, excludeTokens: tokenizer.kind === 'word' ? [0] : [],
+  });
+  return prompt + (tokenizer.kind === 'word' ? ' ' : '') + tokenizer.decode(ids);
 }
 
 /** The trainer flags of a mesh run; resuming, only the flags given (the checkpoint's options fill the rest). */
