@@ -435,7 +435,7 @@ export class SwitchTransformerLM {
    *
    * A Switch layer sees one token per later call, so nothing is dropped there, where a forward
    * over the whole window could drop a token over its expert's capacity; with float32 rounding
-   * aside, the logits agree whenever that forward drops none. The cache holds keys and values of
+   * aside, the logits agree whenever that forward drops none. The cached keys and values come from
    * the weights as they were: make a new decoder after the weights change. Not for layers that
    * need more than one token per call (groupSize > 1).
    */
