@@ -13,6 +13,12 @@ export function randomInput(n: number, seed: number): Float32Array {
   return out;
 }
 
+/** The middle value (the upper one of an even count); the input is not reordered. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
 export interface Measurement {
   /** Median seconds of one run. */
   seconds: number;

@@ -10,15 +10,10 @@
 // peak` is of a memcpy of the same 256 KiB, in cache too.
 import { cpuInfo } from '../../src/index.js';
 import type { BenchRecord, Suite } from '../suite.js';
-import { measureBf16, measureMemcpy, measureStreamCopy, type Bf16Direction, type Bf16Impl, type Measurement } from '../measure.js';
+import { measureBf16, measureMemcpy, measureStreamCopy, type Bf16Direction, type Bf16Impl, type Measurement, median } from '../measure.js';
 import { memcpyBytes } from '../peak.js';
 
 const DIRECTIONS: Bf16Direction[] = ['toBfloat16', 'fromBfloat16'];
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 export const bf16Suite: Suite = {
   name: 'bf16',

@@ -27,6 +27,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchMesh, type Wire } from '../../src/index.js';
 import type { BenchRecord, Suite } from '../suite.js';
+import { median } from '../measure.js';
 import type { CollectivesBenchArgs, CollectivesBenchResult } from './collectives-program.js';
 
 const PROGRAM = new URL('./collectives-program.js', import.meta.url);
@@ -64,11 +65,6 @@ const VARIANTS: Variant[] = [
   { op: 'allToAll', wire: 'bf16', heap: false, backend: 'mpi', label: 'allToAll bf16 over MPI' },
   { op: 'allReduce', wire: 'float32', heap: false, backend: 'mpi', label: 'allReduce float32 over MPI' },
 ];
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 function sizeName(bytes: number): string {
   return bytes >= MiB ? `${bytes / MiB} MiB` : `${bytes / KiB} KiB`;

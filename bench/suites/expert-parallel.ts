@@ -13,14 +13,10 @@
 import { availableParallelism } from 'node:os';
 import { launchMesh, type Wire } from '../../src/index.js';
 import type { BenchRecord, Suite } from '../suite.js';
+import { median } from '../measure.js';
 import type { ExpertParallelArgs, ExpertParallelResult } from './expert-parallel-program.js';
 
 const PROGRAM = new URL('./expert-parallel-program.js', import.meta.url);
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 interface Config { devices: number; wire: Wire; plain?: boolean }
 

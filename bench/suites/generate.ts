@@ -10,17 +10,13 @@
 // over the time of a token; `percentOfPeak` compares it with the memcpy bandwidth of the run (bytes
 // copied, each read once and written once), the bound of a pass that reads each weight once.
 import type { BenchContext, BenchRecord, Suite } from '../suite.js';
+import { median } from '../measure.js';
 import { SwitchTransformerLM, setNumThreads, cpuInfo, isSwitchBlock } from '../../src/index.js';
 
 function argmax(values: Float32Array): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
   return best;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /** Bytes of float32 weights one decoded token reads. */
